@@ -1,0 +1,9 @@
+//! In-memory adapters of every port: for tests, examples and single-process use.
+
+mod notifier;
+mod rate_limiter;
+mod repository;
+
+pub use notifier::InProcessNotifier;
+pub use rate_limiter::GovernorRateLimiter;
+pub use repository::InMemoryRepository;

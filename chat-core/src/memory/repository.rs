@@ -1,0 +1,305 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::ids::{MessageId, UserId};
+use crate::message::{Inserted, Message, MessageStatus, NewMessageRecord};
+use crate::page::{ConversationSummary, HistoryPage};
+use crate::ports::MessageRepository;
+
+/// A [`MessageRepository`] in process memory. Nothing survives the process; otherwise
+/// it keeps the full contract, and it is the reference the conformance suite is
+/// written against.
+#[derive(Debug, Default)]
+pub struct InMemoryRepository {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Message `id` is at index `id - 1`.
+    messages: Vec<Message>,
+    by_client_id: HashMap<(UserId, String), MessageId>,
+    /// Ids of each conversation, ascending, keyed by `(smaller user, larger user)`.
+    conversations: HashMap<(UserId, UserId), Vec<MessageId>>,
+    /// Ids to or from each user, ascending.
+    by_user: HashMap<UserId, Vec<MessageId>>,
+}
+
+impl InMemoryRepository {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // No code path leaves the state half-changed, so a panic elsewhere cannot
+        // poison it in a way that matters.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn conversation_key(a: UserId, b: UserId) -> (UserId, UserId) {
+    (a.min(b), a.max(b))
+}
+
+impl State {
+    fn message(&self, id: MessageId) -> Option<&Message> {
+        let index = usize::try_from(id.get().checked_sub(1)?).ok()?;
+        self.messages.get(index)
+    }
+
+    fn message_mut(&mut self, id: MessageId) -> Option<&mut Message> {
+        let index = usize::try_from(id.get().checked_sub(1)?).ok()?;
+        self.messages.get_mut(index)
+    }
+
+    fn conversation(&self, a: UserId, b: UserId) -> &[MessageId] {
+        self.conversations
+            .get(&conversation_key(a, b))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn collect<'a>(&self, ids: impl Iterator<Item = &'a MessageId>, limit: u32) -> Vec<Message> {
+        ids.filter_map(|&id| self.message(id).cloned())
+            .take(limit as usize)
+            .collect()
+    }
+
+    fn unread_from(&self, receiver: UserId, sender: UserId) -> u64 {
+        self.conversation(receiver, sender)
+            .iter()
+            .filter_map(|&id| self.message(id))
+            .filter(|m| m.receiver_id == receiver && m.status != MessageStatus::Read)
+            .count() as u64
+    }
+}
+
+/// Moves `message` forward to `status` at `at`; `false` if it already was there.
+fn advance(message: &mut Message, status: MessageStatus, at: OffsetDateTime) -> bool {
+    if status == MessageStatus::Sent || message.status >= status {
+        return false;
+    }
+    message.status = status;
+    message.updated_at = at;
+    message.delivered_at.get_or_insert(at);
+    if status == MessageStatus::Read {
+        message.read_at = Some(at);
+    }
+    true
+}
+
+#[async_trait]
+impl MessageRepository for InMemoryRepository {
+    async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error> {
+        let mut state = self.state();
+        if let Some(key) = &record.client_message_id {
+            let existing = state
+                .by_client_id
+                .get(&(record.sender_id, key.clone()))
+                .and_then(|&id| state.message(id));
+            if let Some(existing) = existing {
+                return Ok(Inserted {
+                    message: existing.clone(),
+                    created: false,
+                });
+            }
+        }
+        let id = MessageId::new(state.messages.len() as i64 + 1);
+        let message = record.into_message(id);
+        if let Some(key) = &message.client_message_id {
+            state
+                .by_client_id
+                .insert((message.sender_id, key.clone()), id);
+        }
+        state
+            .conversations
+            .entry(conversation_key(message.sender_id, message.receiver_id))
+            .or_default()
+            .push(id);
+        for user in [message.sender_id, message.receiver_id] {
+            state.by_user.entry(user).or_default().push(id);
+        }
+        state.messages.push(message.clone());
+        Ok(Inserted {
+            message,
+            created: true,
+        })
+    }
+
+    async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {
+        Ok(self.state().message(id).cloned())
+    }
+
+    async fn history_page(
+        &self,
+        a: UserId,
+        b: UserId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<HistoryPage, Error> {
+        let state = self.state();
+        let ids = state.conversation(a, b);
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ok(HistoryPage {
+            messages: state.collect(ids.iter().rev().skip(skip), limit),
+            total: ids.len() as u64,
+        })
+    }
+
+    async fn history_before(
+        &self,
+        a: UserId,
+        b: UserId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        let state = self.state();
+        let ids = state.conversation(a, b);
+        let end = before.map_or(ids.len(), |before| ids.partition_point(|&id| id < before));
+        Ok(state.collect(ids[..end].iter().rev(), limit))
+    }
+
+    async fn history_after(
+        &self,
+        a: UserId,
+        b: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        let state = self.state();
+        let ids = state.conversation(a, b);
+        let start = ids.partition_point(|&id| id <= after);
+        Ok(state.collect(ids[start..].iter(), limit))
+    }
+
+    async fn set_status(
+        &self,
+        receiver: UserId,
+        ids: &[MessageId],
+        status: MessageStatus,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Message>, Error> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut state = self.state();
+        let mut changed = Vec::new();
+        for id in sorted {
+            if let Some(message) = state.message_mut(id)
+                && message.receiver_id == receiver
+                && advance(message, status, at)
+            {
+                changed.push(message.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn mark_read_up_to(
+        &self,
+        receiver: UserId,
+        sender: UserId,
+        up_to: Option<MessageId>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<MessageId>, Error> {
+        let mut state = self.state();
+        let ids: Vec<MessageId> = state
+            .conversation(receiver, sender)
+            .iter()
+            .copied()
+            .filter(|&id| up_to.is_none_or(|up_to| id <= up_to))
+            .collect();
+        let mut changed = Vec::new();
+        for id in ids {
+            if let Some(message) = state.message_mut(id)
+                && message.receiver_id == receiver
+                && advance(message, MessageStatus::Read, at)
+            {
+                changed.push(id);
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn undelivered(
+        &self,
+        receiver: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        let state = self.state();
+        let ids = state.by_user.get(&receiver).map_or(&[][..], Vec::as_slice);
+        let start = ids.partition_point(|&id| id <= after);
+        Ok(ids[start..]
+            .iter()
+            .filter_map(|&id| state.message(id))
+            .filter(|m| m.receiver_id == receiver && m.status == MessageStatus::Sent)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn after_messages_for(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        let state = self.state();
+        let ids = state.by_user.get(&user).map_or(&[][..], Vec::as_slice);
+        let start = ids.partition_point(|&id| id <= after);
+        Ok(state.collect(ids[start..].iter(), limit))
+    }
+
+    async fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, Error> {
+        let state = self.state();
+        // Last message id per counterpart, then newest first.
+        let mut last: BTreeMap<UserId, MessageId> = BTreeMap::new();
+        for &id in state.by_user.get(&user).map_or(&[][..], Vec::as_slice) {
+            if let Some(m) = state.message(id) {
+                last.insert(m.counterpart(user), id);
+            }
+        }
+        let mut rows: Vec<(UserId, MessageId)> = last
+            .into_iter()
+            .filter(|&(_, id)| before.is_none_or(|before| id < before))
+            .collect();
+        rows.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        Ok(rows
+            .into_iter()
+            .take(limit as usize)
+            .filter_map(|(counterpart, id)| {
+                Some(ConversationSummary {
+                    counterpart,
+                    last_message: state.message(id)?.clone(),
+                    unread_count: state.unread_from(user, counterpart),
+                })
+            })
+            .collect())
+    }
+
+    async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
+        let state = self.state();
+        Ok(state
+            .by_user
+            .get(&user)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|&id| state.message(id))
+            .filter(|m| m.receiver_id == user && m.status != MessageStatus::Read)
+            .count() as u64)
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! The four ports: what the core needs from the outside world.
+
+mod authenticator;
+mod notifier;
+mod rate_limiter;
+mod repository;
+
+pub use authenticator::{Authenticator, Identity};
+pub use notifier::{EventStream, Notifier};
+pub use rate_limiter::{RateDecision, RateLimiter};
+pub use repository::MessageRepository;

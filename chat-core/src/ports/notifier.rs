@@ -1,0 +1,37 @@
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+
+use crate::error::Error;
+use crate::event::Event;
+use crate::ids::UserId;
+
+/// A user's events, in publication order.
+pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send + 'static>>;
+
+/// Fans events out to the connections of a user, on this node or on many.
+///
+/// # Contract
+///
+/// - **Best effort.** The store is the source of truth; an event is a hint that
+///   something new is there. A lost event must never lose a message: clients catch up
+///   from the store on (re)connect.
+/// - **Fan-out.** `publish(user, e)` delivers `e` to every stream currently subscribed
+///   for `user` and to no stream of another user. A stream sees events in the order
+///   they were published for its user.
+/// - **No blocking on consumers.** `publish` never waits for a slow subscriber. A
+///   subscriber that falls too far behind is dropped: its stream ends, and its owner
+///   resumes from the store.
+/// - **Lifetime.** A stream receives events published after `subscribe` returned, until
+///   it is dropped; dropping it unsubscribes. Publishing for a user with no subscriber
+///   succeeds and does nothing.
+/// - **Errors.** `Error::Unavailable` when the broker cannot be reached.
+#[async_trait]
+pub trait Notifier: Send + Sync + 'static {
+    /// Publishes `event` to every current subscriber of `user`.
+    async fn publish(&self, user: UserId, event: Event) -> Result<(), Error>;
+
+    /// Subscribes to `user`'s events.
+    async fn subscribe(&self, user: UserId) -> Result<EventStream, Error>;
+}

@@ -1,0 +1,140 @@
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::ids::{MessageId, UserId};
+use crate::message::{Inserted, Message, MessageStatus, NewMessageRecord};
+use crate::page::{ConversationSummary, HistoryPage};
+
+/// Durable storage of messages.
+///
+/// A store keeps bytes and answers queries; it decides nothing. Every rule (who may
+/// do what, which input is valid) lives in `ChatService`, which calls the store only
+/// with validated arguments. The conformance suite in `chat_core::testing` checks this
+/// contract; every implementation runs it.
+///
+/// # Contract
+///
+/// - **Durability.** When a writing method returns `Ok`, its change is committed and
+///   survives a crash of the process.
+/// - **Ids.** `insert` assigns ids that ascend in commit order: a message committed
+///   after `after_messages_for` returned some id `n` as its largest must get an id
+///   above `n`, so a reader that resumes "after `n`" never misses it.
+/// - **Idempotency.** `insert` is idempotent on `(sender_id, client_message_id)` when the
+///   key is present: if a row with that pair exists (also one committed concurrently by
+///   another caller), it returns that row with `created: false` and changes nothing.
+///   Concurrent inserts of one pair produce exactly one row. Content is not compared
+///   here; the service decides whether a match is a replay or a conflict.
+/// - **Text.** `message` and `client_message_id` are stored and returned byte for byte,
+///   whatever characters they hold.
+/// - **Times.** Timestamps are handed in by the caller at microsecond precision and come
+///   back equal.
+/// - **Status.** Status only moves forward (`sent` → `delivered` → `read`). A change
+///   touches only rows whose `receiver_id` is the given receiver and whose status is
+///   below the target; moving to `read` also sets `delivered_at` when it is unset.
+///   `updated_at` becomes the given time. The methods return exactly the rows they
+///   changed, in ascending id order; rows already at or past the target are left as
+///   they are and not returned.
+/// - **Ordering.** Lists are ordered by id: descending for history pages and
+///   `history_before`, ascending for `history_after`, `undelivered` and
+///   `after_messages_for`. Conversation lists are ordered by their last message id,
+///   descending.
+/// - **Errors.** A lost or unreachable backend is `Error::Unavailable`; a unique
+///   violation other than the idempotency key is `Error::Conflict`; anything else
+///   unexpected is `Error::Internal`. Driver messages never leak into other variants.
+#[async_trait]
+pub trait MessageRepository: Send + Sync + 'static {
+    /// Stores a new message with status `sent`, or returns the existing row holding the
+    /// same `(sender_id, client_message_id)`.
+    async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error>;
+
+    /// The message with this id, if any.
+    async fn get(&self, id: MessageId) -> Result<Option<Message>, Error>;
+
+    /// The messages between `a` and `b` (either direction), newest first, skipping
+    /// `offset` and returning at most `limit`, with the conversation's total.
+    async fn history_page(
+        &self,
+        a: UserId,
+        b: UserId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<HistoryPage, Error>;
+
+    /// At most `limit` messages between `a` and `b` with an id below `before` (all
+    /// when `None`), newest first.
+    async fn history_before(
+        &self,
+        a: UserId,
+        b: UserId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error>;
+
+    /// At most `limit` messages between `a` and `b` with an id above `after`, oldest
+    /// first.
+    async fn history_after(
+        &self,
+        a: UserId,
+        b: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error>;
+
+    /// Moves the listed messages received by `receiver` to `status` (`Delivered` or
+    /// `Read`) at time `at`; returns the rows that changed. Ids of other users'
+    /// messages, unknown ids and duplicates are ignored. Asking for `Sent` changes
+    /// nothing.
+    async fn set_status(
+        &self,
+        receiver: UserId,
+        ids: &[MessageId],
+        status: MessageStatus,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Message>, Error>;
+
+    /// Marks every message from `sender` to `receiver` with an id up to `up_to`
+    /// (inclusive; all when `None`) as read at `at`; returns the ids that changed,
+    /// ascending.
+    async fn mark_read_up_to(
+        &self,
+        receiver: UserId,
+        sender: UserId,
+        up_to: Option<MessageId>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<MessageId>, Error>;
+
+    /// At most `limit` messages to `receiver` still `sent`, with an id above `after`
+    /// (0 for all), oldest first.
+    async fn undelivered(
+        &self,
+        receiver: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error>;
+
+    /// At most `limit` messages to or from `user` with an id above `after`, oldest
+    /// first: the catch-up of a reconnecting device.
+    async fn after_messages_for(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error>;
+
+    /// At most `limit` of `user`'s conversations whose last message id is below
+    /// `before` (all when `None`), by last message id descending, each with the count
+    /// of messages from the counterpart not yet read.
+    async fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, Error>;
+
+    /// Messages to `user` not yet read, over all conversations.
+    async fn unread_total(&self, user: UserId) -> Result<u64, Error>;
+
+    /// Checks the store can answer queries (for readiness probes).
+    async fn ping(&self) -> Result<(), Error>;
+}

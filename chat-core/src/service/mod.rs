@@ -1,0 +1,533 @@
+//! `ChatService`: every chat rule, in one place.
+
+mod config;
+pub(crate) mod validation;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::error::{Error, ValidationErrors};
+use crate::event::{Event, Receipt, Typing};
+use crate::ids::{MessageId, UserId};
+use crate::memory::{InMemoryRepository, InProcessNotifier};
+use crate::message::{Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome};
+use crate::page::{Conversations, History, HistoryPosition, HistoryQuery};
+use crate::ports::{EventStream, MessageRepository, Notifier, RateDecision, RateLimiter};
+use crate::timestamp;
+
+pub use config::ChatConfig;
+pub use validation::MAX_CLIENT_MESSAGE_ID_CHARS;
+
+/// Most messages one backlog call (`undelivered`, `messages_after`) returns.
+pub const MAX_BACKLOG_BATCH: u32 = 1000;
+
+/// The chat application: validates, authorizes, stores through a
+/// [`MessageRepository`] and then announces through a [`Notifier`].
+///
+/// Transports (HTTP, WebSocket) authenticate the caller and pass its [`UserId`]; they
+/// hold no rule of their own. Cloning is cheap and shares the adapters.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use chat_core::{ChatService, SendMessage, UserId};
+///
+/// let chat = ChatService::in_memory();
+/// let alice = UserId::new(1);
+/// let bob = UserId::new(2);
+/// let sent = chat
+///     .send(alice, SendMessage { receiver_id: bob, message: " hi ".into(), client_message_id: None })
+///     .await?;
+/// assert_eq!(sent.message.message, "hi");
+/// let read = chat.mark_read(bob, sent.message.id).await?;
+/// assert_eq!(read.status, chat_core::MessageStatus::Read);
+/// # Ok::<(), chat_core::Error>(())
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ChatService {
+    repository: Arc<dyn MessageRepository>,
+    notifier: Arc<dyn Notifier>,
+    send_limiter: Option<Arc<dyn RateLimiter>>,
+    config: ChatConfig,
+}
+
+impl std::fmt::Debug for ChatService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatService")
+            .field("config", &self.config)
+            .field("send_limiter", &self.send_limiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatService {
+    /// A service over the given store and notifier, with default limits and no send
+    /// rate limit.
+    pub fn new(repository: Arc<dyn MessageRepository>, notifier: Arc<dyn Notifier>) -> Self {
+        Self {
+            repository,
+            notifier,
+            send_limiter: None,
+            config: ChatConfig::default(),
+        }
+    }
+
+    /// A service on an [`InMemoryRepository`] and an [`InProcessNotifier`]: for tests,
+    /// examples and single-process demos.
+    pub fn in_memory() -> Self {
+        Self::new(
+            Arc::new(InMemoryRepository::new()),
+            Arc::new(InProcessNotifier::new()),
+        )
+    }
+
+    /// Replaces the limits.
+    pub fn with_config(mut self, config: ChatConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Limits sends per sender through `limiter` (key `send:<user id>`, cost 1).
+    pub fn with_send_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.send_limiter = Some(limiter);
+        self
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &ChatConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn repository(&self) -> &Arc<dyn MessageRepository> {
+        &self.repository
+    }
+
+    /// The notifier.
+    pub fn notifier(&self) -> &Arc<dyn Notifier> {
+        &self.notifier
+    }
+
+    /// Sends a message from `sender`.
+    ///
+    /// The text is trimmed and checked; with a `client_message_id` the send is
+    /// idempotent: the same key with the same receiver and text returns the original
+    /// (`replay: true`, nothing published again), the same key with other content is
+    /// `Error::Conflict`. The message is announced to both participants only after the
+    /// store committed it.
+    pub async fn send(&self, sender: UserId, input: SendMessage) -> Result<SendOutcome, Error> {
+        let SendMessage {
+            receiver_id,
+            message,
+            client_message_id,
+        } = input;
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "sender_id", sender.get());
+        validation::counterpart(&mut errors, "receiver_id", sender, receiver_id);
+        let trimmed_len =
+            validation::message_text(&mut errors, &message, self.config.max_message_chars).len();
+        if let Some(id) = &client_message_id {
+            validation::client_message_id(&mut errors, id);
+        }
+        errors.into_result()?;
+        let text = if trimmed_len == message.len() {
+            message
+        } else {
+            message.trim().to_owned()
+        };
+
+        self.check_send_rate(sender).await?;
+
+        // Only a keyed send can be a replay, so only then is the text kept to compare.
+        let expected_text = client_message_id.as_ref().map(|_| text.clone());
+        let inserted = self
+            .repository
+            .insert(NewMessageRecord {
+                sender_id: sender,
+                receiver_id,
+                message: text,
+                client_message_id,
+                created_at: timestamp::now(),
+            })
+            .await?;
+        if !inserted.created {
+            // The store matched on (sender, key); the content decides replay or conflict.
+            let original = inserted.message;
+            let same_content = original.receiver_id == receiver_id
+                && expected_text.as_deref() == Some(original.message.as_str());
+            return if same_content {
+                Ok(SendOutcome {
+                    message: original,
+                    replay: true,
+                })
+            } else {
+                Err(Error::Conflict {
+                    message: "The client_message_id has already been used for a different message."
+                        .to_owned(),
+                })
+            };
+        }
+        let message = inserted.message;
+        let shared = Arc::new(message.clone());
+        self.publish(message.receiver_id, Event::Message(Arc::clone(&shared)))
+            .await;
+        self.publish(message.sender_id, Event::Message(shared))
+            .await;
+        Ok(SendOutcome {
+            message,
+            replay: false,
+        })
+    }
+
+    /// The message `id`, if `caller` took part in it. A message of other users is
+    /// `NotFound`, exactly like a missing one, so ids reveal nothing.
+    pub async fn message(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "message_id", id.get());
+        errors.into_result()?;
+        self.visible_message(caller, id).await
+    }
+
+    /// A page of the conversation between `caller` and `other`.
+    pub async fn history(
+        &self,
+        caller: UserId,
+        other: UserId,
+        query: HistoryQuery,
+    ) -> Result<History, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::counterpart(&mut errors, "user_id", caller, other);
+        match query {
+            HistoryQuery::Page { page, per_page } => {
+                if page < 1 {
+                    errors.add(
+                        "page",
+                        crate::ValidationCode::OutOfRange,
+                        "The page field must be at least 1.",
+                    );
+                }
+                validation::page_size(&mut errors, "per_page", per_page);
+            }
+            HistoryQuery::Before { before_id, limit } => {
+                if let Some(id) = before_id {
+                    validation::positive_id(&mut errors, "before_id", id.get());
+                }
+                validation::page_size(&mut errors, "limit", limit);
+            }
+            HistoryQuery::After { after_id, limit } => {
+                validation::cursor_id(&mut errors, "after_id", after_id);
+                validation::page_size(&mut errors, "limit", limit);
+            }
+        }
+        errors.into_result()?;
+
+        match query {
+            HistoryQuery::Page { page, per_page } => {
+                let offset = u64::from(page - 1) * u64::from(per_page);
+                let found = self
+                    .repository
+                    .history_page(caller, other, offset, per_page)
+                    .await?;
+                let shown = found.messages.len() as u64;
+                Ok(History {
+                    position: HistoryPosition::Page {
+                        current_page: page,
+                        per_page,
+                        last_page: found.total.div_ceil(u64::from(per_page)).max(1),
+                        total: found.total,
+                        from: (shown > 0).then_some(offset + 1),
+                        to: (shown > 0).then_some(offset + shown),
+                    },
+                    messages: found.messages,
+                })
+            }
+            HistoryQuery::Before { before_id, limit } => {
+                let found = self
+                    .repository
+                    .history_before(caller, other, before_id, limit + 1)
+                    .await?;
+                Ok(cursor_page(found, limit))
+            }
+            HistoryQuery::After { after_id, limit } => {
+                let found = self
+                    .repository
+                    .history_after(caller, other, after_id, limit + 1)
+                    .await?;
+                Ok(cursor_page(found, limit))
+            }
+        }
+    }
+
+    /// Marks one message read by its receiver and tells the sender. Idempotent: a
+    /// message already read is returned as it is. A message the caller did not take
+    /// part in is `NotFound`; the sender asking is `Forbidden`.
+    pub async fn mark_read(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "message_id", id.get());
+        errors.into_result()?;
+        let message = self.visible_message(caller, id).await?;
+        if message.receiver_id != caller {
+            return Err(Error::Forbidden {
+                reason: "only the receiver can mark a message as read",
+            });
+        }
+        if message.status == MessageStatus::Read {
+            return Ok(message);
+        }
+        let changed = self
+            .repository
+            .set_status(caller, &[id], MessageStatus::Read, timestamp::now())
+            .await?;
+        match changed.into_iter().next() {
+            Some(updated) => {
+                self.publish_receipt(&updated).await;
+                Ok(updated)
+            }
+            // Another device read it in between; show the stored state.
+            None => self.visible_message(caller, id).await,
+        }
+    }
+
+    /// Marks the listed messages received by `caller` as delivered and tells each
+    /// sender. Ids of messages the caller did not receive are ignored. Returns the
+    /// messages that changed.
+    pub async fn mark_delivered(
+        &self,
+        caller: UserId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Message>, Error> {
+        self.advance_status(caller, ids, MessageStatus::Delivered)
+            .await
+    }
+
+    /// Marks the listed messages received by `caller` as read (and so delivered) and
+    /// tells each sender. Ids of messages the caller did not receive are ignored.
+    /// Returns the messages that changed.
+    pub async fn mark_read_ids(
+        &self,
+        caller: UserId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Message>, Error> {
+        self.advance_status(caller, ids, MessageStatus::Read).await
+    }
+
+    /// Marks every message `caller` received from `other` up to `up_to_id` (all when
+    /// `None`) as read, tells `other`, and returns how many changed.
+    pub async fn mark_conversation_read(
+        &self,
+        caller: UserId,
+        other: UserId,
+        up_to_id: Option<MessageId>,
+    ) -> Result<u64, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::counterpart(&mut errors, "user_id", caller, other);
+        if let Some(id) = up_to_id {
+            validation::positive_id(&mut errors, "up_to_id", id.get());
+        }
+        errors.into_result()?;
+        let at = timestamp::now();
+        let changed = self
+            .repository
+            .mark_read_up_to(caller, other, up_to_id, at)
+            .await?;
+        for &id in &changed {
+            self.publish(
+                other,
+                Event::Receipt(Receipt {
+                    id,
+                    sender_id: other,
+                    receiver_id: caller,
+                    status: MessageStatus::Read,
+                    at,
+                }),
+            )
+            .await;
+        }
+        Ok(changed.len() as u64)
+    }
+
+    /// `caller`'s conversations, newest activity first, `limit` (1–100) at a time; pass
+    /// the answer's `next_before` as `before` for the next page.
+    pub async fn conversations(
+        &self,
+        caller: UserId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Conversations, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "user_id", caller.get());
+        if let Some(id) = before {
+            validation::positive_id(&mut errors, "before", id.get());
+        }
+        validation::page_size(&mut errors, "limit", limit);
+        errors.into_result()?;
+        let mut items = self
+            .repository
+            .conversations(caller, before, limit + 1)
+            .await?;
+        let has_more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_before = has_more
+            .then(|| items.last().map(|c| c.last_message.id))
+            .flatten();
+        let total_unread = self.repository.unread_total(caller).await?;
+        Ok(Conversations {
+            items,
+            total_unread,
+            next_before,
+        })
+    }
+
+    /// Messages to `caller` not yet read, over all conversations.
+    pub async fn unread_total(&self, caller: UserId) -> Result<u64, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "user_id", caller.get());
+        errors.into_result()?;
+        self.repository.unread_total(caller).await
+    }
+
+    /// Up to `limit` (1–1000) messages to `caller` still `sent`, after `after_id`,
+    /// oldest first: the backlog a device receives on connect.
+    pub async fn undelivered(
+        &self,
+        caller: UserId,
+        after_id: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        self.check_backlog(caller, after_id, limit)?;
+        self.repository.undelivered(caller, after_id, limit).await
+    }
+
+    /// Up to `limit` (1–1000) messages to or from `caller` after `after_id`, oldest
+    /// first: the catch-up of a device resuming from a cursor.
+    pub async fn messages_after(
+        &self,
+        caller: UserId,
+        after_id: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        self.check_backlog(caller, after_id, limit)?;
+        self.repository
+            .after_messages_for(caller, after_id, limit)
+            .await
+    }
+
+    /// Tells `receiver` that `caller` is typing.
+    pub async fn typing(&self, caller: UserId, receiver: UserId) -> Result<(), Error> {
+        let mut errors = ValidationErrors::default();
+        validation::counterpart(&mut errors, "receiver_id", caller, receiver);
+        errors.into_result()?;
+        self.notifier
+            .publish(receiver, Event::Typing(Typing { user_id: caller }))
+            .await
+    }
+
+    /// `caller`'s live events. Subscribe before loading a backlog, then drop duplicates
+    /// by id, so nothing committed in between is missed.
+    pub async fn subscribe(&self, caller: UserId) -> Result<EventStream, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "user_id", caller.get());
+        errors.into_result()?;
+        self.notifier.subscribe(caller).await
+    }
+
+    /// Whether the store answers (readiness).
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.repository.ping().await
+    }
+
+    async fn visible_message(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {
+        match self.repository.get(id).await? {
+            Some(message) if message.is_participant(caller) => Ok(message),
+            _ => Err(Error::NotFound { what: "message" }),
+        }
+    }
+
+    async fn advance_status(
+        &self,
+        caller: UserId,
+        ids: &[MessageId],
+        status: MessageStatus,
+    ) -> Result<Vec<Message>, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "user_id", caller.get());
+        validation::id_batch(&mut errors, "ids", ids, self.config.max_batch_ids);
+        errors.into_result()?;
+        let changed = self
+            .repository
+            .set_status(caller, ids, status, timestamp::now())
+            .await?;
+        for message in &changed {
+            self.publish_receipt(message).await;
+        }
+        Ok(changed)
+    }
+
+    fn check_backlog(&self, caller: UserId, after_id: MessageId, limit: u32) -> Result<(), Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "user_id", caller.get());
+        validation::cursor_id(&mut errors, "after_id", after_id);
+        if !(1..=MAX_BACKLOG_BATCH).contains(&limit) {
+            errors.add(
+                "limit",
+                crate::ValidationCode::OutOfRange,
+                format!("The limit field must be between 1 and {MAX_BACKLOG_BATCH}."),
+            );
+        }
+        errors.into_result()
+    }
+
+    async fn check_send_rate(&self, sender: UserId) -> Result<(), Error> {
+        let Some(limiter) = &self.send_limiter else {
+            return Ok(());
+        };
+        match limiter
+            .check(&format!("send:{sender}"), NonZeroU32::MIN)
+            .await?
+        {
+            RateDecision::Allowed { .. } => Ok(()),
+            RateDecision::Denied { limit, retry_after } => {
+                Err(Error::RateLimited { retry_after, limit })
+            }
+        }
+    }
+
+    async fn publish_receipt(&self, message: &Message) {
+        let at = match message.status {
+            MessageStatus::Read => message.read_at,
+            _ => message.delivered_at,
+        }
+        .unwrap_or(message.updated_at);
+        self.publish(
+            message.sender_id,
+            Event::Receipt(Receipt {
+                id: message.id,
+                sender_id: message.sender_id,
+                receiver_id: message.receiver_id,
+                status: message.status,
+                at,
+            }),
+        )
+        .await;
+    }
+
+    /// Publishing is best effort: the change is committed, and clients catch up from
+    /// the store, so a failure is logged and not returned.
+    async fn publish(&self, user: UserId, event: Event) {
+        if let Err(error) = self.notifier.publish(user, event).await {
+            tracing::warn!(%user, %error, "could not publish a chat event");
+        }
+    }
+}
+
+fn cursor_page(mut messages: Vec<Message>, limit: u32) -> History {
+    let has_more = messages.len() > limit as usize;
+    messages.truncate(limit as usize);
+    History {
+        messages,
+        position: HistoryPosition::Cursor { limit, has_more },
+    }
+}

@@ -1,0 +1,137 @@
+//! Conformance suites every adapter runs (feature `testing`; not a stable API).
+//!
+//! Each case is a plain `pub async fn case(store: &dyn Port)`. The macros
+//! [`message_repository_suite!`](crate::message_repository_suite) and
+//! [`notifier_suite!`](crate::notifier_suite) expand to one `#[tokio::test]` per case,
+//! each with a fresh store from the factory expression. The factory evaluates to a
+//! future of `Option<F>`, where `F` dereferences to the store; `None` skips the case
+//! (see [`service_url`]). Adapter crates need `tokio` (with `macros`) as a
+//! dev-dependency.
+//!
+//! ```ignore
+//! mod conformance {
+//!     chat_core::message_repository_suite!(async {
+//!         Some(std::sync::Arc::new(chat_core::InMemoryRepository::new()))
+//!     });
+//! }
+//! ```
+
+pub mod notifier;
+pub mod repository;
+
+use time::OffsetDateTime;
+
+use crate::ids::UserId;
+use crate::message::NewMessageRecord;
+
+/// The URL of a test service from the environment variable `var`.
+///
+/// When it is unset or empty, prints why the test is skipped and returns `None`; with
+/// `CHAT_REQUIRE_SERVICES=1` it panics instead, so CI cannot skip silently.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CHAT_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "{var} is not set and CHAT_REQUIRE_SERVICES=1 requires the service"
+            );
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+/// A record for `sender` → `receiver` with `text`, created now.
+pub fn record(sender: i64, receiver: i64, text: &str) -> NewMessageRecord {
+    NewMessageRecord {
+        sender_id: UserId::new(sender),
+        receiver_id: UserId::new(receiver),
+        message: text.to_owned(),
+        client_message_id: None,
+        created_at: crate::timestamp::now(),
+    }
+}
+
+/// The same with a client message id.
+pub fn keyed_record(sender: i64, receiver: i64, text: &str, key: &str) -> NewMessageRecord {
+    NewMessageRecord {
+        client_message_id: Some(key.to_owned()),
+        ..record(sender, receiver, text)
+    }
+}
+
+/// A fixed time, at microsecond precision, a little after `base` seconds past the epoch.
+pub fn at(base: i64) -> OffsetDateTime {
+    crate::timestamp::from_unix_micros(1_700_000_000_000_000 + base * 1_000_000 + 123_456)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Expands to one `#[tokio::test]` per `MessageRepository` conformance case.
+#[macro_export]
+macro_rules! message_repository_suite {
+    ($factory:expr) => {
+        $crate::__conformance_cases!(repository, $factory;
+            insert_then_get_round_trip,
+            get_unknown_is_none,
+            ids_ascend_in_insert_order,
+            idempotent_insert_returns_original,
+            idempotency_key_is_per_sender,
+            concurrent_duplicate_inserts_make_one_row,
+            concurrent_inserts_are_all_stored,
+            history_page_is_newest_first_with_total,
+            history_pages_cover_every_message_once,
+            history_before_covers_every_message_once,
+            history_after_is_in_id_order,
+            history_holds_only_the_two_participants,
+            status_only_moves_forward,
+            status_changes_only_for_the_receiver,
+            read_implies_delivered,
+            set_status_ignores_unknown_and_repeated_ids,
+            mark_read_up_to_counts_and_stops_at_the_id,
+            mark_read_up_to_without_id_reads_all,
+            undelivered_lists_sent_messages_oldest_first,
+            after_messages_for_catches_up_in_id_order,
+            catch_up_during_concurrent_writes_is_gap_free,
+            conversations_are_newest_first_with_unread_counts,
+            conversations_page_by_cursor,
+            unread_total_counts_every_conversation,
+            unicode_and_long_bodies_are_stored_byte_for_byte,
+            sql_metacharacters_are_stored_verbatim,
+            timestamps_round_trip,
+            ping_answers,
+        );
+    };
+}
+
+/// Expands to one `#[tokio::test]` per `Notifier` conformance case.
+#[macro_export]
+macro_rules! notifier_suite {
+    ($factory:expr) => {
+        $crate::__conformance_cases!(notifier, $factory;
+            publish_reaches_a_subscriber,
+            every_stream_of_the_user_receives,
+            other_users_receive_nothing,
+            events_arrive_in_publish_order,
+            publish_without_subscribers_succeeds,
+            dropped_stream_does_not_disturb_others,
+            slow_subscriber_never_blocks_publish,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($suite:ident, $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(fixture) = ($factory).await else {
+                    return;
+                };
+                $crate::testing::$suite::$case(&*fixture).await;
+            }
+        )*
+    };
+}
