@@ -1,0 +1,54 @@
+//! The store's own failures, and how each maps into `chat_core::Error`.
+
+use rusqlite::ErrorCode;
+
+/// What went wrong inside the SQLite store.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database schema is version {found}; this release knows up to {supported}")]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("the store's writer thread has stopped")]
+    WriterStopped,
+    #[error("a commit failed: {0}")]
+    CommitFailed(String),
+    #[error("a blocking reader task failed: {0}")]
+    ReaderTask(String),
+    #[error("column {0} holds a value out of range")]
+    Corrupt(&'static str),
+}
+
+impl From<StoreError> for chat_core::Error {
+    fn from(error: StoreError) -> Self {
+        let unavailable = match &error {
+            StoreError::Sqlite(e) => match e.sqlite_error_code() {
+                Some(code) if code == ErrorCode::ConstraintViolation => {
+                    return Self::Conflict {
+                        message: "The change conflicts with stored data.".to_owned(),
+                    };
+                }
+                Some(code) => matches!(
+                    code,
+                    ErrorCode::DatabaseBusy
+                        | ErrorCode::DatabaseLocked
+                        | ErrorCode::CannotOpen
+                        | ErrorCode::SystemIoFailure
+                        | ErrorCode::DiskFull
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::OutOfMemory
+                ),
+                None => false,
+            },
+            StoreError::WriterStopped | StoreError::CommitFailed(_) => true,
+            StoreError::NewerSchema { .. } | StoreError::ReaderTask(_) | StoreError::Corrupt(_) => {
+                false
+            }
+        };
+        if unavailable {
+            Self::unavailable(error)
+        } else {
+            Self::internal(error)
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Every statement the store runs, and the mapping from rows to messages.
+
+use chat_core::{Message, MessageId, MessageStatus, UserId, timestamp};
+use rusqlite::Row;
+use rusqlite::types::{FromSqlError, Type};
+
+/// The columns of [`message_from_row`], in order.
+macro_rules! message_columns {
+    () => {
+        "id, sender_id, receiver_id, message, status, client_message_id, \
+         created_at, updated_at, delivered_at, read_at"
+    };
+}
+
+pub(crate) const INSERT: &str = "INSERT INTO messages \
+     (sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING RETURNING id";
+
+pub(crate) const BY_CLIENT_ID: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE sender_id = ?1 AND client_message_id = ?2"
+);
+
+pub(crate) const TOUCH_CONVERSATIONS: &str = "INSERT INTO conversations \
+     (user_id, peer_id, last_message_id, message_count) VALUES (?1, ?2, ?3, 1), (?2, ?1, ?3, 1) \
+     ON CONFLICT (user_id, peer_id) DO UPDATE SET \
+     last_message_id = excluded.last_message_id, message_count = message_count + 1";
+
+pub(crate) const GET: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE id = ?1"
+);
+
+pub(crate) const HISTORY_PAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE low_user_id = ?1 AND high_user_id = ?2 \
+     ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+);
+
+pub(crate) const CONVERSATION_TOTAL: &str =
+    "SELECT message_count FROM conversations WHERE user_id = ?1 AND peer_id = ?2";
+
+pub(crate) const HISTORY_BEFORE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE low_user_id = ?1 AND high_user_id = ?2 AND id < ?3 \
+     ORDER BY id DESC LIMIT ?4"
+);
+
+pub(crate) const HISTORY_AFTER: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE low_user_id = ?1 AND high_user_id = ?2 AND id > ?3 \
+     ORDER BY id ASC LIMIT ?4"
+);
+
+pub(crate) const MARK_DELIVERED: &str = concat!(
+    "UPDATE messages SET status = 'delivered', delivered_at = ?1, updated_at = ?1 \
+     WHERE id = ?2 AND receiver_id = ?3 AND status = 'sent' RETURNING ",
+    message_columns!()
+);
+
+pub(crate) const MARK_READ: &str = concat!(
+    "UPDATE messages SET status = 'read', read_at = ?1, \
+     delivered_at = coalesce(delivered_at, ?1), updated_at = ?1 \
+     WHERE id = ?2 AND receiver_id = ?3 AND status <> 'read' RETURNING ",
+    message_columns!()
+);
+
+pub(crate) const MARK_READ_UP_TO: &str = "UPDATE messages SET status = 'read', read_at = ?1, \
+     delivered_at = coalesce(delivered_at, ?1), updated_at = ?1 \
+     WHERE receiver_id = ?2 AND sender_id = ?3 AND status <> 'read' AND id <= ?4 RETURNING id";
+
+pub(crate) const UNDELIVERED: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE receiver_id = ?1 AND status = 'sent' AND id > ?2 \
+     ORDER BY id LIMIT ?3"
+);
+
+/// Two index ranges merged, instead of one `OR` that would scan and sort.
+pub(crate) const AFTER_FOR_USER: &str = concat!(
+    "SELECT * FROM (SELECT ",
+    message_columns!(),
+    " FROM messages WHERE sender_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3) \
+     UNION ALL SELECT * FROM (SELECT ",
+    message_columns!(),
+    " FROM messages WHERE receiver_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3) \
+     ORDER BY id LIMIT ?3"
+);
+
+pub(crate) const CONVERSATIONS: &str = "SELECT m.id, m.sender_id, m.receiver_id, m.message, \
+     m.status, m.client_message_id, m.created_at, m.updated_at, m.delivered_at, m.read_at, \
+     c.peer_id, (SELECT count(*) FROM messages u WHERE u.receiver_id = c.user_id \
+        AND u.sender_id = c.peer_id AND u.status <> 'read') \
+     FROM conversations c JOIN messages m ON m.id = c.last_message_id \
+     WHERE c.user_id = ?1 AND c.last_message_id < ?2 \
+     ORDER BY c.last_message_id DESC LIMIT ?3";
+
+pub(crate) const UNREAD_TOTAL: &str =
+    "SELECT count(*) FROM messages WHERE receiver_id = ?1 AND status <> 'read'";
+
+/// The conversation key of a pair, as stored in `low_user_id` / `high_user_id`.
+pub(crate) fn conversation_key(a: UserId, b: UserId) -> (i64, i64) {
+    (a.get().min(b.get()), a.get().max(b.get()))
+}
+
+/// Reads a message from the columns of `message_columns!`, starting at 0.
+pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    let status: String = row.get(4)?;
+    Ok(Message {
+        id: MessageId::new(row.get(0)?),
+        sender_id: UserId::new(row.get(1)?),
+        receiver_id: UserId::new(row.get(2)?),
+        message: row.get(3)?,
+        status: status
+            .parse::<MessageStatus>()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, Type::Text, Box::new(e)))?,
+        client_message_id: row.get(5)?,
+        created_at: time_at(row, 6)?,
+        updated_at: time_at(row, 7)?,
+        delivered_at: optional_time_at(row, 8)?,
+        read_at: optional_time_at(row, 9)?,
+    })
+}
+
+fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<time::OffsetDateTime> {
+    let micros: i64 = row.get(index)?;
+    timestamp::from_unix_micros(micros).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            Type::Integer,
+            Box::new(FromSqlError::OutOfRange(micros)),
+        )
+    })
+}
+
+fn optional_time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<time::OffsetDateTime>> {
+    match row.get::<_, Option<i64>>(index)? {
+        None => Ok(None),
+        Some(_) => time_at(row, index).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rusqlite::Connection;
+
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(params, |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        rows.join(" | ")
+    }
+
+    fn migrated() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::migrations::migrate(&mut conn).unwrap();
+        // Statistics as a large table would have them, so the planner chooses as it
+        // would in production.
+        conn.execute_batch("ANALYZE").unwrap();
+        conn
+    }
+
+    /// History must walk an index range in id order: no temporary B-tree (a sort of the
+    /// whole conversation) and no table scan.
+    #[test]
+    fn history_queries_are_index_range_scans() {
+        let conn = migrated();
+        for (sql, plan_text) in [
+            (HISTORY_PAGE, plan(&conn, HISTORY_PAGE, (1, 2, 50, 0))),
+            (
+                HISTORY_BEFORE,
+                plan(&conn, HISTORY_BEFORE, (1, 2, i64::MAX, 50)),
+            ),
+            (HISTORY_AFTER, plan(&conn, HISTORY_AFTER, (1, 2, 0, 50))),
+        ] {
+            assert!(
+                plan_text.contains("USING COVERING INDEX messages_conversation")
+                    || plan_text.contains("USING INDEX messages_conversation"),
+                "{sql}\n=> {plan_text}"
+            );
+            assert!(
+                plan_text.contains("low_user_id=? AND high_user_id=?"),
+                "{plan_text}"
+            );
+            assert!(
+                !plan_text.contains("TEMP B-TREE"),
+                "history sorts: {plan_text}"
+            );
+            assert!(!plan_text.starts_with("SCAN"), "history scans: {plan_text}");
+        }
+    }
+
+    #[test]
+    fn every_other_query_uses_an_index() {
+        let conn = migrated();
+        let cases: [(&str, &str, Box<dyn Fn(&Connection) -> String>); 8] = [
+            (
+                "GET",
+                "INTEGER PRIMARY KEY",
+                Box::new(|c| plan(c, GET, [1])),
+            ),
+            (
+                "BY_CLIENT_ID",
+                "messages_client_message_id",
+                Box::new(|c| plan(c, BY_CLIENT_ID, (1, "k"))),
+            ),
+            (
+                "UNDELIVERED",
+                "messages_undelivered",
+                Box::new(|c| plan(c, UNDELIVERED, (1, 0, 50))),
+            ),
+            (
+                "UNREAD_TOTAL",
+                "messages_unread",
+                Box::new(|c| plan(c, UNREAD_TOTAL, [1])),
+            ),
+            (
+                "MARK_READ_UP_TO",
+                "messages_unread",
+                Box::new(|c| plan(c, MARK_READ_UP_TO, (0, 1, 2, 10))),
+            ),
+            (
+                "CONVERSATIONS",
+                "conversations_recent",
+                Box::new(|c| plan(c, CONVERSATIONS, (1, i64::MAX, 20))),
+            ),
+            (
+                "CONVERSATION_TOTAL",
+                "PRIMARY KEY",
+                Box::new(|c| plan(c, CONVERSATION_TOTAL, (1, 2))),
+            ),
+            (
+                "AFTER_FOR_USER",
+                "messages_receiver",
+                Box::new(|c| plan(c, AFTER_FOR_USER, (1, 0, 50))),
+            ),
+        ];
+        for (name, index, plan_of) in cases {
+            let text = plan_of(&conn);
+            assert!(text.contains(index), "{name} does not use {index}: {text}");
+            assert!(
+                !text.contains("SCAN messages") && !text.contains("SCAN c"),
+                "{name} scans: {text}"
+            );
+        }
+        let after = plan(&conn, AFTER_FOR_USER, (1, 0, 50));
+        assert!(after.contains("messages_sender"), "{after}");
+        let conversations = plan(&conn, CONVERSATIONS, (1, i64::MAX, 20));
+        assert!(conversations.contains("messages_unread"), "{conversations}");
+        for update in [MARK_DELIVERED, MARK_READ] {
+            let text = plan(&conn, update, (0, 1, 2));
+            assert!(text.contains("INTEGER PRIMARY KEY"), "{update}: {text}");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! What the conformance suite cannot see: durability across reopening, migrations,
+//! and group commit under many concurrent writers.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chat_core::testing::record;
+use chat_core::{Error, MessageId, MessageRepository, MessageStatus, UserId};
+use chat_store_sqlite::{SqliteStore, rusqlite};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_messages_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let (first, read) = {
+        let store = SqliteStore::open(&path).await.unwrap();
+        let first = store
+            .insert(record(1, 2, "before restart"))
+            .await
+            .unwrap()
+            .message;
+        let read = store
+            .set_status(
+                UserId::new(2),
+                &[first.id],
+                MessageStatus::Read,
+                chat_core::timestamp::now(),
+            )
+            .await
+            .unwrap();
+        (first, read)
+    };
+    let store = SqliteStore::open(&path).await.unwrap();
+    let stored = store.get(first.id).await.unwrap().unwrap();
+    assert_eq!(stored, read[0]);
+    // Ids keep ascending after a restart.
+    let next = store
+        .insert(record(2, 1, "after restart"))
+        .await
+        .unwrap()
+        .message;
+    assert!(next.id > first.id);
+    assert_eq!(
+        store
+            .history_page(UserId::new(1), UserId::new(2), 0, 10)
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+}
+
+#[tokio::test]
+async fn opening_migrates_and_refuses_newer_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        SqliteStore::LATEST_SCHEMA_VERSION
+    );
+    drop(store);
+    // Opening again applies nothing and keeps the version.
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        SqliteStore::LATEST_SCHEMA_VERSION
+    );
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SqliteStore::LATEST_SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    match SqliteStore::open(&path).await {
+        Err(Error::Internal { source }) => {
+            assert!(
+                source.to_string().contains("newer") || source.to_string().contains("knows up to"),
+                "{source}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unopenable_path_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir/chat.db");
+    assert!(matches!(
+        SqliteStore::open(&missing).await,
+        Err(Error::Unavailable { .. })
+    ));
+    // A file that is not a database.
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0xAB; 8192]).unwrap();
+    assert!(SqliteStore::open(&garbage).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_writers_share_commits_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("chat.db")).await.unwrap());
+    let tasks: Vec<_> = (0..64)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..50 {
+                    let inserted = store
+                        .insert(record(100 + writer, 1, &format!("{writer}/{i}")))
+                        .await
+                        .unwrap();
+                    ids.push(inserted.message.id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut all = HashSet::new();
+    for task in tasks {
+        let ids = task.await.unwrap();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "one writer's ids must ascend"
+        );
+        all.extend(ids);
+    }
+    assert_eq!(all.len(), 64 * 50);
+    assert_eq!(store.unread_total(UserId::new(1)).await.unwrap(), 64 * 50);
+    let pending = store
+        .undelivered(UserId::new(1), MessageId::new(0), 5000)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 64 * 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_share_one_database() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let clone = store.clone();
+    let id = store
+        .insert(record(1, 2, "shared"))
+        .await
+        .unwrap()
+        .message
+        .id;
+    assert_eq!(clone.get(id).await.unwrap().unwrap().message, "shared");
+    // Two separate in-memory stores are independent.
+    let other = SqliteStore::open_in_memory().await.unwrap();
+    assert_eq!(other.get(id).await.unwrap(), None);
+}
