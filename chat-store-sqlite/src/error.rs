@@ -23,7 +23,7 @@ impl From<StoreError> for chat_core::Error {
     fn from(error: StoreError) -> Self {
         let unavailable = match &error {
             StoreError::Sqlite(e) => match e.sqlite_error_code() {
-                Some(code) if code == ErrorCode::ConstraintViolation => {
+                Some(ErrorCode::ConstraintViolation) => {
                     return Self::Conflict {
                         message: "The change conflicts with stored data.".to_owned(),
                     };

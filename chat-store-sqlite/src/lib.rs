@@ -109,7 +109,7 @@ impl SqliteStore {
 
     /// The schema version of the open database.
     pub async fn schema_version(&self) -> Result<i64, Error> {
-        self.read(|conn| migrations::version(conn)).await
+        self.read(migrations::version).await
     }
 
     /// The schema version this release writes.
@@ -127,8 +127,10 @@ impl SqliteStore {
     }
 }
 
-fn configure(conn: &Connection) -> Result<(), StoreError> {
+pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Savepoint journals and sort spills stay off the disk.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(())
 }

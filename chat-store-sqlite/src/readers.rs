@@ -71,8 +71,7 @@ fn open_reader(path: &PathBuf) -> Result<Connection, StoreError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(crate::BUSY_TIMEOUT)?;
+    crate::configure(&conn)?;
     conn.pragma_update(None, "query_only", true)?;
-    conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }

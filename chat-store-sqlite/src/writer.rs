@@ -114,8 +114,13 @@ fn run(conn: Connection, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
+/// Runs a fixed statement through the statement cache: it is parsed once, not per job.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn commit_batch(conn: &Connection, writes: &mut Vec<WriteJob>) {
-    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(error) = run_cached(conn, "BEGIN IMMEDIATE") {
         tracing::error!(%error, jobs = writes.len(), "cannot begin a write batch");
         // Dropping the jobs drops their reply senders: each caller gets WriterStopped.
         writes.clear();
@@ -124,22 +129,22 @@ fn commit_batch(conn: &Connection, writes: &mut Vec<WriteJob>) {
     let mut staged = Vec::with_capacity(writes.len());
     for write in writes.drain(..) {
         // A savepoint per job: a failing job leaves no half of its changes behind.
-        if let Err(error) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(error) = run_cached(conn, "SAVEPOINT job") {
             tracing::error!(%error, "cannot open a savepoint");
             continue;
         }
         let job = write(conn);
         let closed = if job.ok {
-            conn.execute_batch("RELEASE job")
+            run_cached(conn, "RELEASE job")
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job"))
         };
         if let Err(error) = closed {
             tracing::error!(%error, "cannot close a savepoint");
         }
         staged.push(job);
     }
-    match conn.execute_batch("COMMIT") {
+    match run_cached(conn, "COMMIT") {
         Ok(()) => {
             for job in staged {
                 (job.report)(Ok(()));

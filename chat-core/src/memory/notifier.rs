@@ -24,15 +24,18 @@ pub struct InProcessNotifier {
     hub: Arc<Hub>,
 }
 
+/// Each user's subscribers, as (subscriber id, channel).
+type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Event>)>>;
+
 #[derive(Debug)]
 struct Hub {
     capacity: usize,
     next_subscriber: AtomicU64,
-    subscribers: Mutex<HashMap<UserId, Vec<(u64, mpsc::Sender<Event>)>>>,
+    subscribers: Mutex<Subscribers>,
 }
 
 impl Hub {
-    fn subscribers(&self) -> MutexGuard<'_, HashMap<UserId, Vec<(u64, mpsc::Sender<Event>)>>> {
+    fn subscribers(&self) -> MutexGuard<'_, Subscribers> {
         // Every critical section leaves the map consistent, so poisoning is harmless.
         self.subscribers
             .lock()

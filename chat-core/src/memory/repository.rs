@@ -273,7 +273,7 @@ impl MessageRepository for InMemoryRepository {
             .into_iter()
             .filter(|&(_, id)| before.is_none_or(|before| id < before))
             .collect();
-        rows.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        rows.sort_unstable_by_key(|&(_, id)| std::cmp::Reverse(id));
         Ok(rows
             .into_iter()
             .take(limit as usize)

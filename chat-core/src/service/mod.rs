@@ -397,7 +397,7 @@ impl ChatService {
         after_id: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        self.check_backlog(caller, after_id, limit)?;
+        Self::check_backlog(caller, after_id, limit)?;
         self.repository.undelivered(caller, after_id, limit).await
     }
 
@@ -409,7 +409,7 @@ impl ChatService {
         after_id: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        self.check_backlog(caller, after_id, limit)?;
+        Self::check_backlog(caller, after_id, limit)?;
         self.repository
             .after_messages_for(caller, after_id, limit)
             .await
@@ -466,7 +466,7 @@ impl ChatService {
         Ok(changed)
     }
 
-    fn check_backlog(&self, caller: UserId, after_id: MessageId, limit: u32) -> Result<(), Error> {
+    fn check_backlog(caller: UserId, after_id: MessageId, limit: u32) -> Result<(), Error> {
         let mut errors = ValidationErrors::default();
         validation::positive_id(&mut errors, "user_id", caller.get());
         validation::cursor_id(&mut errors, "after_id", after_id);
