@@ -1,5 +1,6 @@
 //! The one error type of the chat library.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -63,7 +64,11 @@ pub enum Error {
 
 impl Error {
     /// A validation error with a single field error.
-    pub fn invalid(field: &'static str, code: ValidationCode, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<Cow<'static, str>>,
+        code: ValidationCode,
+        message: impl Into<String>,
+    ) -> Self {
         let mut errors = ValidationErrors::default();
         errors.add(field, code, message);
         Self::Validation(errors)
@@ -147,13 +152,17 @@ pub enum ValidationCode {
     SelfReference,
     /// Two fields that cannot be used together.
     Exclusive,
+    /// Not of the expected type (a string where a number belongs).
+    InvalidType,
+    /// Not a field of this input.
+    Unknown,
 }
 
 /// One broken rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
     /// The field, as named in the HTTP API (`receiver_id`, `message`, …).
-    pub field: &'static str,
+    pub field: Cow<'static, str>,
     /// The kind of rule.
     pub code: ValidationCode,
     /// A sentence for people.
@@ -168,9 +177,14 @@ pub struct ValidationErrors {
 
 impl ValidationErrors {
     /// Records a broken rule.
-    pub fn add(&mut self, field: &'static str, code: ValidationCode, message: impl Into<String>) {
+    pub fn add(
+        &mut self,
+        field: impl Into<Cow<'static, str>>,
+        code: ValidationCode,
+        message: impl Into<String>,
+    ) {
         self.errors.push(FieldError {
-            field,
+            field: field.into(),
             code,
             message: message.into(),
         });
@@ -192,10 +206,10 @@ impl ValidationErrors {
     }
 
     /// Messages grouped by field, the shape of Laravel's `errors` object.
-    pub fn by_field(&self) -> BTreeMap<&'static str, Vec<&str>> {
-        let mut map: BTreeMap<&'static str, Vec<&str>> = BTreeMap::new();
+    pub fn by_field(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for e in &self.errors {
-            map.entry(e.field).or_default().push(&e.message);
+            map.entry(&e.field).or_default().push(&e.message);
         }
         map
     }

@@ -57,4 +57,6 @@ pub use page::{
 pub use ports::{
     Authenticator, EventStream, Identity, MessageRepository, Notifier, RateDecision, RateLimiter,
 };
-pub use service::{ChatConfig, ChatService, MAX_BACKLOG_BATCH, MAX_CLIENT_MESSAGE_ID_CHARS};
+pub use service::{
+    ChatConfig, ChatService, MAX_BACKLOG_BATCH, MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus,
+};

@@ -32,13 +32,13 @@ fn keyed(receiver: UserId, message: &str, key: &str) -> SendMessage {
     }
 }
 
-fn fields(error: &Error) -> Vec<(&'static str, ValidationCode)> {
+fn fields(error: &Error) -> Vec<(&str, ValidationCode)> {
     error
         .validation_errors()
         .unwrap_or_else(|| panic!("expected a validation error, got {error:?}"))
         .errors()
         .iter()
-        .map(|e| (e.field, e.code))
+        .map(|e| (e.field.as_ref(), e.code))
         .collect()
 }
 
@@ -109,15 +109,13 @@ async fn bad_send_input_names_each_field() {
         let error = chat.send(ALICE, input.clone()).await.unwrap_err();
         assert_eq!(fields(&error), expected, "input {input:?}");
     }
-    let by_field = chat
-        .send(ALICE, text(ALICE, ""))
-        .await
-        .unwrap_err()
+    let error = chat.send(ALICE, text(ALICE, "")).await.unwrap_err();
+    let by_field: Vec<&str> = error
         .validation_errors()
         .unwrap()
         .by_field()
         .into_keys()
-        .collect::<Vec<_>>();
+        .collect();
     assert_eq!(by_field, vec!["message", "receiver_id"]);
     // Nothing was stored by any of them.
     assert_eq!(chat.unread_total(BOB).await.unwrap(), 0);
@@ -551,6 +549,43 @@ async fn send_rate_limit_is_per_sender() {
         }
         other => panic!("expected a rate limit, got {other:?}"),
     }
+    // Every attempt counts, also an invalid one, and the status reports what is left.
+    let chat = ChatService::in_memory().with_send_limiter(Arc::new(
+        GovernorRateLimiter::per_minute(NonZeroU32::new(60).unwrap(), NonZeroU32::new(3).unwrap()),
+    ));
+    let (status, result) = chat.send_with_rate_status(ALICE, text(BOB, " ")).await;
+    assert!(result.is_err());
+    assert_eq!(
+        status.map(|s| (s.limit, s.remaining, s.retry_after)),
+        Some((3, 2, None))
+    );
+    let (status, result) = chat.send_with_rate_status(ALICE, text(BOB, "ok")).await;
+    assert!(result.is_ok());
+    assert_eq!(status.map(|s| s.remaining), Some(1));
+    chat.send(ALICE, text(BOB, "ok")).await.unwrap();
+    let (status, result) = chat
+        .send_with_rate_status(ALICE, text(BOB, "refused"))
+        .await;
+    assert!(matches!(result, Err(Error::RateLimited { limit: 3, .. })));
+    let status = status.unwrap();
+    assert_eq!((status.remaining, status.retry_after.is_some()), (0, true));
+    // Without a limiter there is no status.
+    let (status, _) = ChatService::in_memory()
+        .send_with_rate_status(ALICE, text(BOB, "x"))
+        .await;
+    assert_eq!(status, None);
+}
+
+#[tokio::test]
+async fn refused_sends_store_nothing() {
+    let limiter = Arc::new(GovernorRateLimiter::per_minute(
+        NonZeroU32::new(60).unwrap(),
+        NonZeroU32::new(2).unwrap(),
+    ));
+    let chat = ChatService::in_memory().with_send_limiter(limiter);
+    chat.send(ALICE, text(BOB, "1")).await.unwrap();
+    chat.send(ALICE, text(BOB, "2")).await.unwrap();
+    assert!(chat.send(ALICE, text(BOB, "3")).await.is_err());
     // Bob has his own allowance, and the refused send stored nothing.
     chat.send(BOB, text(ALICE, "mine")).await.unwrap();
     assert_eq!(chat.unread_total(BOB).await.unwrap(), 2);

@@ -5,6 +5,7 @@ pub(crate) mod validation;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, ValidationErrors};
 use crate::event::{Event, Receipt, Typing};
@@ -17,6 +18,17 @@ use crate::timestamp;
 
 pub use config::ChatConfig;
 pub use validation::MAX_CLIENT_MESSAGE_ID_CHARS;
+
+/// A sender's send allowance after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateStatus {
+    /// The burst size of the limit.
+    pub limit: u32,
+    /// Sends still allowed right now.
+    pub remaining: u32,
+    /// Set when this attempt was refused: how long until one would pass.
+    pub retry_after: Option<Duration>,
+}
 
 /// Most messages one backlog call (`undelivered`, `messages_after`) returns.
 pub const MAX_BACKLOG_BATCH: u32 = 1000;
@@ -119,13 +131,45 @@ impl ChatService {
     /// `Error::Conflict`. The message is announced to both participants only after the
     /// store committed it.
     pub async fn send(&self, sender: UserId, input: SendMessage) -> Result<SendOutcome, Error> {
+        self.send_with_rate_status(sender, input).await.1
+    }
+
+    /// [`send`](Self::send), also reporting the sender's remaining allowance when a
+    /// send limiter is configured (for `X-RateLimit-*` headers). Every attempt spends
+    /// allowance, valid or not, and a refused attempt is `Error::RateLimited` before
+    /// its content is looked at.
+    pub async fn send_with_rate_status(
+        &self,
+        sender: UserId,
+        input: SendMessage,
+    ) -> (Option<RateStatus>, Result<SendOutcome, Error>) {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "sender_id", sender.get());
+        if let Err(error) = errors.into_result() {
+            return (None, Err(error));
+        }
+        let status = match self.check_send_rate(sender).await {
+            Ok(status) => status,
+            Err(error) => return (None, Err(error)),
+        };
+        if let Some(RateStatus {
+            limit,
+            retry_after: Some(retry_after),
+            ..
+        }) = status
+        {
+            return (status, Err(Error::RateLimited { retry_after, limit }));
+        }
+        (status, self.send_allowed(sender, input).await)
+    }
+
+    async fn send_allowed(&self, sender: UserId, input: SendMessage) -> Result<SendOutcome, Error> {
         let SendMessage {
             receiver_id,
             message,
             client_message_id,
         } = input;
         let mut errors = ValidationErrors::default();
-        validation::positive_id(&mut errors, "sender_id", sender.get());
         validation::counterpart(&mut errors, "receiver_id", sender, receiver_id);
         let trimmed_len =
             validation::message_text(&mut errors, &message, self.config.max_message_chars).len();
@@ -138,8 +182,6 @@ impl ChatService {
         } else {
             message.trim().to_owned()
         };
-
-        self.check_send_rate(sender).await?;
 
         // Only a keyed send can be a replay, so only then is the text kept to compare.
         let expected_text = client_message_id.as_ref().map(|_| text.clone());
@@ -480,19 +522,25 @@ impl ChatService {
         errors.into_result()
     }
 
-    async fn check_send_rate(&self, sender: UserId) -> Result<(), Error> {
+    async fn check_send_rate(&self, sender: UserId) -> Result<Option<RateStatus>, Error> {
         let Some(limiter) = &self.send_limiter else {
-            return Ok(());
+            return Ok(None);
         };
-        match limiter
+        let decision = limiter
             .check(&format!("send:{sender}"), NonZeroU32::MIN)
-            .await?
-        {
-            RateDecision::Allowed { .. } => Ok(()),
-            RateDecision::Denied { limit, retry_after } => {
-                Err(Error::RateLimited { retry_after, limit })
-            }
-        }
+            .await?;
+        Ok(Some(match decision {
+            RateDecision::Allowed { limit, remaining } => RateStatus {
+                limit,
+                remaining,
+                retry_after: None,
+            },
+            RateDecision::Denied { limit, retry_after } => RateStatus {
+                limit,
+                remaining: 0,
+                retry_after: Some(retry_after),
+            },
+        }))
     }
 
     async fn publish_receipt(&self, message: &Message) {
