@@ -148,7 +148,7 @@ impl ChatService {
         if let Err(error) = errors.into_result() {
             return (None, Err(error));
         }
-        let status = match self.check_send_rate(sender).await {
+        let status = match self.spend_send_allowance(sender).await {
             Ok(status) => status,
             Err(error) => return (None, Err(error)),
         };
@@ -522,7 +522,11 @@ impl ChatService {
         errors.into_result()
     }
 
-    async fn check_send_rate(&self, sender: UserId) -> Result<Option<RateStatus>, Error> {
+    /// Spends one send of `sender`'s allowance without sending: for transports that
+    /// refuse an attempt before it reaches [`send`](Self::send) (a malformed body), so
+    /// such attempts are limited too. `None` without a send limiter; a refusal is a
+    /// status with `retry_after` set.
+    pub async fn spend_send_allowance(&self, sender: UserId) -> Result<Option<RateStatus>, Error> {
         let Some(limiter) = &self.send_limiter else {
             return Ok(None);
         };

@@ -1,0 +1,133 @@
+//! Bearer authentication of API requests, with failed attempts limited per client
+//! address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use chat_core::{Error, Identity, RateDecision, RateLimiter, UserId};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Blocked addresses kept before expired entries are swept.
+const SWEEP_AT: usize = 10_000;
+
+/// The authenticated caller of a request.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthUser(pub Identity);
+
+impl AuthUser {
+    /// The caller's user id.
+    pub fn id(&self) -> UserId {
+        self.0.user_id
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let client = client_address(parts);
+        state.auth_throttle().refuse_if_blocked(&client)?;
+        let token = bearer_token(&parts.headers);
+        match state.authenticator().authenticate(token).await {
+            Ok(identity) => Ok(Self(identity)),
+            Err(Error::Unauthenticated(reason)) => {
+                // A missing token is a client bug, not a guess; only bad ones count.
+                if !token.is_empty() {
+                    state
+                        .auth_throttle()
+                        .record_failure(&client, state.metrics())
+                        .await?;
+                }
+                Err(Error::Unauthenticated(reason).into())
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, or `""` when there is none.
+pub fn bearer_token(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .unwrap_or_default()
+}
+
+/// The peer address of the connection (the limit key), when the server provides it.
+fn client_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string())
+}
+
+/// Limits failed authentications per client address: after the allowance is spent,
+/// the address gets 429 without its credentials being looked at until the wait is
+/// over, so guessing tokens stays slow.
+pub struct AuthThrottle {
+    limiter: Option<Arc<dyn RateLimiter>>,
+    blocked: Mutex<HashMap<String, Instant>>,
+}
+
+impl std::fmt::Debug for AuthThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthThrottle")
+            .field("enabled", &self.limiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthThrottle {
+    /// Throttles with `limiter` (`None`: never).
+    pub fn new(limiter: Option<Arc<dyn RateLimiter>>) -> Self {
+        Self {
+            limiter,
+            blocked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refuse_if_blocked(&self, client: &str) -> Result<(), ApiError> {
+        let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        match blocked.get(client) {
+            Some(&until) if until > Instant::now() => Err(Error::RateLimited {
+                retry_after: until - Instant::now(),
+                limit: 0,
+            }
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn record_failure(&self, client: &str, metrics: &Metrics) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        let key = format!("auth-failure:{client}");
+        if let RateDecision::Denied { limit, retry_after } =
+            limiter.check(&key, NonZeroU32::MIN).await?
+        {
+            metrics.rate_limited("auth_failure");
+            let now = Instant::now();
+            let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+            if blocked.len() >= SWEEP_AT {
+                blocked.retain(|_, until| *until > now);
+            }
+            blocked.insert(client.to_owned(), now + retry_after);
+            return Err(Error::RateLimited { retry_after, limit }.into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Configuration: flags with `CHAT_*` environment fallbacks, checked before start.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "The chat server: REST API over the chat library."
+)]
+pub struct Cli {
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print a token for a user, signed with the configured HS256 secret or the
+    /// development key.
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        user: i64,
+        /// How long the token is valid: `90s`, `15m`, `1h`, `7d`.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting, from flags or the environment.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "CHAT_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// `sqlite://path`, `sqlite::memory:`.
+    #[arg(long, env = "CHAT_DATABASE_URL", default_value = "sqlite://chat.db")]
+    pub database_url: String,
+    /// HS256 secret, at least 32 bytes.
+    #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file, for RS256, ES256 or EdDSA tokens.
+    #[arg(long, env = "CHAT_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// The algorithm of the public key: RS256, ES256 or EdDSA.
+    #[arg(long, env = "CHAT_JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<String>,
+    /// Required `iss` of tokens.
+    #[arg(long, env = "CHAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of tokens.
+    #[arg(long, env = "CHAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "CHAT_JWT_LEEWAY_SECONDS", default_value_t = 5)]
+    pub jwt_leeway_seconds: u64,
+    /// Sends per minute and user, on average.
+    #[arg(long, env = "CHAT_SEND_RATE_PER_MINUTE", default_value = "120")]
+    pub send_rate_per_minute: NonZeroU32,
+    /// Sends a user may make in a burst.
+    #[arg(long, env = "CHAT_SEND_BURST", default_value = "30")]
+    pub send_burst: NonZeroU32,
+    /// Failed authentications per minute and client address, on average.
+    #[arg(long, env = "CHAT_AUTH_FAILURES_PER_MINUTE", default_value = "30")]
+    pub auth_failures_per_minute: NonZeroU32,
+    /// Failed authentications a client address may make in a burst.
+    #[arg(long, env = "CHAT_AUTH_FAILURE_BURST", default_value = "10")]
+    pub auth_failure_burst: NonZeroU32,
+    /// Longest message, in characters.
+    #[arg(long, env = "CHAT_MAX_MESSAGE_CHARS", default_value = "4000")]
+    pub max_message_chars: NonZeroUsize,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value = "65536")]
+    pub max_body_bytes: NonZeroUsize,
+    /// Log filter, e.g. `info` or `chat_server=debug,info`.
+    #[arg(long, env = "CHAT_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format.
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+/// Where the messages live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    SqliteFile(PathBuf),
+    /// SQLite in memory: gone when the server stops.
+    SqliteMemory,
+}
+
+impl Database {
+    /// Parses `CHAT_DATABASE_URL`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url == "sqlite::memory:" || url == "sqlite://:memory:" {
+            return Ok(Self::SqliteMemory);
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(format!("CHAT_DATABASE_URL {url:?} names no file"));
+            }
+            return Ok(Self::SqliteFile(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(
+                "CHAT_DATABASE_URL: Postgres is not supported by this release; use sqlite://"
+                    .to_owned(),
+            );
+        }
+        Err(format!(
+            "CHAT_DATABASE_URL {url:?} is not understood: use sqlite://path or sqlite::memory:"
+        ))
+    }
+}
+
+/// Parses `90s`, `15m`, `1h`, `7d` or a number of seconds.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        "d" => number.saturating_mul(86_400),
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    if seconds == 0 || seconds > 366 * 86_400 {
+        return Err("the ttl must be between 1 second and 366 days".to_owned());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            Database::parse("sqlite://chat.db"),
+            Ok(Database::SqliteFile("chat.db".into()))
+        );
+        assert_eq!(
+            Database::parse("sqlite:///var/lib/chat.db"),
+            Ok(Database::SqliteFile("/var/lib/chat.db".into()))
+        );
+        assert_eq!(
+            Database::parse("sqlite::memory:"),
+            Ok(Database::SqliteMemory)
+        );
+        assert!(Database::parse("sqlite://").is_err());
+        assert!(Database::parse("mysql://x").is_err());
+        assert!(Database::parse("postgres://localhost/chat").is_err());
+    }
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "h", "0", "1y", "-1h", "999d", "1.5h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The reference chat server: the REST API of the chat library over axum, with JWT
+//! authentication, rate limits, an OpenAPI 3.1 document and Swagger UI, health and
+//! Prometheus metrics.
+//!
+//! [`app`] builds the router from an [`AppState`], so tests and hosts can drive it
+//! without a socket; [`serve`] runs it on a listener until a shutdown signal, finishing
+//! requests in flight.
+
+mod auth;
+pub mod config;
+mod dev_key;
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod resources;
+mod routes;
+mod startup;
+mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use auth::{AuthThrottle, AuthUser, bearer_token};
+pub use error::ApiError;
+pub use metrics::{MeasuredRepository, Metrics};
+pub use openapi::openapi;
+pub use startup::{StartError, build_state, dev_secret_path, mint_token};
+pub use state::{AppState, AppStateBuilder, DEFAULT_MAX_BODY_BYTES};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application: the API, `/api/openapi.json`, Swagger UI at `/docs`,
+/// `/health`, `/ready` and `/metrics`.
+pub fn app(state: AppState) -> Router {
+    let (api, document) = openapi::api_router().split_for_parts();
+    api.merge(SwaggerUi::new("/docs").url("/api/openapi.json", document))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(from_fn_with_state(state.clone(), metrics::track_requests))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes()))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %id,
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::Chat(chat_core::Error::internal("handler panicked")).into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting and
+/// finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,75 @@
+//! `chat-server`: serve the API, mint development tokens, print the OpenAPI document.
+
+use std::process::ExitCode;
+
+use chat_server::config::{Cli, Command, Settings};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.clone().unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.settings),
+        Command::Token { user, ttl } => match chat_server::mint_token(&cli.settings, user, ttl) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
+        Command::Openapi => match chat_server::openapi().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
+    }
+}
+
+fn serve(settings: &Settings) -> ExitCode {
+    if let Err(error) = chat_server::telemetry::init(&settings.log, settings.log_format) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error),
+    };
+    runtime.block_on(async {
+        let state = match chat_server::build_state(settings).await {
+            Ok(state) => state,
+            Err(error) => return fail(&error),
+        };
+        let listener = match tokio::net::TcpListener::bind(settings.addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("error: cannot listen on {}: {error}", settings.addr);
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            address = %settings.addr,
+            docs = %format!("http://{}/docs", settings.addr),
+            "chat server listening"
+        );
+        let app = chat_server::app(state);
+        match chat_server::serve(listener, app, chat_server::shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error),
+        }
+    })
+}
+
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    let mut message = format!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{message}");
+    ExitCode::FAILURE
+}

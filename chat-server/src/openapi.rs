@@ -1,0 +1,61 @@
+//! The OpenAPI 3.1 document, generated from the handlers.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::routes::{conversations, messages, system};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chat",
+        description = "Real-time one-to-one chat: send, history, read receipts. \
+            Authenticate with `Authorization: Bearer <JWT>` whose `sub` is your user id. \
+            Errors have Laravel's shape: `{\"message\": ..., \"errors\": {field: [...]}}`."
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "messages", description = "Sending, history, read receipts"),
+        (name = "conversations", description = "The conversation list"),
+        (name = "system", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every documented route with its handler.
+pub(crate) fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(messages::send))
+        .routes(routes!(messages::history))
+        .routes(routes!(messages::mark_read))
+        .routes(routes!(conversations::list))
+        .routes(routes!(conversations::mark_read))
+        .routes(routes!(system::health))
+        .routes(routes!(system::ready))
+        .routes(routes!(system::metrics))
+}
+
+/// The OpenAPI document the server serves at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}

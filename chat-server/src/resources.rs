@@ -1,0 +1,310 @@
+//! The JSON shapes of the API: request bodies, response envelopes, and the schemas that
+//! document them. Messages are serialized straight from `chat_core::Message`; the
+//! schema types here only describe that shape (tests check every response against
+//! them).
+
+use std::collections::BTreeMap;
+
+use chat_core::{Message, MessageId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Body of `POST /api/chat/send`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SendMessageRequest {
+    /// Who the message is for (≥ 1, not yourself).
+    pub(crate) receiver_id: i64,
+    /// The text: trimmed, 1 to the configured maximum of characters.
+    pub(crate) message: String,
+    /// Optional idempotency key: 1–64 of `[A-Za-z0-9._:-]`. Sending again with the same
+    /// key and content returns the original with 200.
+    #[serde(default)]
+    pub(crate) client_message_id: Option<String>,
+}
+
+/// Body of `POST /api/chat/conversations/{user_id}/read` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MarkConversationReadRequest {
+    /// Mark messages up to this id (inclusive); all when absent.
+    #[serde(default)]
+    pub(crate) up_to_id: Option<i64>,
+}
+
+/// Query of `GET /api/chat/messages/{user_id}`: page mode (`page`, `per_page`) or
+/// cursor mode (`before_id` or `after_id`, with `limit`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryParams {
+    /// Page number, from 1 (page mode, the default).
+    pub(crate) page: Option<u32>,
+    /// Messages per page, 1–100 (default 50).
+    pub(crate) per_page: Option<u32>,
+    /// Newest messages older than this id, newest first (cursor mode).
+    pub(crate) before_id: Option<i64>,
+    /// Oldest messages newer than this id, oldest first (cursor mode, catch-up).
+    pub(crate) after_id: Option<i64>,
+    /// Messages per cursor page, 1–100 (default 50).
+    pub(crate) limit: Option<u32>,
+}
+
+/// Query of `GET /api/chat/conversations`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ConversationParams {
+    /// Conversations whose last message id is below this (from `meta.next_before`).
+    pub(crate) before: Option<i64>,
+    /// Conversations per page, 1–100 (default 20).
+    pub(crate) limit: Option<u32>,
+}
+
+/// `{"data": ...}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Data<T> {
+    /// The payload.
+    pub(crate) data: T,
+}
+
+/// Page-mode pagination, as Laravel's paginator reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PageMeta {
+    /// The page shown.
+    pub(crate) current_page: u32,
+    /// Messages per page.
+    pub(crate) per_page: u32,
+    /// The last page (1 when empty).
+    pub(crate) last_page: u64,
+    /// Messages in the conversation.
+    pub(crate) total: u64,
+    /// Position of the first message shown (1-based), if any.
+    pub(crate) from: Option<u64>,
+    /// Position of the last message shown, if any.
+    pub(crate) to: Option<u64>,
+}
+
+/// Page-mode links (paths relative to the server).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PageLinks {
+    /// The first page.
+    pub(crate) first: String,
+    /// The last page.
+    pub(crate) last: String,
+    /// The previous page, if any.
+    pub(crate) prev: Option<String>,
+    /// The next page, if any.
+    pub(crate) next: Option<String>,
+}
+
+/// Cursor-mode pagination.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CursorMeta {
+    /// Requested page size.
+    pub(crate) limit: u32,
+    /// Whether more messages lie beyond this page in its direction.
+    pub(crate) has_more: bool,
+    /// Pass as `before_id` (or `after_id` in catch-up) for the next page.
+    pub(crate) next_cursor: Option<i64>,
+}
+
+/// Cursor-mode links.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CursorLinks {
+    /// The next page, if any.
+    pub(crate) next: Option<String>,
+}
+
+/// A page-mode history answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct HistoryPageBody<'a> {
+    /// Newest first.
+    pub(crate) data: &'a [Message],
+    /// Pagination.
+    pub(crate) meta: PageMeta,
+    /// Links.
+    pub(crate) links: PageLinks,
+}
+
+/// A cursor-mode history or conversation-list answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct CursorBody<'a, T, M> {
+    /// The items.
+    pub(crate) data: &'a [T],
+    /// Pagination.
+    pub(crate) meta: M,
+    /// Links.
+    pub(crate) links: CursorLinks,
+}
+
+/// One conversation as listed.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConversationItem<'a> {
+    /// The counterpart.
+    pub(crate) user_id: i64,
+    /// The newest message between the two.
+    pub(crate) last_message: &'a Message,
+    /// Messages from the counterpart not read yet.
+    pub(crate) unread_count: u64,
+}
+
+/// Conversation-list pagination.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ConversationsMeta {
+    /// Unread messages over all conversations.
+    pub(crate) total_unread: u64,
+    /// Requested page size.
+    pub(crate) limit: u32,
+    /// Pass as `before` for the next page; null on the last.
+    pub(crate) next_before: Option<i64>,
+}
+
+/// `{"updated": n}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Updated {
+    /// How many messages changed.
+    pub(crate) updated: u64,
+}
+
+pub(crate) fn cursor_of(id: Option<MessageId>) -> Option<i64> {
+    id.map(MessageId::get)
+}
+
+// ---- Schemas that document what the types above serialize. ----
+
+/// Delivery status; it only moves forward.
+#[derive(ToSchema)]
+#[schema(as = MessageStatus)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum MessageStatusSchema {
+    /// Stored, not yet confirmed by a device of the receiver.
+    Sent,
+    /// Confirmed by a device of the receiver.
+    Delivered,
+    /// Read by the receiver.
+    Read,
+}
+
+/// A message. Times are RFC 3339 in UTC with microseconds.
+#[derive(ToSchema)]
+#[schema(as = Message)]
+#[allow(dead_code)]
+pub(crate) struct MessageSchema {
+    /// Ascending id.
+    id: i64,
+    /// The sender.
+    sender_id: i64,
+    /// The receiver.
+    receiver_id: i64,
+    /// The text.
+    message: String,
+    /// Delivery status.
+    status: MessageStatusSchema,
+    /// The sender's idempotency key.
+    client_message_id: Option<String>,
+    /// When it was stored.
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// When it last changed.
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// When a device of the receiver confirmed it.
+    #[schema(format = DateTime)]
+    delivered_at: Option<String>,
+    /// When the receiver read it.
+    #[schema(format = DateTime)]
+    read_at: Option<String>,
+}
+
+/// `{"data": Message}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct MessageEnvelope {
+    data: MessageSchema,
+}
+
+/// A page of history in page mode.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct HistoryPageSchema {
+    /// Newest first.
+    data: Vec<MessageSchema>,
+    meta: PageMeta,
+    links: PageLinks,
+}
+
+/// A page of history in cursor mode.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct HistoryCursorSchema {
+    /// Newest first with `before_id`, oldest first with `after_id`.
+    data: Vec<MessageSchema>,
+    meta: CursorMeta,
+    links: CursorLinks,
+}
+
+/// History in page or cursor mode.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum HistorySchema {
+    /// Page mode.
+    Page(HistoryPageSchema),
+    /// Cursor mode.
+    Cursor(HistoryCursorSchema),
+}
+
+/// One conversation.
+#[derive(ToSchema)]
+#[schema(as = Conversation)]
+#[allow(dead_code)]
+pub(crate) struct ConversationSchema {
+    /// The counterpart.
+    user_id: i64,
+    /// The newest message between the two.
+    last_message: MessageSchema,
+    /// Messages from the counterpart not read yet.
+    unread_count: u64,
+}
+
+/// The conversation list.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ConversationsSchema {
+    /// Newest activity first.
+    data: Vec<ConversationSchema>,
+    meta: ConversationsMeta,
+    links: CursorLinks,
+}
+
+/// `{"data": {"updated": n}}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UpdatedEnvelope {
+    data: Updated,
+}
+
+/// An error.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorBody {
+    /// What went wrong, for people.
+    message: String,
+}
+
+/// A validation error: the messages of each field that broke a rule.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ValidationErrorBody {
+    /// A summary, for people.
+    message: String,
+    /// Messages by field.
+    errors: BTreeMap<String, Vec<String>>,
+}
+
+/// A liveness or readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HealthBody {
+    /// `ok`, `ready` or `unavailable`.
+    pub(crate) status: &'static str,
+}

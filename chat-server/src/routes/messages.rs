@@ -1,0 +1,286 @@
+//! Sending, reading history, marking read.
+
+use axum::Json;
+use axum::extract::{OriginalUri, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chat_core::{
+    HistoryPosition, HistoryQuery, MessageId, RateStatus, SendMessage, UserId, ValidationCode,
+    ValidationErrors,
+};
+
+use super::link;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, rate_limit_headers};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::resources::{
+    CursorBody, CursorLinks, CursorMeta, Data, ErrorBody, HistoryPageBody, HistoryParams,
+    HistorySchema, MessageEnvelope, PageLinks, PageMeta, SendMessageRequest, ValidationErrorBody,
+};
+use crate::state::AppState;
+
+/// Default page size of history.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// Send a message.
+///
+/// Every attempt spends the sender's allowance; the `X-RateLimit-*` headers report it.
+#[utoipa::path(
+    post,
+    operation_id = "send_message",
+    path = "/api/chat/send",
+    tag = "messages",
+    request_body = SendMessageRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored (committed) and announced.", body = MessageEnvelope,
+            headers(("X-RateLimit-Limit" = u32, description = "Burst size of the send limit"),
+                    ("X-RateLimit-Remaining" = u32, description = "Sends left right now"))),
+        (status = 200, description = "Replay: this client_message_id was already used with the same content; the original is returned.",
+            body = MessageEnvelope),
+        (status = 400, description = "Malformed JSON.", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token.", body = ErrorBody),
+        (status = 409, description = "The client_message_id was already used with other content.", body = ErrorBody),
+        (status = 413, description = "Body over the limit.", body = ErrorBody),
+        (status = 415, description = "Body is not JSON.", body = ErrorBody),
+        (status = 422, description = "Invalid input, unknown fields included.", body = ValidationErrorBody),
+        (status = 429, description = "Too many sends (or failed logins); see Retry-After.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The store is unavailable; see Retry-After.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn send(
+    State(state): State<AppState>,
+    user: AuthUser,
+    body: Result<ApiJson<SendMessageRequest>, ApiError>,
+) -> Response {
+    let chat = state.chat();
+    let (rate, result) = match body {
+        Ok(ApiJson(request)) => {
+            let input = SendMessage {
+                receiver_id: UserId::new(request.receiver_id),
+                message: request.message,
+                client_message_id: request.client_message_id,
+            };
+            let (rate, result) = chat.send_with_rate_status(user.id(), input).await;
+            (rate, result.map_err(ApiError::from))
+        }
+        // A malformed attempt spends allowance too, so it cannot be used to flood.
+        Err(rejection) => match chat.spend_send_allowance(user.id()).await {
+            Ok(Some(
+                rate @ RateStatus {
+                    retry_after: Some(retry_after),
+                    limit,
+                    ..
+                },
+            )) => {
+                let refused = chat_core::Error::RateLimited { retry_after, limit };
+                (Some(rate), Err(refused.into()))
+            }
+            Ok(rate) => (rate, Err(rejection)),
+            Err(error) => (None, Err(error.into())),
+        },
+    };
+    let mut response = match result {
+        Ok(outcome) => {
+            state.metrics().send(outcome.replay);
+            let status = if outcome.replay {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (
+                status,
+                Json(Data {
+                    data: outcome.message,
+                }),
+            )
+                .into_response()
+        }
+        Err(error) => {
+            if error.status() == StatusCode::TOO_MANY_REQUESTS {
+                state.metrics().rate_limited("send");
+            }
+            error.into_response()
+        }
+    };
+    if let Some(rate) = rate {
+        rate_limit_headers(response.headers_mut(), &rate);
+    }
+    response
+}
+
+/// The conversation with another user.
+///
+/// Page mode (default): `page` and `per_page`, newest first, with totals. Cursor mode:
+/// `before_id` (newest first) or `after_id` (oldest first, for catching up), with
+/// `limit`. Only the caller's own conversation is ever shown.
+#[utoipa::path(
+    get,
+    operation_id = "get_history",
+    path = "/api/chat/messages/{user_id}",
+    tag = "messages",
+    params(("user_id" = i64, Path, description = "The other participant"), HistoryParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the conversation.", body = HistorySchema),
+        (status = 401, description = "Missing, invalid or expired token.", body = ErrorBody),
+        (status = 422, description = "Invalid parameters.", body = ValidationErrorBody),
+        (status = 429, description = "Too many failed logins from this address.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(other): ApiPath<i64>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, ApiError> {
+    let query = history_query(&params)?;
+    let history = state
+        .chat()
+        .history(user.id(), UserId::new(other), query)
+        .await?;
+    let path = uri.path();
+    let response = match history.position {
+        HistoryPosition::Page {
+            current_page,
+            per_page,
+            last_page,
+            total,
+            from,
+            to,
+        } => {
+            let page_link = |page: u64| {
+                link(
+                    path,
+                    &[
+                        ("page", page.to_string()),
+                        ("per_page", per_page.to_string()),
+                    ],
+                )
+            };
+            let current = u64::from(current_page);
+            Json(HistoryPageBody {
+                data: &history.messages,
+                meta: PageMeta {
+                    current_page,
+                    per_page,
+                    last_page,
+                    total,
+                    from,
+                    to,
+                },
+                links: PageLinks {
+                    first: page_link(1),
+                    last: page_link(last_page),
+                    prev: (current > 1).then(|| page_link((current - 1).min(last_page))),
+                    next: (current < last_page).then(|| page_link(current + 1)),
+                },
+            })
+            .into_response()
+        }
+        HistoryPosition::Cursor { limit, has_more } => {
+            let key = if params.after_id.is_some() {
+                "after_id"
+            } else {
+                "before_id"
+            };
+            let next_cursor = history
+                .messages
+                .last()
+                .filter(|_| has_more)
+                .map(|m| m.id.get());
+            Json(CursorBody {
+                data: &history.messages,
+                meta: CursorMeta {
+                    limit,
+                    has_more,
+                    next_cursor,
+                },
+                links: CursorLinks {
+                    next: next_cursor.map(|cursor| {
+                        link(
+                            path,
+                            &[(key, cursor.to_string()), ("limit", limit.to_string())],
+                        )
+                    }),
+                },
+            })
+            .into_response()
+        }
+    };
+    Ok(response)
+}
+
+/// Chooses page or cursor mode from the query; mixing them is a 422.
+fn history_query(params: &HistoryParams) -> Result<HistoryQuery, ApiError> {
+    let mut errors = ValidationErrors::default();
+    let cursor = params.before_id.is_some() || params.after_id.is_some() || params.limit.is_some();
+    let paged = params.page.is_some() || params.per_page.is_some();
+    if params.before_id.is_some() && params.after_id.is_some() {
+        errors.add(
+            "after_id",
+            ValidationCode::Exclusive,
+            "The after_id field cannot be used with before_id.",
+        );
+    }
+    if cursor && paged {
+        errors.add(
+            "page",
+            ValidationCode::Exclusive,
+            "The page and per_page fields cannot be used with before_id, after_id or limit.",
+        );
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok(match (params.before_id, params.after_id) {
+        (_, Some(after)) => HistoryQuery::After {
+            after_id: MessageId::new(after),
+            limit: params.limit.unwrap_or(DEFAULT_PAGE_SIZE),
+        },
+        (before, None) if cursor => HistoryQuery::Before {
+            before_id: before.map(MessageId::new),
+            limit: params.limit.unwrap_or(DEFAULT_PAGE_SIZE),
+        },
+        _ => HistoryQuery::Page {
+            page: params.page.unwrap_or(1),
+            per_page: params.per_page.unwrap_or(DEFAULT_PAGE_SIZE),
+        },
+    })
+}
+
+/// Mark a received message as read.
+///
+/// Idempotent: a message already read is returned unchanged. The sender is told by a
+/// receipt.
+#[utoipa::path(
+    patch,
+    operation_id = "mark_message_read",
+    path = "/api/chat/read/{message_id}",
+    tag = "messages",
+    params(("message_id" = i64, Path, description = "The message")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The message, read.", body = MessageEnvelope),
+        (status = 401, description = "Missing, invalid or expired token.", body = ErrorBody),
+        (status = 403, description = "The caller sent this message; only the receiver marks it read.", body = ErrorBody),
+        (status = 404, description = "No such message, or the caller took no part in it.", body = ErrorBody),
+        (status = 422, description = "Invalid id.", body = ValidationErrorBody),
+        (status = 429, description = "Too many failed logins from this address.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn mark_read(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(message_id): ApiPath<i64>,
+) -> Result<Json<Data<chat_core::Message>>, ApiError> {
+    let message = state
+        .chat()
+        .mark_read(user.id(), MessageId::new(message_id))
+        .await?;
+    Ok(Json(Data { data: message }))
+}

@@ -1,0 +1,14 @@
+//! The HTTP routes, one module per resource.
+
+pub(crate) mod conversations;
+pub(crate) mod messages;
+pub(crate) mod system;
+
+/// `path?query` with `query` built from `pairs`, for pagination links.
+pub(crate) fn link(path: &str, pairs: &[(&str, String)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        query.append_pair(key, value);
+    }
+    format!("{path}?{}", query.finish())
+}

@@ -1,0 +1,203 @@
+//! Assembling the server from its settings: store, authenticator, limits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::jwt::KeyError;
+use chat_core::{
+    Authenticator, ChatConfig, ChatService, GovernorRateLimiter, InProcessNotifier, JwtAlgorithm,
+    JwtAuthenticator, JwtIssuer, MessageRepository,
+};
+use chat_store_sqlite::SqliteStore;
+
+use crate::config::{Database, Settings};
+use crate::dev_key;
+use crate::metrics::{MeasuredRepository, Metrics};
+use crate::state::AppState;
+
+/// Why the server cannot start; each says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// A key cannot be used.
+    #[error("JWT key: {0}")]
+    Key(#[from] KeyError),
+    /// A file cannot be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store cannot be opened.
+    #[error("cannot open the database: {0}")]
+    Store(#[source] chat_core::Error),
+}
+
+/// The development secret file of these settings' database, if it is a file.
+pub fn dev_secret_path(settings: &Settings) -> Result<Option<PathBuf>, StartError> {
+    Ok(
+        match Database::parse(&settings.database_url).map_err(StartError::Config)? {
+            Database::SqliteFile(path) => Some(dev_key::path_beside(&path)),
+            Database::SqliteMemory => None,
+        },
+    )
+}
+
+/// How tokens are checked.
+enum KeySource {
+    Secret(Vec<u8>),
+    PublicKey(JwtAlgorithm, Vec<u8>),
+}
+
+fn configured_key(settings: &Settings) -> Result<Option<KeySource>, StartError> {
+    match (&settings.jwt_secret, &settings.jwt_public_key_file) {
+        (Some(_), Some(_)) => Err(StartError::Config(
+            "set CHAT_JWT_SECRET or CHAT_JWT_PUBLIC_KEY_FILE, not both".to_owned(),
+        )),
+        (Some(secret), None) => {
+            if let Some(algorithm) = &settings.jwt_algorithm
+                && algorithm.parse::<JwtAlgorithm>()? != JwtAlgorithm::Hs256
+            {
+                return Err(StartError::Config(format!(
+                    "CHAT_JWT_ALGORITHM={algorithm} needs CHAT_JWT_PUBLIC_KEY_FILE, not a secret"
+                )));
+            }
+            Ok(Some(KeySource::Secret(secret.as_bytes().to_vec())))
+        }
+        (None, Some(path)) => {
+            let algorithm: JwtAlgorithm = settings
+                .jwt_algorithm
+                .as_deref()
+                .ok_or_else(|| {
+                    StartError::Config(
+                        "CHAT_JWT_PUBLIC_KEY_FILE needs CHAT_JWT_ALGORITHM (RS256, ES256 or EdDSA)"
+                            .to_owned(),
+                    )
+                })?
+                .parse()?;
+            let pem = std::fs::read(path).map_err(|source| StartError::File {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Some(KeySource::PublicKey(algorithm, pem)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The development secret: beside the database file, or random for a memory database.
+fn development_secret(settings: &Settings) -> Result<Vec<u8>, StartError> {
+    match dev_secret_path(settings)? {
+        Some(path) => {
+            dev_key::load_or_create(&path).map_err(|source| StartError::File { path, source })
+        }
+        None => dev_key::random_secret().map_err(|source| StartError::File {
+            path: PathBuf::from("(random)"),
+            source,
+        }),
+    }
+}
+
+fn authenticator(settings: &Settings) -> Result<Arc<dyn Authenticator>, StartError> {
+    let key = match configured_key(settings)? {
+        Some(key) => key,
+        None => {
+            let location = dev_secret_path(settings)?;
+            tracing::warn!(
+                secret = %location.as_ref().map_or_else(|| "in memory only".to_owned(), |p| p.display().to_string()),
+                "DEVELOPMENT MODE: no CHAT_JWT_SECRET or CHAT_JWT_PUBLIC_KEY_FILE is set, \
+                 so tokens are signed with a development secret. Mint one with \
+                 `chat-server token --user 1`. Never run like this in production."
+            );
+            KeySource::Secret(development_secret(settings)?)
+        }
+    };
+    let mut auth = match key {
+        KeySource::Secret(secret) => JwtAuthenticator::hs256(&secret)?,
+        KeySource::PublicKey(algorithm, pem) => {
+            JwtAuthenticator::from_public_key_pem(algorithm, &pem)?
+        }
+    }
+    .with_leeway(Duration::from_secs(settings.jwt_leeway_seconds));
+    if let Some(issuer) = &settings.jwt_issuer {
+        auth = auth.with_issuer(issuer.clone());
+    }
+    if let Some(audience) = &settings.jwt_audience {
+        auth = auth.with_audience(audience.clone());
+    }
+    Ok(Arc::new(auth))
+}
+
+/// A token issuer for `chat-server token`: the configured secret or the development key.
+pub(crate) fn token_issuer(settings: &Settings) -> Result<JwtIssuer, StartError> {
+    let secret = match configured_key(settings)? {
+        Some(KeySource::Secret(secret)) => secret,
+        Some(KeySource::PublicKey(..)) => {
+            return Err(StartError::Config(
+                "tokens for a public key are minted by whoever holds the private key".to_owned(),
+            ));
+        }
+        None => match dev_secret_path(settings)? {
+            Some(path) => dev_key::load_or_create(&path)
+                .map_err(|source| StartError::File { path, source })?,
+            None => {
+                return Err(StartError::Config(
+                    "a memory database has no development key to share; set CHAT_JWT_SECRET"
+                        .to_owned(),
+                ));
+            }
+        },
+    };
+    let mut issuer = JwtIssuer::hs256(&secret)?;
+    if let Some(iss) = &settings.jwt_issuer {
+        issuer = issuer.with_issuer(iss.clone());
+    }
+    if let Some(aud) = &settings.jwt_audience {
+        issuer = issuer.with_audience(aud.clone());
+    }
+    Ok(issuer)
+}
+
+/// Opens the store and assembles the state the server runs on.
+pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
+    let database = Database::parse(&settings.database_url).map_err(StartError::Config)?;
+    let authenticator = authenticator(settings)?;
+    let store = match &database {
+        Database::SqliteFile(path) => SqliteStore::open(path).await,
+        Database::SqliteMemory => SqliteStore::open_in_memory().await,
+    }
+    .map_err(StartError::Store)?;
+    let metrics = Metrics::new();
+    let repository: Arc<dyn MessageRepository> =
+        Arc::new(MeasuredRepository::new(Arc::new(store), metrics.clone()));
+    let chat = ChatService::new(repository, Arc::new(InProcessNotifier::new()))
+        .with_config(ChatConfig::default().with_max_message_chars(settings.max_message_chars.get()))
+        .with_send_limiter(Arc::new(GovernorRateLimiter::per_minute(
+            settings.send_rate_per_minute,
+            settings.send_burst,
+        )));
+    Ok(AppState::builder(chat, authenticator)
+        .auth_failure_limiter(Arc::new(GovernorRateLimiter::per_minute(
+            settings.auth_failures_per_minute,
+            settings.auth_failure_burst,
+        )))
+        .metrics(metrics)
+        .max_body_bytes(settings.max_body_bytes.get())
+        .build())
+}
+
+/// Mints a token for `user` valid for `ttl` with the settings' key.
+pub fn mint_token(settings: &Settings, user: i64, ttl: Duration) -> Result<String, StartError> {
+    if user < 1 {
+        return Err(StartError::Config("--user must be at least 1".to_owned()));
+    }
+    token_issuer(settings)?
+        .mint(chat_core::UserId::new(user), ttl)
+        .map_err(|e| StartError::Config(format!("cannot sign a token: {e}")))
+}

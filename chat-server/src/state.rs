@@ -1,0 +1,114 @@
+//! The state every handler shares.
+
+use std::sync::Arc;
+
+use chat_core::{Authenticator, ChatService, RateLimiter};
+
+use crate::auth::AuthThrottle;
+use crate::metrics::Metrics;
+
+/// Default largest request body, in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the handlers need: the chat service, the authenticator, limits and metrics.
+/// Cloning is cheap.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    chat: ChatService,
+    authenticator: Arc<dyn Authenticator>,
+    auth_throttle: AuthThrottle,
+    metrics: Metrics,
+    max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("chat", &self.inner.chat)
+            .field("max_body_bytes", &self.inner.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`AppState`].
+pub struct AppStateBuilder {
+    chat: ChatService,
+    authenticator: Arc<dyn Authenticator>,
+    auth_failure_limiter: Option<Arc<dyn RateLimiter>>,
+    metrics: Option<Metrics>,
+    max_body_bytes: usize,
+}
+
+impl AppStateBuilder {
+    /// Limits failed authentications per client address with `limiter`.
+    pub fn auth_failure_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.auth_failure_limiter = Some(limiter);
+        self
+    }
+
+    /// Records into `metrics` (share it with a `MeasuredRepository`).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sets the largest accepted request body.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The state.
+    pub fn build(self) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                chat: self.chat,
+                authenticator: self.authenticator,
+                auth_throttle: AuthThrottle::new(self.auth_failure_limiter),
+                metrics: self.metrics.unwrap_or_default(),
+                max_body_bytes: self.max_body_bytes,
+            }),
+        }
+    }
+}
+
+impl AppState {
+    /// Starts a state over `chat`, authenticating with `authenticator`.
+    pub fn builder(chat: ChatService, authenticator: Arc<dyn Authenticator>) -> AppStateBuilder {
+        AppStateBuilder {
+            chat,
+            authenticator,
+            auth_failure_limiter: None,
+            metrics: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// The chat service.
+    pub fn chat(&self) -> &ChatService {
+        &self.inner.chat
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &dyn Authenticator {
+        self.inner.authenticator.as_ref()
+    }
+
+    pub(crate) fn auth_throttle(&self) -> &AuthThrottle {
+        &self.inner.auth_throttle
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The largest accepted request body, in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+}

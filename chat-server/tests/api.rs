@@ -1,0 +1,982 @@
+//! The REST API through `app(...).oneshot(...)`: every endpoint, every documented
+//! status, pagination, idempotency, and the attacks that must fail. Every answer is
+//! also checked against the OpenAPI document by the harness.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use chat_core::{ChatService, GovernorRateLimiter, InProcessNotifier, JwtAuthenticator};
+use chat_server::AppState;
+use common::{SECRET, SwitchableStore, TestApp};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn raw_post(uri: &str, token: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+fn with_token(uri: &str, token: &str) -> Request<Body> {
+    Request::builder()
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+// ---- send ----
+
+#[tokio::test]
+async fn send_stores_and_answers_201_with_rate_headers() {
+    let app = TestApp::new().await;
+    let answer = app
+        .post(
+            "/api/chat/send",
+            1,
+            json!({"receiver_id": 2, "message": "  hello  "}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let data = &answer.body["data"];
+    assert_eq!(data["message"], "hello");
+    assert_eq!(
+        (data["sender_id"].as_i64(), data["receiver_id"].as_i64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(data["status"], "sent");
+    assert!(data["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(answer.header("x-ratelimit-limit"), Some("30"));
+    assert_eq!(answer.header("x-ratelimit-remaining"), Some("29"));
+    assert!(answer.header("x-request-id").is_some());
+    // Visible to the receiver.
+    let history = app.get("/api/chat/messages/1", 2).await;
+    assert_eq!(history.body["data"][0]["id"], data["id"]);
+}
+
+#[tokio::test]
+async fn replay_answers_200_with_the_original_and_other_content_409() {
+    let app = TestApp::new().await;
+    let body = json!({"receiver_id": 2, "message": "pay rent", "client_message_id": "phone:1"});
+    let first = app.post("/api/chat/send", 1, body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let replay = app.post("/api/chat/send", 1, body).await;
+    assert_eq!(replay.status, StatusCode::OK);
+    assert_eq!(replay.body, first.body);
+    let conflict = app
+        .post(
+            "/api/chat/send",
+            1,
+            json!({"receiver_id": 2, "message": "other", "client_message_id": "phone:1"}),
+        )
+        .await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    assert!(
+        conflict.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("client_message_id")
+    );
+    let history = app.get("/api/chat/messages/2", 1).await;
+    assert_eq!(history.body["meta"]["total"], 1);
+}
+
+#[tokio::test]
+async fn invalid_sends_answer_422_naming_the_field() {
+    let app = TestApp::new().await;
+    let cases = [
+        (json!({"receiver_id": 2, "message": "   "}), "message"),
+        (json!({"receiver_id": 2}), "message"),
+        (json!({"receiver_id": 2, "message": null}), "message"),
+        (json!({"receiver_id": 2, "message": 5}), "message"),
+        (json!({"message": "hi"}), "receiver_id"),
+        (json!({"receiver_id": "2", "message": "hi"}), "receiver_id"),
+        (json!({"receiver_id": 1, "message": "hi"}), "receiver_id"),
+        (json!({"receiver_id": 0, "message": "hi"}), "receiver_id"),
+        (
+            json!({"receiver_id": 2, "message": "x".repeat(4001)}),
+            "message",
+        ),
+        (
+            json!({"receiver_id": 2, "message": "hi", "client_message_id": "bad id!"}),
+            "client_message_id",
+        ),
+        (
+            json!({"receiver_id": 2, "message": "hi", "sender_id": 7}),
+            "sender_id",
+        ),
+        (
+            json!({"receiver_id": 2, "message": "hi", "extra": true}),
+            "extra",
+        ),
+        (json!([1, 2]), "body"),
+    ];
+    for (body, field) in cases {
+        let answer = app.post("/api/chat/send", 1, body.clone()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            answer.text
+        );
+        assert!(
+            answer.error_fields().contains(&field.to_owned()),
+            "{body}: {}",
+            answer.text
+        );
+        assert!(
+            answer.body["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // Nothing was stored, and no sender_id was ever taken from a body.
+    assert_eq!(
+        app.get("/api/chat/messages/1", 2).await.body["meta"]["total"],
+        0
+    );
+    assert_eq!(
+        app.get("/api/chat/messages/7", 2).await.body["meta"]["total"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_answer_400_413_415() {
+    let app = TestApp::with_args(&["--max-body-bytes", "1024"]).await;
+    let token = app.token(1);
+    let cases = [
+        (
+            raw_post(
+                "/api/chat/send",
+                &token,
+                "application/json",
+                "{\"receiver_id\": 2,",
+            ),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw_post("/api/chat/send", &token, "application/json", ""),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw_post("/api/chat/send", &token, "application/json", "{} trailing"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw_post(
+                "/api/chat/send",
+                &token,
+                "text/plain",
+                "{\"receiver_id\": 2, \"message\": \"x\"}",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            raw_post(
+                "/api/chat/send",
+                &token,
+                "application/x-www-form-urlencoded",
+                "receiver_id=2",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            raw_post(
+                "/api/chat/send",
+                &token,
+                "application/json",
+                json!({"receiver_id": 2, "message": "x".repeat(2000)}).to_string(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (request, expected) in cases {
+        let answer = app.send(request).await;
+        assert_eq!(answer.status, expected, "{}", answer.text);
+        assert!(answer.body["message"].is_string(), "{}", answer.text);
+    }
+    // A JSON content type with parameters or a +json suffix is fine.
+    let ok = app
+        .send(raw_post(
+            "/api/chat/send",
+            &token,
+            "application/json; charset=utf-8",
+            json!({"receiver_id": 2, "message": "x"}).to_string(),
+        ))
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn send_rate_limit_answers_429_with_retry_after() {
+    let app = TestApp::with_args(&["--send-burst", "3", "--send-rate-per-minute", "6"]).await;
+    for remaining in ["2", "1", "0"] {
+        let answer = app
+            .post(
+                "/api/chat/send",
+                1,
+                json!({"receiver_id": 2, "message": "x"}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED);
+        assert_eq!(answer.header("x-ratelimit-remaining"), Some(remaining));
+    }
+    let limited = app
+        .post(
+            "/api/chat/send",
+            1,
+            json!({"receiver_id": 2, "message": "x"}),
+        )
+        .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.header("x-ratelimit-limit"), Some("3"));
+    assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry), "retry after {retry}");
+    // Malformed attempts are limited too, and other users are not affected.
+    let token = app.token(1);
+    let malformed = app
+        .send(raw_post("/api/chat/send", &token, "application/json", "{"))
+        .await;
+    assert_eq!(malformed.status, StatusCode::TOO_MANY_REQUESTS);
+    let other = app
+        .post(
+            "/api/chat/send",
+            2,
+            json!({"receiver_id": 1, "message": "x"}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    let metrics = app.call(Method::GET, "/metrics", None, None).await.text;
+    assert!(
+        metrics.contains("chat_rate_limited_total{limit=\"send\"} 2"),
+        "{metrics}"
+    );
+}
+
+// ---- history ----
+
+#[tokio::test]
+async fn history_page_mode_reports_meta_and_links() {
+    let app = TestApp::new().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let (from, to) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
+        ids.push(
+            app.send_message(from, to, &format!("m{i}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+        app.send_message(1, 3, "noise").await;
+    }
+    let page = app.get("/api/chat/messages/2?page=2&per_page=3", 1).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let got: Vec<i64> = page.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, vec![ids[3], ids[2], ids[1]]);
+    assert_eq!(
+        page.body["meta"],
+        json!({"current_page": 2, "per_page": 3, "last_page": 3, "total": 7, "from": 4, "to": 6})
+    );
+    assert_eq!(
+        page.body["links"]["next"],
+        "/api/chat/messages/2?page=3&per_page=3"
+    );
+    assert_eq!(
+        page.body["links"]["prev"],
+        "/api/chat/messages/2?page=1&per_page=3"
+    );
+    assert_eq!(
+        page.body["links"]["first"],
+        "/api/chat/messages/2?page=1&per_page=3"
+    );
+    assert_eq!(
+        page.body["links"]["last"],
+        "/api/chat/messages/2?page=3&per_page=3"
+    );
+    // Walking every page yields every message once, newest first.
+    let mut walked = Vec::new();
+    let mut next = Some("/api/chat/messages/1?per_page=2".to_owned());
+    while let Some(uri) = next {
+        let answer = app.get(&uri, 2).await;
+        walked.extend(
+            answer.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_i64().unwrap()),
+        );
+        next = answer.body["links"]["next"].as_str().map(str::to_owned);
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(walked, newest_first);
+    let beyond = app.get("/api/chat/messages/2?page=9", 1).await;
+    assert_eq!(beyond.body["data"], json!([]));
+    assert_eq!(beyond.body["meta"]["from"], Value::Null);
+}
+
+#[tokio::test]
+async fn history_cursor_modes_walk_both_ways() {
+    let app = TestApp::new().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            app.send_message(1, 2, &format!("m{i}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let latest = app.get("/api/chat/messages/2?limit=2", 1).await;
+    let got: Vec<i64> = latest.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, vec![ids[4], ids[3]]);
+    assert_eq!(
+        latest.body["meta"],
+        json!({"limit": 2, "has_more": true, "next_cursor": ids[3]})
+    );
+    let mut walked = got;
+    let mut next = latest.body["links"]["next"].as_str().map(str::to_owned);
+    while let Some(uri) = next {
+        assert!(uri.contains("before_id="));
+        let answer = app.get(&uri, 1).await;
+        walked.extend(
+            answer.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_i64().unwrap()),
+        );
+        next = answer.body["links"]["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(walked, ids.iter().rev().copied().collect::<Vec<_>>());
+    let after = app
+        .get(
+            &format!("/api/chat/messages/1?after_id={}&limit=10", ids[1]),
+            2,
+        )
+        .await;
+    let got: Vec<i64> = after.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, ids[2..].to_vec());
+    assert_eq!(after.body["meta"]["has_more"], false);
+    assert_eq!(after.body["links"]["next"], Value::Null);
+}
+
+#[tokio::test]
+async fn bad_history_parameters_answer_422() {
+    let app = TestApp::new().await;
+    let cases = [
+        ("/api/chat/messages/2?per_page=101", "per_page"),
+        ("/api/chat/messages/2?per_page=0", "per_page"),
+        ("/api/chat/messages/2?page=0", "page"),
+        ("/api/chat/messages/2?page=abc", "page"),
+        ("/api/chat/messages/2?page=-1", "page"),
+        ("/api/chat/messages/2?limit=500", "limit"),
+        ("/api/chat/messages/2?before_id=0", "before_id"),
+        ("/api/chat/messages/2?after_id=-5", "after_id"),
+        ("/api/chat/messages/2?before_id=5&after_id=1", "after_id"),
+        ("/api/chat/messages/2?page=1&before_id=5", "page"),
+        ("/api/chat/messages/1", "user_id"),
+        ("/api/chat/messages/0", "user_id"),
+        ("/api/chat/messages/abc", "user_id"),
+        ("/api/chat/messages/99999999999999999999", "user_id"),
+    ];
+    for (uri, field) in cases {
+        let answer = app.get(uri, 1).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{uri}: {}",
+            answer.text
+        );
+        assert!(
+            answer.error_fields().contains(&field.to_owned()),
+            "{uri}: {}",
+            answer.text
+        );
+    }
+}
+
+// ---- read ----
+
+#[tokio::test]
+async fn mark_read_is_idempotent_and_only_for_the_receiver() {
+    let app = TestApp::new().await;
+    let id = app.send_message(1, 2, "read me").await["id"]
+        .as_i64()
+        .unwrap();
+    let uri = format!("/api/chat/read/{id}");
+    let by_sender = app.call(Method::PATCH, &uri, Some(1), None).await;
+    assert_eq!(by_sender.status, StatusCode::FORBIDDEN);
+    let by_stranger = app.call(Method::PATCH, &uri, Some(3), None).await;
+    assert_eq!(by_stranger.status, StatusCode::NOT_FOUND);
+    let unknown = app
+        .call(Method::PATCH, "/api/chat/read/999", Some(2), None)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        by_stranger.body, unknown.body,
+        "a stranger learns nothing an unknown id does not say"
+    );
+    let bad = app
+        .call(Method::PATCH, "/api/chat/read/abc", Some(2), None)
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let zero = app
+        .call(Method::PATCH, "/api/chat/read/0", Some(2), None)
+        .await;
+    assert_eq!(zero.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let read = app.call(Method::PATCH, &uri, Some(2), None).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body["data"]["status"], "read");
+    assert!(read.body["data"]["read_at"].is_string());
+    let again = app.call(Method::PATCH, &uri, Some(2), None).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, read.body);
+}
+
+#[tokio::test]
+async fn conversation_read_marks_up_to_an_id_or_all() {
+    let app = TestApp::new().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            app.send_message(2, 1, &format!("m{i}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    app.send_message(1, 2, "mine").await;
+    let up_to = app
+        .post(
+            "/api/chat/conversations/2/read",
+            1,
+            json!({"up_to_id": ids[1]}),
+        )
+        .await;
+    assert_eq!(up_to.status, StatusCode::OK);
+    assert_eq!(up_to.body, json!({"data": {"updated": 2}}));
+    // An empty body means everything.
+    let all = app
+        .call(
+            Method::POST,
+            "/api/chat/conversations/2/read",
+            Some(1),
+            None,
+        )
+        .await;
+    assert_eq!(all.body, json!({"data": {"updated": 2}}));
+    let again = app
+        .call(
+            Method::POST,
+            "/api/chat/conversations/2/read",
+            Some(1),
+            None,
+        )
+        .await;
+    assert_eq!(again.body, json!({"data": {"updated": 0}}));
+    for (uri, body, status) in [
+        (
+            "/api/chat/conversations/1/read",
+            json!({}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/chat/conversations/2/read",
+            json!({"up_to_id": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/chat/conversations/2/read",
+            json!({"up_to": 3}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/chat/conversations/x/read",
+            json!({}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let answer = app.post(uri, 1, body).await;
+        assert_eq!(answer.status, status, "{uri}: {}", answer.text);
+    }
+}
+
+#[tokio::test]
+async fn conversations_list_counts_unread_and_pages() {
+    let app = TestApp::new().await;
+    for peer in 2..=5 {
+        app.send_message(peer, 1, "hi").await;
+    }
+    app.send_message(2, 1, "again").await;
+    let first = app.get("/api/chat/conversations?limit=2", 1).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let rows = first.body["data"].as_array().unwrap();
+    assert_eq!(rows[0]["user_id"], 2);
+    assert_eq!(rows[0]["unread_count"], 2);
+    assert_eq!(rows[0]["last_message"]["message"], "again");
+    assert_eq!(first.body["meta"]["total_unread"], 5);
+    let mut seen: Vec<i64> = rows
+        .iter()
+        .map(|r| r["user_id"].as_i64().unwrap())
+        .collect();
+    let mut next = first.body["links"]["next"].as_str().map(str::to_owned);
+    while let Some(uri) = next {
+        let answer = app.get(&uri, 1).await;
+        seen.extend(
+            answer.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["user_id"].as_i64().unwrap()),
+        );
+        next = answer.body["links"]["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, vec![2, 5, 4, 3]);
+    let bad = app.get("/api/chat/conversations?limit=0", 1).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+// ---- broken object level authorization ----
+
+#[tokio::test]
+async fn a_third_user_sees_and_changes_nothing_of_a_conversation() {
+    let app = TestApp::new().await;
+    let id = app.send_message(1, 2, "private").await["id"]
+        .as_i64()
+        .unwrap();
+    app.send_message(2, 1, "reply").await;
+    for uri in [
+        "/api/chat/messages/1",
+        "/api/chat/messages/2",
+        "/api/chat/messages/2?limit=50",
+        "/api/chat/messages/1?after_id=0",
+    ] {
+        let answer = app.get(uri, 3).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.body["data"], json!([]), "{uri}");
+    }
+    assert_eq!(
+        app.get("/api/chat/conversations", 3).await.body["data"],
+        json!([])
+    );
+    let patch = app
+        .call(
+            Method::PATCH,
+            &format!("/api/chat/read/{id}"),
+            Some(3),
+            None,
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::NOT_FOUND);
+    for peer in [1, 2] {
+        let read = app
+            .call(
+                Method::POST,
+                &format!("/api/chat/conversations/{peer}/read"),
+                Some(3),
+                None,
+            )
+            .await;
+        assert_eq!(read.body["data"]["updated"], 0);
+    }
+    // Both messages are still unread by their receivers.
+    let two = app.get("/api/chat/conversations", 2).await;
+    assert_eq!(two.body["meta"]["total_unread"], 1);
+    let one = app.get("/api/chat/conversations", 1).await;
+    assert_eq!(one.body["meta"]["total_unread"], 1);
+}
+
+// ---- authentication ----
+
+fn claims(extra: Value) -> Value {
+    let mut base = json!({"sub": "1", "exp": now() + 600});
+    base.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    base
+}
+
+fn sign(claims: &Value, secret: &str) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn b64(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn forged_expired_and_early_tokens_answer_401() {
+    let app = TestApp::new().await;
+    let payload = b64(&claims(json!({})).to_string());
+    let tokens = [
+        (
+            "alg none",
+            format!("{}.{payload}.", b64(r#"{"alg":"none","typ":"JWT"}"#)),
+        ),
+        (
+            "another key",
+            sign(
+                &claims(json!({})),
+                "another-secret-that-is-also-long-enough!!",
+            ),
+        ),
+        (
+            "expired",
+            sign(&claims(json!({"exp": now() - 120})), SECRET),
+        ),
+        (
+            "not yet valid",
+            sign(&claims(json!({"nbf": now() + 300})), SECRET),
+        ),
+        ("no exp", sign(&json!({"sub": "1"}), SECRET)),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (name, token) in tokens {
+        let answer = app
+            .send(with_token("/api/chat/conversations", &token))
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(
+            answer.body,
+            json!({"message": "Unauthenticated."}),
+            "{name}"
+        );
+        assert!(
+            answer
+                .header("www-authenticate")
+                .unwrap()
+                .contains("invalid_token"),
+            "{name}"
+        );
+    }
+    let missing = app
+        .call(Method::GET, "/api/chat/conversations", None, None)
+        .await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+    let basic = app
+        .send(
+            Request::builder()
+                .uri("/api/chat/conversations")
+                .header(header::AUTHORIZATION, "Basic dXNlcjpwYXNz")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+    // Every chat route requires a token, also with a body that would be invalid.
+    for (method, uri) in [
+        (Method::POST, "/api/chat/send"),
+        (Method::GET, "/api/chat/messages/2"),
+        (Method::PATCH, "/api/chat/read/1"),
+        (Method::POST, "/api/chat/conversations/2/read"),
+        (Method::GET, "/api/chat/conversations"),
+    ] {
+        let answer = app
+            .call(
+                method.clone(),
+                uri,
+                None,
+                Some(json!({"receiver_id": 2, "message": "x"})),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn audience_and_issuer_are_required_once_configured() {
+    let app = TestApp::with_args(&[
+        "--jwt-audience",
+        "chat",
+        "--jwt-issuer",
+        "https://id.example",
+    ])
+    .await;
+    let good = sign(
+        &claims(json!({"aud": "chat", "iss": "https://id.example"})),
+        SECRET,
+    );
+    assert_eq!(
+        app.send(with_token("/api/chat/conversations", &good))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for bad in [
+        claims(json!({"iss": "https://id.example"})),
+        claims(json!({"aud": "other", "iss": "https://id.example"})),
+        claims(json!({"aud": "chat"})),
+        claims(json!({"aud": "chat", "iss": "https://evil.example"})),
+    ] {
+        let answer = app
+            .send(with_token("/api/chat/conversations", &sign(&bad, SECRET)))
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn failed_authentications_are_limited_per_address() {
+    let app = TestApp::with_args(&[
+        "--auth-failure-burst",
+        "3",
+        "--auth-failures-per-minute",
+        "1",
+    ])
+    .await;
+    for _ in 0..3 {
+        let answer = app
+            .send(with_token("/api/chat/conversations", "bad-token"))
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = app
+        .send(with_token("/api/chat/conversations", "bad-token"))
+        .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("retry-after").is_some());
+    // While blocked, even a valid token is not looked at.
+    let valid = app.get("/api/chat/conversations", 1).await;
+    assert_eq!(valid.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+// ---- errors, health, documents ----
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let app = TestApp::new().await;
+    let missing = app.get("/api/chat/nothing-here", 1).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.body, json!({"message": "Not Found."}));
+    let method = app
+        .call(Method::DELETE, "/api/chat/send", Some(1), None)
+        .await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(method.body, json!({"message": "Method Not Allowed."}));
+}
+
+#[tokio::test]
+async fn an_unavailable_store_answers_503_without_details() {
+    let store = Arc::new(SwitchableStore::default());
+    let chat = ChatService::new(store.clone(), Arc::new(InProcessNotifier::new()));
+    let auth = Arc::new(JwtAuthenticator::hs256(SECRET.as_bytes()).unwrap());
+    let app = TestApp::from_app(chat_server::app(AppState::builder(chat, auth).build()));
+    assert_eq!(
+        app.call(Method::GET, "/ready", None, None).await.status,
+        StatusCode::OK
+    );
+    store.set_down(true);
+    let ready = app.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body, json!({"status": "unavailable"}));
+    let send = app
+        .post(
+            "/api/chat/send",
+            1,
+            json!({"receiver_id": 2, "message": "x"}),
+        )
+        .await;
+    assert_eq!(send.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(send.header("retry-after"), Some("5"));
+    assert!(
+        !send.text.contains("driver") && !send.text.contains("refused"),
+        "{}",
+        send.text
+    );
+    let history = app.get("/api/chat/messages/2", 1).await;
+    assert_eq!(history.status, StatusCode::SERVICE_UNAVAILABLE);
+    store.set_down(false);
+    assert_eq!(
+        app.post(
+            "/api/chat/send",
+            1,
+            json!({"receiver_id": 2, "message": "x"})
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let app = TestApp::new().await;
+    let health = app.call(Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (health.status, health.body.clone()),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let ready = app.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(
+        (ready.status, ready.body.clone()),
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+    app.send_message(1, 2, "counted").await;
+    app.get("/api/chat/messages/2", 1).await;
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    for expected in [
+        "chat_http_requests_total{method=\"POST\",route=\"/api/chat/send\",status=\"201\"} 1",
+        "chat_messages_sent_total{outcome=\"created\"} 1",
+        "chat_store_duration_seconds_bucket{operation=\"insert\",outcome=\"ok\"",
+        "chat_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/chat/messages/{user_id}\"",
+    ] {
+        assert!(
+            metrics.text.contains(expected),
+            "missing {expected}:\n{}",
+            metrics.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_is_served_and_complete() {
+    let app = TestApp::new().await;
+    let served = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(served.status, StatusCode::OK);
+    let doc = served.body;
+    assert_eq!(doc, serde_json::to_value(chat_server::openapi()).unwrap());
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let expected: &[(&str, &str, &[u16])] = &[
+        (
+            "/api/chat/send",
+            "post",
+            &[200, 201, 400, 401, 409, 413, 415, 422, 429, 503],
+        ),
+        (
+            "/api/chat/messages/{user_id}",
+            "get",
+            &[200, 401, 422, 429, 503],
+        ),
+        (
+            "/api/chat/read/{message_id}",
+            "patch",
+            &[200, 401, 403, 404, 422, 429, 503],
+        ),
+        (
+            "/api/chat/conversations/{user_id}/read",
+            "post",
+            &[200, 400, 401, 413, 415, 422, 429, 503],
+        ),
+        ("/api/chat/conversations", "get", &[200, 401, 422, 429, 503]),
+    ];
+    for (path, method, statuses) in expected {
+        let operation = &doc["paths"][path][method];
+        assert_eq!(
+            operation["security"],
+            json!([{"bearer": []}]),
+            "{method} {path}"
+        );
+        let documented: Vec<u16> = operation["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.parse().unwrap())
+            .collect();
+        for status in *statuses {
+            assert!(
+                documented.contains(status),
+                "{method} {path} does not document {status}"
+            );
+        }
+    }
+    let mut operation_ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| operation["operationId"].as_str().unwrap())
+        .collect();
+    let count = operation_ids.len();
+    operation_ids.sort_unstable();
+    operation_ids.dedup();
+    assert_eq!(operation_ids.len(), count, "operation ids repeat");
+    let docs = app.call(Method::GET, "/docs/", None, None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.text.contains("swagger"),
+        "{}",
+        &docs.text[..docs.text.len().min(200)]
+    );
+}
+
+#[tokio::test]
+async fn a_full_limiter_setup_through_the_builder() {
+    // The builder used by hosts: a send limiter on the service and an auth limiter.
+    let chat =
+        ChatService::in_memory().with_send_limiter(Arc::new(GovernorRateLimiter::per_minute(
+            std::num::NonZeroU32::new(60).unwrap(),
+            std::num::NonZeroU32::new(1).unwrap(),
+        )));
+    let auth = Arc::new(JwtAuthenticator::hs256(SECRET.as_bytes()).unwrap());
+    let app = TestApp::from_app(chat_server::app(AppState::builder(chat, auth).build()));
+    assert_eq!(
+        app.post(
+            "/api/chat/send",
+            1,
+            json!({"receiver_id": 2, "message": "a"})
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.post(
+            "/api/chat/send",
+            1,
+            json!({"receiver_id": 2, "message": "b"})
+        )
+        .await
+        .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

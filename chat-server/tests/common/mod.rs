@@ -1,0 +1,379 @@
+//! A test harness over `chat_server::app`: requests without a socket, and every
+//! response checked against the OpenAPI document (status documented, body valid).
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use chat_core::{
+    ConversationSummary, Error, HistoryPage, InMemoryRepository, Inserted, JwtIssuer, Message,
+    MessageId, MessageRepository, MessageStatus, NewMessageRecord, UserId,
+};
+use chat_server::config::Cli;
+use clap::Parser;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+/// An answer, with its body parsed as JSON (`Value::Null` when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The field names of a 422's `errors`.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+pub struct TestApp {
+    pub app: Router,
+    issuer: JwtIssuer,
+    openapi: Value,
+    validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+}
+
+/// Builds settings from command-line style arguments, as the binary would.
+pub fn settings(extra: &[&str]) -> chat_server::config::Settings {
+    let mut args = vec![
+        "chat-server",
+        "--database-url",
+        "sqlite::memory:",
+        "--jwt-secret",
+        SECRET,
+    ];
+    args.extend_from_slice(extra);
+    Cli::try_parse_from(args).unwrap().settings
+}
+
+impl TestApp {
+    /// The server as the binary assembles it, on SQLite in memory.
+    pub async fn new() -> Self {
+        Self::with_args(&[]).await
+    }
+
+    /// The same with extra command-line settings.
+    pub async fn with_args(extra: &[&str]) -> Self {
+        let state = chat_server::build_state(&settings(extra)).await.unwrap();
+        Self::from_app(chat_server::app(state))
+    }
+
+    pub fn from_app(app: Router) -> Self {
+        let mut openapi = serde_json::to_value(chat_server::openapi()).unwrap();
+        forbid_undocumented_fields(&mut openapi["components"]);
+        Self {
+            app,
+            issuer: JwtIssuer::hs256(SECRET.as_bytes()).unwrap(),
+            openapi,
+            validators: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn token(&self, user: i64) -> String {
+        self.issuer
+            .mint(UserId::new(user), Duration::from_secs(600))
+            .unwrap()
+    }
+
+    /// A JSON request as `user` (no token when `None`).
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        user: Option<i64>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(user) = user {
+            request = request.header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.token(user)),
+            );
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
+    pub async fn get(&self, uri: &str, user: i64) -> Answer {
+        self.call(Method::GET, uri, Some(user), None).await
+    }
+
+    pub async fn post(&self, uri: &str, user: i64, body: Value) -> Answer {
+        self.call(Method::POST, uri, Some(user), Some(body)).await
+    }
+
+    /// Sends `message` from `from` to `to`; panics unless it is created.
+    pub async fn send_message(&self, from: i64, to: i64, message: &str) -> Value {
+        let answer = self
+            .post(
+                "/api/chat/send",
+                from,
+                serde_json::json!({"receiver_id": to, "message": message}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        answer.body["data"].clone()
+    }
+
+    /// Any request; the answer is checked against the OpenAPI document.
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        self.check_documented(&method, &path, status, &headers, &body);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    fn check_documented(
+        &self,
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &Value,
+    ) {
+        let Some(template) = self.template_of(path) else {
+            return;
+        };
+        let method_key = method.as_str().to_ascii_lowercase();
+        let operation = &self.openapi["paths"][&template][&method_key];
+        if operation.is_null() {
+            // The router answers 405 for a method the path does not have.
+            assert_eq!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {template} is undocumented"
+            );
+            return;
+        }
+        let documented = &operation["responses"][status.as_str()];
+        assert!(
+            !documented.is_null(),
+            "{method} {template} answered {status}, which the OpenAPI document does not list"
+        );
+        let content = &documented["content"];
+        let Some((content_type, media)) = content.as_object().and_then(|c| c.iter().next()) else {
+            return;
+        };
+        if content_type != "application/json" {
+            let actual = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            assert!(
+                actual.starts_with(content_type.as_str()),
+                "{method} {template}: content type {actual}"
+            );
+            return;
+        }
+        let key = format!("{method_key} {template} {status}");
+        let validator = self
+            .validators
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_insert_with(|| {
+                let mut schema = media["schema"].clone();
+                schema["components"] = self.openapi["components"].clone();
+                Arc::new(jsonschema::draft202012::new(&schema).unwrap())
+            })
+            .clone();
+        let errors: Vec<String> = validator
+            .iter_errors(body)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{key}: body does not match the OpenAPI schema: {errors:?}\n{body}"
+        );
+    }
+
+    fn template_of(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.openapi["paths"]
+            .as_object()?
+            .keys()
+            .find(|template| {
+                let parts: Vec<&str> = template.split('/').collect();
+                parts.len() == segments.len()
+                    && parts
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
+            })
+            .cloned()
+    }
+}
+
+/// Makes every documented object closed, so a response field the document does not
+/// describe fails the check.
+fn forbid_undocumented_fields(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".to_owned(), Value::Bool(false));
+            }
+            for value in map.values_mut() {
+                forbid_undocumented_fields(value);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(forbid_undocumented_fields),
+        _ => {}
+    }
+}
+
+/// A store that works like the in-memory one until it is switched off, then answers
+/// every call with `Unavailable` (a lost database connection).
+#[derive(Default)]
+pub struct SwitchableStore {
+    inner: InMemoryRepository,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl SwitchableStore {
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(Error::unavailable(
+                "connection refused (driver detail that must not leak)",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl MessageRepository for SwitchableStore {
+    async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error> {
+        self.check()?;
+        self.inner.insert(record).await
+    }
+    async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {
+        self.check()?;
+        self.inner.get(id).await
+    }
+    async fn history_page(
+        &self,
+        a: UserId,
+        b: UserId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<HistoryPage, Error> {
+        self.check()?;
+        self.inner.history_page(a, b, offset, limit).await
+    }
+    async fn history_before(
+        &self,
+        a: UserId,
+        b: UserId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        self.check()?;
+        self.inner.history_before(a, b, before, limit).await
+    }
+    async fn history_after(
+        &self,
+        a: UserId,
+        b: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        self.check()?;
+        self.inner.history_after(a, b, after, limit).await
+    }
+    async fn set_status(
+        &self,
+        receiver: UserId,
+        ids: &[MessageId],
+        status: MessageStatus,
+        at: time::OffsetDateTime,
+    ) -> Result<Vec<Message>, Error> {
+        self.check()?;
+        self.inner.set_status(receiver, ids, status, at).await
+    }
+    async fn mark_read_up_to(
+        &self,
+        receiver: UserId,
+        sender: UserId,
+        up_to: Option<MessageId>,
+        at: time::OffsetDateTime,
+    ) -> Result<Vec<MessageId>, Error> {
+        self.check()?;
+        self.inner
+            .mark_read_up_to(receiver, sender, up_to, at)
+            .await
+    }
+    async fn undelivered(
+        &self,
+        receiver: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        self.check()?;
+        self.inner.undelivered(receiver, after, limit).await
+    }
+    async fn after_messages_for(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        self.check()?;
+        self.inner.after_messages_for(user, after, limit).await
+    }
+    async fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, Error> {
+        self.check()?;
+        self.inner.conversations(user, before, limit).await
+    }
+    async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
+        self.check()?;
+        self.inner.unread_total(user).await
+    }
+    async fn ping(&self) -> Result<(), Error> {
+        self.check()
+    }
+}
