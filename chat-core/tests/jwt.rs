@@ -33,22 +33,6 @@ async fn refused(auth: &JwtAuthenticator, token: &str) -> AuthError {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    // Unpadded base64url, enough for hand-made tokens.
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn accepts_a_valid_token_with_string_or_integer_subject() {
     let auth = JwtAuthenticator::hs256(SECRET).unwrap();
@@ -94,9 +78,12 @@ async fn refuses_bad_subjects() {
 async fn refuses_alg_none_and_foreign_algorithms() {
     let auth = JwtAuthenticator::hs256(SECRET).unwrap();
     let claims = json!({"sub": "1", "exp": now() + 600});
-    let payload = b64(claims.to_string().as_bytes());
+    let payload = chat_core::testing::base64url(claims.to_string().as_bytes());
     for header in [json!({"alg": "none", "typ": "JWT"}), json!({"alg": "None"})] {
-        let token = format!("{}.{payload}.", b64(header.to_string().as_bytes()));
+        let token = format!(
+            "{}.{payload}.",
+            chat_core::testing::base64url(header.to_string().as_bytes())
+        );
         let reason = refused(&auth, &token).await;
         assert!(
             matches!(
@@ -126,9 +113,11 @@ async fn refuses_another_key_and_tampering() {
     );
     let good = hs256(&claims, SECRET);
     let mut parts: Vec<&str> = good.split('.').collect();
-    let forged = b64(json!({"sub": "2", "exp": now() + 600})
-        .to_string()
-        .as_bytes());
+    let forged = chat_core::testing::base64url(
+        json!({"sub": "2", "exp": now() + 600})
+            .to_string()
+            .as_bytes(),
+    );
     parts[1] = &forged;
     assert_eq!(
         refused(&auth, &parts.join(".")).await,

@@ -79,7 +79,8 @@ fn client_address(parts: &Parts) -> String {
 /// over, so guessing tokens stays slow.
 pub struct AuthThrottle {
     limiter: Option<Arc<dyn RateLimiter>>,
-    blocked: Mutex<HashMap<String, Instant>>,
+    /// Blocked addresses: until when, and the limit that blocked them.
+    blocked: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl std::fmt::Debug for AuthThrottle {
@@ -101,10 +102,11 @@ impl AuthThrottle {
 
     fn refuse_if_blocked(&self, client: &str) -> Result<(), ApiError> {
         let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
         match blocked.get(client) {
-            Some(&until) if until > Instant::now() => Err(Error::RateLimited {
-                retry_after: until - Instant::now(),
-                limit: 0,
+            Some(&(until, limit)) if until > now => Err(Error::RateLimited {
+                retry_after: until - now,
+                limit,
             }
             .into()),
             _ => Ok(()),
@@ -123,9 +125,9 @@ impl AuthThrottle {
             let now = Instant::now();
             let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
             if blocked.len() >= SWEEP_AT {
-                blocked.retain(|_, until| *until > now);
+                blocked.retain(|_, (until, _)| *until > now);
             }
-            blocked.insert(client.to_owned(), now + retry_after);
+            blocked.insert(client.to_owned(), (now + retry_after, limit));
             return Err(Error::RateLimited { retry_after, limit }.into());
         }
         Ok(())

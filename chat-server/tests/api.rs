@@ -633,29 +633,17 @@ fn sign(claims: &Value, secret: &str) -> String {
     .unwrap()
 }
 
-fn b64(text: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in text.as_bytes().chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn forged_expired_and_early_tokens_answer_401() {
     let app = TestApp::new().await;
-    let payload = b64(&claims(json!({})).to_string());
+    let payload = chat_core::testing::base64url(claims(json!({})).to_string().as_bytes());
     let tokens = [
         (
             "alg none",
-            format!("{}.{payload}.", b64(r#"{"alg":"none","typ":"JWT"}"#)),
+            format!(
+                "{}.{payload}.",
+                chat_core::testing::base64url(br#"{"alg":"none","typ":"JWT"}"#)
+            ),
         ),
         (
             "another key",
@@ -783,6 +771,7 @@ async fn failed_authentications_are_limited_per_address() {
     // While blocked, even a valid token is not looked at.
     let valid = app.get("/api/chat/conversations", 1).await;
     assert_eq!(valid.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(valid.header("x-ratelimit-limit"), Some("3"));
 }
 
 // ---- errors, health, documents ----
