@@ -35,22 +35,33 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let client = client_address(parts);
-        state.auth_throttle().refuse_if_blocked(&client)?;
-        let token = bearer_token(&parts.headers);
-        match state.authenticator().authenticate(token).await {
-            Ok(identity) => Ok(Self(identity)),
-            Err(Error::Unauthenticated(reason)) => {
-                // A missing token is a client bug, not a guess; only bad ones count.
-                if !token.is_empty() {
-                    state
-                        .auth_throttle()
-                        .record_failure(&client, state.metrics())
-                        .await?;
-                }
-                Err(Error::Unauthenticated(reason).into())
+        authenticate(state, bearer_token(&parts.headers), &client)
+            .await
+            .map(Self)
+    }
+}
+
+/// Checks `token` for a request from `client`: refused while the address is blocked,
+/// and a bad token counts against the address.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    token: &str,
+    client: &str,
+) -> Result<Identity, ApiError> {
+    state.auth_throttle().refuse_if_blocked(client)?;
+    match state.authenticator().authenticate(token).await {
+        Ok(identity) => Ok(identity),
+        Err(Error::Unauthenticated(reason)) => {
+            // A missing token is a client bug, not a guess; only bad ones count.
+            if !token.is_empty() {
+                state
+                    .auth_throttle()
+                    .record_failure(client, state.metrics())
+                    .await?;
             }
-            Err(other) => Err(other.into()),
+            Err(Error::Unauthenticated(reason).into())
         }
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -67,7 +78,7 @@ pub fn bearer_token(headers: &HeaderMap) -> &str {
 }
 
 /// The peer address of the connection (the limit key), when the server provides it.
-fn client_address(parts: &Parts) -> String {
+pub(crate) fn client_address(parts: &Parts) -> String {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

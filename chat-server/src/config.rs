@@ -96,12 +96,56 @@ pub struct Settings {
     /// Largest request body, in bytes.
     #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value = "65536")]
     pub max_body_bytes: NonZeroUsize,
+    /// Origins browsers may open WebSockets from, comma-separated
+    /// (`https://app.example,https://admin.example`); unset allows every origin.
+    /// Requests without an `Origin` header are always allowed.
+    #[arg(long, env = "CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Largest inbound WebSocket message, in bytes (larger closes with 1009).
+    #[arg(long, env = "CHAT_WS_MAX_MESSAGE_BYTES", default_value = "65536")]
+    pub ws_max_message_bytes: NonZeroUsize,
+    /// Inbound WebSocket messages per second and connection (faster closes with 1008).
+    #[arg(long, env = "CHAT_WS_MESSAGES_PER_SECOND", default_value = "20")]
+    pub ws_messages_per_second: NonZeroU32,
+    /// Inbound WebSocket messages a connection may send in a burst.
+    #[arg(long, env = "CHAT_WS_MESSAGE_BURST", default_value = "40")]
+    pub ws_message_burst: NonZeroU32,
+    /// Events a WebSocket may fall behind before it is closed as a slow consumer (4008).
+    #[arg(long, env = "CHAT_WS_OUTBOUND_QUEUE", default_value = "256")]
+    pub ws_outbound_queue: NonZeroUsize,
+    /// Seconds between server pings.
+    #[arg(long, env = "CHAT_WS_HEARTBEAT_SECONDS", default_value = "30")]
+    pub ws_heartbeat_seconds: NonZeroU32,
+    /// Seconds of silence after which a WebSocket closes (4002).
+    #[arg(long, env = "CHAT_WS_IDLE_TIMEOUT_SECONDS", default_value = "75")]
+    pub ws_idle_timeout_seconds: NonZeroU32,
+    /// WebSocket connections one user may hold at once.
+    #[arg(long, env = "CHAT_WS_MAX_CONNECTIONS_PER_USER", default_value = "16")]
+    pub ws_max_connections_per_user: NonZeroUsize,
     /// Log filter, e.g. `info` or `chat_server=debug,info`.
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     pub log: String,
     /// Log format.
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// The WebSocket limits of these settings.
+    pub fn ws_config(&self) -> chat_transport_ws::WsConfig {
+        chat_transport_ws::WsConfig::default()
+            .with_max_message_bytes(self.ws_max_message_bytes.get())
+            .with_inbound_rate(
+                self.ws_messages_per_second.get(),
+                self.ws_message_burst.get(),
+            )
+            .with_outbound_queue(self.ws_outbound_queue.get())
+            .with_heartbeat(
+                Duration::from_secs(u64::from(self.ws_heartbeat_seconds.get())),
+                Duration::from_secs(u64::from(self.ws_idle_timeout_seconds.get())),
+            )
+            .with_max_connections_per_user(self.ws_max_connections_per_user.get())
+    }
 }
 
 /// Where the messages live.

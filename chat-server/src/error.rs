@@ -28,6 +28,12 @@ pub enum ApiError {
     RouteNotFound,
     /// The route exists but not for this method (405).
     MethodNotAllowed,
+    /// A browser page from an origin outside the allow-list (403).
+    OriginNotAllowed,
+    /// Not a valid WebSocket upgrade request (400, 405 or 426).
+    NotUpgradable(StatusCode, String),
+    /// The user holds the most WebSocket connections allowed (429).
+    TooManyConnections(usize),
 }
 
 impl From<Error> for ApiError {
@@ -69,6 +75,9 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Self::NotUpgradable(status, _) => *status,
+            Self::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -171,6 +180,15 @@ impl IntoResponse for ApiError {
             Self::BadRequest(message) => json!({ "message": message }),
             Self::RouteNotFound => json!({ "message": "Not Found." }),
             Self::MethodNotAllowed => json!({ "message": "Method Not Allowed." }),
+            Self::OriginNotAllowed => {
+                json!({ "message": "This origin may not open a WebSocket here." })
+            }
+            Self::NotUpgradable(_, reason) => {
+                json!({ "message": format!("Not a WebSocket upgrade: {reason}.") })
+            }
+            Self::TooManyConnections(limit) => json!({
+                "message": format!("Too many WebSocket connections for this user (the limit is {limit}).")
+            }),
         };
         (status, headers, Json(body)).into_response()
     }

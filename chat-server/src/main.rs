@@ -1,9 +1,13 @@
 //! `chat-server`: serve the API, mint development tokens, print the OpenAPI document.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use chat_server::config::{Cli, Command, Settings};
 use clap::Parser;
+
+/// How long WebSockets get to send their close frames at shutdown.
+const WEBSOCKET_DRAIN: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,8 +59,22 @@ fn serve(settings: &Settings) -> ExitCode {
             docs = %format!("http://{}/docs", settings.addr),
             "chat server listening"
         );
+        let hub = state.websocket().hub().clone();
         let app = chat_server::app(state);
-        match chat_server::serve(listener, app, chat_server::shutdown_signal()).await {
+        let signal = {
+            let hub = hub.clone();
+            async move {
+                chat_server::shutdown_signal().await;
+                // Open WebSockets close with 1001 so clients reconnect elsewhere.
+                hub.shut_down();
+            }
+        };
+        let served = chat_server::serve(listener, app, signal).await;
+        let deadline = tokio::time::Instant::now() + WEBSOCKET_DRAIN;
+        while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(&error),
         }

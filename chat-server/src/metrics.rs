@@ -112,6 +112,12 @@ impl Metrics {
             .increment(1);
     }
 
+    pub(crate) fn websocket_connections(&self, connections: usize) {
+        self.recorder
+            .register_gauge(&Self::key("chat_websocket_connections", vec![]), &METADATA)
+            .set(connections as f64);
+    }
+
     fn store_call(&self, operation: &'static str, elapsed: Duration, ok: bool) {
         let labels = vec![
             Label::new("operation", operation),

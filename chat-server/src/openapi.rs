@@ -1,11 +1,11 @@
 //! The OpenAPI 3.1 document, generated from the handlers.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{conversations, messages, system};
+use crate::routes::{conversations, messages, system, ws};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -20,6 +20,7 @@ use crate::state::AppState;
     tags(
         (name = "messages", description = "Sending, history, read receipts"),
         (name = "conversations", description = "The conversation list"),
+        (name = "websocket", description = "Real-time delivery"),
         (name = "system", description = "Health and metrics"),
     )
 )]
@@ -39,6 +40,14 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+        // Browsers cannot set headers on a WebSocket handshake.
+        components.add_security_scheme(
+            "query_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "The bearer JWT, for the WebSocket handshake only",
+            ))),
+        );
     }
 }
 
@@ -50,6 +59,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::mark_read))
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::mark_read))
+        .routes(routes!(ws::connect))
         .routes(routes!(system::health))
         .routes(routes!(system::ready))
         .routes(routes!(system::metrics))

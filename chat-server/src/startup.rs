@@ -10,6 +10,7 @@ use chat_core::{
     JwtAuthenticator, JwtIssuer, MessageRepository,
 };
 use chat_store_sqlite::SqliteStore;
+use chat_transport_ws::WsEndpoint;
 
 use crate::config::{Database, Settings};
 use crate::dev_key;
@@ -176,13 +177,19 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let metrics = Metrics::new();
     let repository: Arc<dyn MessageRepository> =
         Arc::new(MeasuredRepository::new(Arc::new(store), metrics.clone()));
-    let chat = ChatService::new(repository, Arc::new(InProcessNotifier::new()))
+    let ws_config = settings.ws_config();
+    // Each WebSocket's outbound queue is its subscription to the notifier.
+    let notifier = InProcessNotifier::with_capacity(ws_config.outbound_queue);
+    let chat = ChatService::new(repository, Arc::new(notifier))
         .with_config(ChatConfig::default().with_max_message_chars(settings.max_message_chars.get()))
         .with_send_limiter(Arc::new(GovernorRateLimiter::per_minute(
             settings.send_rate_per_minute,
             settings.send_burst,
         )));
+    let websocket = WsEndpoint::new(chat.clone(), ws_config)
+        .with_allowed_origins(settings.allowed_origins.iter().cloned());
     Ok(AppState::builder(chat, authenticator)
+        .websocket(websocket)
         .auth_failure_limiter(Arc::new(GovernorRateLimiter::per_minute(
             settings.auth_failures_per_minute,
             settings.auth_failure_burst,

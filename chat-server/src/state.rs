@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chat_core::{Authenticator, ChatService, RateLimiter};
+use chat_transport_ws::{WsConfig, WsEndpoint};
 
 use crate::auth::AuthThrottle;
 use crate::metrics::Metrics;
@@ -23,6 +24,7 @@ struct Inner {
     auth_throttle: AuthThrottle,
     metrics: Metrics,
     max_body_bytes: usize,
+    websocket: WsEndpoint,
 }
 
 impl std::fmt::Debug for AppState {
@@ -41,9 +43,17 @@ pub struct AppStateBuilder {
     auth_failure_limiter: Option<Arc<dyn RateLimiter>>,
     metrics: Option<Metrics>,
     max_body_bytes: usize,
+    websocket: Option<WsEndpoint>,
 }
 
 impl AppStateBuilder {
+    /// Serves WebSockets through `endpoint` (default: the service with default limits).
+    /// The endpoint should wrap the same `ChatService`.
+    pub fn websocket(mut self, endpoint: WsEndpoint) -> Self {
+        self.websocket = Some(endpoint);
+        self
+    }
+
     /// Limits failed authentications per client address with `limiter`.
     pub fn auth_failure_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.auth_failure_limiter = Some(limiter);
@@ -64,8 +74,12 @@ impl AppStateBuilder {
 
     /// The state.
     pub fn build(self) -> AppState {
+        let websocket = self
+            .websocket
+            .unwrap_or_else(|| WsEndpoint::new(self.chat.clone(), WsConfig::default()));
         AppState {
             inner: Arc::new(Inner {
+                websocket,
                 chat: self.chat,
                 authenticator: self.authenticator,
                 auth_throttle: AuthThrottle::new(self.auth_failure_limiter),
@@ -85,6 +99,7 @@ impl AppState {
             auth_failure_limiter: None,
             metrics: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            websocket: None,
         }
     }
 
@@ -105,6 +120,11 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The WebSocket endpoint.
+    pub fn websocket(&self) -> &WsEndpoint {
+        &self.inner.websocket
     }
 
     /// The largest accepted request body, in bytes.

@@ -897,14 +897,16 @@ async fn openapi_document_is_served_and_complete() {
             &[200, 400, 401, 413, 415, 422, 429, 503],
         ),
         ("/api/chat/conversations", "get", &[200, 401, 422, 429, 503]),
+        ("/api/chat/ws", "get", &[101, 400, 401, 403, 422, 426, 429]),
     ];
     for (path, method, statuses) in expected {
         let operation = &doc["paths"][path][method];
-        assert_eq!(
-            operation["security"],
-            json!([{"bearer": []}]),
-            "{method} {path}"
-        );
+        let security = if *path == "/api/chat/ws" {
+            json!([{"bearer": []}, {"query_token": []}])
+        } else {
+            json!([{"bearer": []}])
+        };
+        assert_eq!(operation["security"], security, "{method} {path}");
         let documented: Vec<u16> = operation["responses"]
             .as_object()
             .unwrap()
@@ -967,5 +969,41 @@ async fn a_full_limiter_setup_through_the_builder() {
         .await
         .status,
         StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn websocket_handshakes_are_checked_before_the_upgrade() {
+    let app = TestApp::with_args(&["--allowed-origins", "https://app.example"]).await;
+    let missing = app.call(Method::GET, "/api/chat/ws", None, None).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    let evil = app
+        .send(
+            Request::builder()
+                .uri("/api/chat/ws")
+                .header(header::ORIGIN, "https://evil.example")
+                .header(header::AUTHORIZATION, format!("Bearer {}", app.token(1)))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(evil.status, StatusCode::FORBIDDEN);
+    // Authenticated, but a plain GET is no WebSocket handshake.
+    let plain = app.get("/api/chat/ws", 1).await;
+    assert_eq!(plain.status, StatusCode::BAD_REQUEST, "{}", plain.text);
+    let cursor = app.get("/api/chat/ws?after_id=x", 1).await;
+    assert_eq!(cursor.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let by_query = app
+        .call(
+            Method::GET,
+            &format!("/api/chat/ws?token={}", app.token(1)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        by_query.status,
+        StatusCode::BAD_REQUEST,
+        "authenticated by the query token"
     );
 }

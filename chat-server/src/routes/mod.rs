@@ -3,6 +3,7 @@
 pub(crate) mod conversations;
 pub(crate) mod messages;
 pub(crate) mod system;
+pub(crate) mod ws;
 
 /// `path?query` with `query` built from `pairs`, for pagination links.
 pub(crate) fn link(path: &str, pairs: &[(&str, String)]) -> String {

@@ -40,6 +40,9 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<He
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format.", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics()
+        .websocket_connections(state.websocket().hub().connections());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics().render(),

@@ -1,0 +1,100 @@
+//! `GET /api/chat/ws`: the WebSocket, authenticated before the upgrade.
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use chat_core::{MessageId, ValidationCode};
+
+use crate::auth::{authenticate, bearer_token, client_address};
+use crate::error::ApiError;
+use crate::resources::{ErrorBody, ValidationErrorBody};
+use crate::state::AppState;
+
+/// Open the real-time connection.
+///
+/// Authenticate with `Authorization: Bearer <token>` or, from browsers, `?token=`.
+/// Without `after_id` the connection first receives every undelivered message, oldest
+/// first; with `?after_id=N`, every message to or from the user after N. Then live
+/// events. The frames and close codes are described in `docs/websocket-protocol.md`.
+#[utoipa::path(
+    get,
+    path = "/api/chat/ws",
+    operation_id = "open_websocket",
+    tag = "websocket",
+    params(
+        ("token" = Option<String>, Query, description = "Bearer token, for clients that cannot set headers"),
+        ("after_id" = Option<i64>, Query, description = "Resume: send every message after this id first"),
+    ),
+    security(("bearer" = []), ("query_token" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        (status = 400, description = "Not a valid WebSocket handshake.", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token.", body = ErrorBody),
+        (status = 403, description = "The Origin is not in CHAT_ALLOWED_ORIGINS.", body = ErrorBody),
+        (status = 405, description = "The handshake must be a GET.", body = ErrorBody),
+        (status = 422, description = "Invalid after_id.", body = ValidationErrorBody),
+        (status = 426, description = "The connection cannot be upgraded.", body = ErrorBody),
+        (status = 429, description = "Too many connections for this user, or too many failed logins.", body = ErrorBody),
+        (status = 503, description = "The authentication backend is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn connect(
+    State(state): State<AppState>,
+    parts: Parts,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match open(&state, &parts, query.as_deref(), upgrade).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn open(
+    state: &AppState,
+    parts: &Parts,
+    query: Option<&str>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let endpoint = state.websocket();
+    if !endpoint.origin_allowed(parts.headers.get(header::ORIGIN)) {
+        return Err(ApiError::OriginNotAllowed);
+    }
+    let mut query_token = None;
+    let mut after_id = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "token" => query_token = Some(value.into_owned()),
+            "after_id" => after_id = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let header_token = bearer_token(&parts.headers);
+    let token = if header_token.is_empty() {
+        query_token.as_deref().unwrap_or_default()
+    } else {
+        header_token
+    };
+    let identity = authenticate(state, token, &client_address(parts)).await?;
+    let resume_after = match after_id {
+        None => None,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(id) if id >= 0 => Some(MessageId::new(id)),
+            _ => {
+                return Err(ApiError::invalid(
+                    "after_id",
+                    ValidationCode::OutOfRange,
+                    "The after_id field must be an integer of at least 0.".to_owned(),
+                ));
+            }
+        },
+    };
+    let upgrade = upgrade
+        .map_err(|rejection| ApiError::NotUpgradable(rejection.status(), rejection.body_text()))?;
+    endpoint
+        .accept(upgrade, identity, resume_after)
+        .map_err(|refused| ApiError::TooManyConnections(refused.limit))
+}

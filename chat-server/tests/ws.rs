@@ -1,0 +1,588 @@
+//! The WebSocket over real sockets with tokio-tungstenite clients: live delivery to
+//! every device, offline backlog, resume, receipts, each limit's close code, and the
+//! checks before the upgrade.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chat_core::{JwtIssuer, UserId};
+use chat_server::AppState;
+use common::{SECRET, settings};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+const QUIET: Duration = Duration::from_millis(300);
+
+struct Server {
+    address: SocketAddr,
+    state: AppState,
+}
+
+async fn server(extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--send-burst",
+        "100000",
+        "--send-rate-per-minute",
+        "6000000",
+    ];
+    args.extend_from_slice(extra);
+    let state = chat_server::build_state(&settings(&args)).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = chat_server::app(state.clone());
+    tokio::spawn(chat_server::serve(listener, app, std::future::pending()));
+    Server { address, state }
+}
+
+fn token(user: i64) -> String {
+    JwtIssuer::hs256(SECRET.as_bytes())
+        .unwrap()
+        .mint(UserId::new(user), Duration::from_secs(600))
+        .unwrap()
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Client {
+    socket: Socket,
+}
+
+impl Server {
+    fn url(&self, query: &str) -> String {
+        format!("ws://{}/api/chat/ws{query}", self.address)
+    }
+
+    async fn try_connect(
+        &self,
+        user: i64,
+        query: &str,
+        origin: Option<&str>,
+    ) -> Result<Client, tungstenite::Error> {
+        let mut request = self.url(query).into_client_request().unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", token(user)).parse().unwrap(),
+        );
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        assert_eq!(response.status(), 101);
+        Ok(Client { socket })
+    }
+
+    async fn connect(&self, user: i64) -> Client {
+        self.try_connect(user, "", None).await.unwrap()
+    }
+
+    async fn send_rest(&self, from: i64, to: i64, text: &str) -> i64 {
+        let answer = reqwest::Client::new()
+            .post(format!("http://{}/api/chat/send", self.address))
+            .bearer_auth(token(from))
+            .json(&json!({"receiver_id": to, "message": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        answer.json::<Value>().await.unwrap()["data"]["id"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+/// The HTTP status a refused handshake answered with.
+fn refusal_status(error: tungstenite::Error) -> u16 {
+    match error {
+        tungstenite::Error::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+impl Client {
+    async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON frame (control frames skipped); panics on close or silence.
+    async fn next(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("no frame in time")
+                .expect("connection ended")
+                .unwrap();
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next frame of `kind`, skipping others.
+    async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Frames arriving until the connection stays quiet for a moment.
+    async fn drain(&mut self) -> Vec<Value> {
+        let mut frames = Vec::new();
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(QUIET, self.socket.next()).await {
+            if let Message::Text(text) = message {
+                frames.push(serde_json::from_str(&text).unwrap());
+            }
+        }
+        frames
+    }
+
+    /// Reads until the server closes; returns the close code.
+    async fn close_code(&mut self) -> u16 {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("not closed in time")
+            {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(Message::Close(None))) | None => panic!("closed without a code"),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => panic!("connection failed before a close frame: {error}"),
+            }
+        }
+    }
+}
+
+fn ids_of(frames: &[Value], kind: &str) -> Vec<i64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == kind)
+        .map(|f| f["data"]["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reaches_every_device_of_both_users() {
+    let server = server(&[]).await;
+    let mut phone = server.connect(2).await;
+    let mut laptop = server.connect(2).await;
+    let mut sender = server.connect(1).await;
+    let mut sender_tablet = server.connect(1).await;
+    let mut stranger = server.connect(3).await;
+
+    sender.send(json!({"type": "send", "receiver_id": 2, "message": "hello devices", "client_message_id": "t-1"})).await;
+    let sent = sender.next().await;
+    assert_eq!(sent["type"], "sent");
+    assert_eq!(sent["replay"], false);
+    let id = sent["data"]["id"].as_i64().unwrap();
+    for device in [&mut phone, &mut laptop, &mut sender_tablet] {
+        let frame = device.next().await;
+        assert_eq!(frame["type"], "message");
+        assert_eq!(frame["data"]["id"], id);
+        assert_eq!(frame["data"]["message"], "hello devices");
+    }
+    // The sending connection got `sent`, not the same message again; others nothing.
+    assert!(ids_of(&sender.drain().await, "message").is_empty());
+    assert!(stranger.drain().await.is_empty());
+
+    // A replay over WebSocket says so; a REST send reaches every connection.
+    sender.send(json!({"type": "send", "receiver_id": 2, "message": "hello devices", "client_message_id": "t-1"})).await;
+    let replay = sender.next().await;
+    assert_eq!(
+        (replay["type"].as_str(), replay["replay"].as_bool()),
+        (Some("sent"), Some(true))
+    );
+    let rest_id = server.send_rest(1, 2, "over REST").await;
+    for device in [&mut phone, &mut laptop, &mut sender, &mut sender_tablet] {
+        assert_eq!(device.next_of("message").await["data"]["id"], rest_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_messages_arrive_on_connect_in_order_then_live() {
+    let server = server(&[]).await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(
+            server
+                .send_rest(1 + i % 2 * 2, 2, &format!("offline {i}"))
+                .await,
+        );
+    }
+    server
+        .send_rest(2, 1, "from two, not a backlog for two")
+        .await;
+    let mut receiver = server.connect(2).await;
+    let mut backlog = Vec::new();
+    for _ in 0..5 {
+        backlog.push(receiver.next().await);
+    }
+    assert_eq!(ids_of(&backlog, "message"), sent);
+    let live = server.send_rest(1, 2, "live").await;
+    assert_eq!(receiver.next().await["data"]["id"], live);
+
+    // Acknowledged messages are not sent again on the next connection.
+    receiver.send(json!({"type": "ack", "ids": sent})).await;
+    assert!(
+        receiver.drain().await.is_empty(),
+        "ack has no answer when it succeeds"
+    );
+    drop(receiver);
+    let mut again = server.connect(2).await;
+    let frames = again.drain().await;
+    assert_eq!(
+        ids_of(&frames, "message"),
+        vec![live],
+        "only the unacknowledged one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_a_disconnect_mid_burst_misses_nothing() {
+    const BURST: usize = 1000;
+    let server = server(&[]).await;
+    let mut receiver = server.connect(2).await;
+    let address = server.address;
+    let burst = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut ids = Vec::with_capacity(BURST);
+        for i in 0..BURST {
+            let answer: Value = client
+                .post(format!("http://{address}/api/chat/send"))
+                .bearer_auth(token(1))
+                .json(&json!({"receiver_id": 2, "message": format!("burst {i}")}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ids.push(answer["data"]["id"].as_i64().unwrap());
+        }
+        ids
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 300 {
+        seen.push(
+            receiver.next_of("message").await["data"]["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    drop(receiver);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let last = *seen.last().unwrap();
+    let mut resumed = server
+        .try_connect(2, &format!("?after_id={last}"), None)
+        .await
+        .unwrap();
+    let sent: BTreeSet<i64> = burst.await.unwrap().into_iter().collect();
+    let mut received: BTreeSet<i64> = seen.iter().copied().collect();
+    while !sent.is_subset(&received) {
+        received.insert(
+            resumed.next_of("message").await["data"]["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        received, sent,
+        "every message exactly as sent, none missing"
+    );
+    // Each connection saw its messages in id order.
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_reach_the_sender() {
+    let server = server(&[]).await;
+    let mut sender = server.connect(1).await;
+    let mut receiver = server.connect(2).await;
+    let a = server.send_rest(1, 2, "a").await;
+    let b = server.send_rest(1, 2, "b").await;
+    let c = server.send_rest(1, 2, "c").await;
+    sender.drain().await;
+    receiver.drain().await;
+    receiver.send(json!({"type": "ack", "ids": [a, b]})).await;
+    receiver.send(json!({"type": "read", "ids": [a]})).await;
+    receiver
+        .send(json!({"type": "read", "user_id": 1, "up_to_id": c}))
+        .await;
+    let mut receipts = Vec::new();
+    while receipts.len() < 5 {
+        let frame = sender.next_of("receipt").await;
+        assert!(frame["data"]["at"].as_str().unwrap().ends_with('Z'));
+        receipts.push((
+            frame["data"]["id"].as_i64().unwrap(),
+            frame["data"]["status"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let expected: Vec<(i64, String)> = [
+        (a, "delivered"),
+        (b, "delivered"),
+        (a, "read"),
+        (b, "read"),
+        (c, "read"),
+    ]
+    .into_iter()
+    .map(|(id, status)| (id, status.to_owned()))
+    .collect();
+    assert_eq!(receipts, expected);
+    // Typing reaches the other side only.
+    receiver
+        .send(json!({"type": "typing", "receiver_id": 1}))
+        .await;
+    assert_eq!(sender.next_of("typing").await["data"]["user_id"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_error_frames_and_the_connection_stays() {
+    let server = server(&[]).await;
+    let mut client = server.connect(1).await;
+    let cases = [
+        (Message::text("not json"), "invalid_frame"),
+        (Message::text(r#"{"type":"shout"}"#), "invalid_frame"),
+        (
+            Message::text(r#"{"type":"ack","ids":[1],"extra":true}"#),
+            "invalid_frame",
+        ),
+        (
+            Message::text(r#"{"type":"send","receiver_id":1,"message":"me"}"#),
+            "validation_failed",
+        ),
+        (
+            Message::text(r#"{"type":"send","receiver_id":2,"message":"  "}"#),
+            "validation_failed",
+        ),
+        (
+            Message::text(r#"{"type":"ack","ids":[]}"#),
+            "validation_failed",
+        ),
+        (
+            Message::text(r#"{"type":"read","ids":[1],"user_id":2}"#),
+            "validation_failed",
+        ),
+        (Message::binary(vec![1, 2, 3]), "unsupported_frame"),
+    ];
+    for (frame, code) in cases {
+        client.socket.send(frame.clone()).await.unwrap();
+        let answer = client.next().await;
+        assert_eq!(answer["type"], "error", "{frame:?}");
+        assert_eq!(answer["data"]["code"], code, "{frame:?}: {answer}");
+    }
+    let invalid = {
+        client
+            .send(json!({"type": "send", "receiver_id": 0, "message": ""}))
+            .await;
+        client.next().await
+    };
+    assert!(
+        invalid["data"]["errors"]["receiver_id"].is_array(),
+        "{invalid}"
+    );
+    client.send(json!({"type": "ping"})).await;
+    assert_eq!(client.next().await, json!({"type": "pong"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_close_with_1009_also_when_fragmented() {
+    let server = server(&["--ws-max-message-bytes", "1024"]).await;
+    let mut whole = server.connect(1).await;
+    whole
+        .socket
+        .send(Message::text("x".repeat(2000)))
+        .await
+        .unwrap();
+    assert_eq!(whole.close_code().await, 1009);
+
+    let mut fragmented = server.connect(1).await;
+    let first = Frame::message(vec![b'a'; 600], OpCode::Data(Data::Text), false);
+    let last = Frame::message(vec![b'b'; 600], OpCode::Data(Data::Continue), true);
+    fragmented.socket.send(Message::Frame(first)).await.unwrap();
+    fragmented.socket.send(Message::Frame(last)).await.unwrap();
+    assert_eq!(fragmented.close_code().await, 1009);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_closes_with_1008() {
+    let server = server(&["--ws-messages-per-second", "1", "--ws-message-burst", "5"]).await;
+    let mut client = server.connect(1).await;
+    for _ in 0..10 {
+        if client
+            .socket
+            .send(Message::text(r#"{"type":"ping"}"#))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(client.close_code().await, 1008);
+}
+
+/// The notifier runs on the test's single thread: publishing without yielding fills
+/// the connection's queue before it can drain, as a stalled socket would.
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_consumer_closes_with_4008_and_resumes() {
+    let server = server(&["--ws-outbound-queue", "4"]).await;
+    let mut slow = server.connect(2).await;
+    let chat = server.state.chat().clone();
+    let id = server.send_rest(1, 2, "before").await;
+    assert_eq!(slow.next().await["data"]["id"], id);
+    for _ in 0..50 {
+        chat.typing(UserId::new(1), UserId::new(2)).await.unwrap();
+    }
+    assert_eq!(slow.close_code().await, 4008);
+    let mut resumed = server
+        .try_connect(2, &format!("?after_id={}", id - 1), None)
+        .await
+        .unwrap();
+    assert_eq!(resumed.next().await["data"]["id"], id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_closes_with_4002_but_a_live_client_stays() {
+    let server = server(&[
+        "--ws-heartbeat-seconds",
+        "1",
+        "--ws-idle-timeout-seconds",
+        "2",
+    ])
+    .await;
+    let mut live = server.connect(1).await;
+    let mut silent = server.connect(2).await;
+    // The live client keeps reading, which answers the server's pings.
+    let reader = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(3500);
+        let mut pings = 0;
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout_at(deadline, live.socket.next()).await
+        {
+            if matches!(message, Message::Ping(_)) {
+                pings += 1;
+            }
+        }
+        live.send(json!({"type": "ping"})).await;
+        (pings, live.next().await)
+    });
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(silent.close_code().await, 4002);
+    let (pings, answer) = reader.await.unwrap();
+    assert!(pings >= 2, "{pings} pings");
+    assert_eq!(answer, json!({"type": "pong"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_token_closes_with_4001() {
+    let server = server(&["--jwt-leeway-seconds", "0"]).await;
+    let short = JwtIssuer::hs256(SECRET.as_bytes())
+        .unwrap()
+        .mint(UserId::new(1), Duration::from_secs(2))
+        .unwrap();
+    let mut request = server.url("").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {short}").parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut client = Client { socket };
+    assert_eq!(client.close_code().await, 4001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_user_are_limited() {
+    let server = server(&["--ws-max-connections-per-user", "2"]).await;
+    let first = server.connect(1).await;
+    let _second = server.connect(1).await;
+    let third = server.try_connect(1, "", None).await.err().unwrap();
+    assert_eq!(refusal_status(third), 429);
+    let _other_user = server.connect(2).await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        server.try_connect(1, "", None).await.is_ok(),
+        "a freed place is reusable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_before_the_upgrade() {
+    let server = server(&[
+        "--allowed-origins",
+        "https://app.example,https://admin.example/",
+    ])
+    .await;
+    // No token, a bad token: 401.
+    let no_token = tokio_tungstenite::connect_async(server.url(""))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refusal_status(no_token), 401);
+    let bad = tokio_tungstenite::connect_async(server.url("?token=forged"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refusal_status(bad), 401);
+    // A token in the query works (browsers cannot set headers).
+    let (mut by_query, _) =
+        tokio_tungstenite::connect_async(server.url(&format!("?token={}", token(1))))
+            .await
+            .unwrap();
+    by_query
+        .send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    // Origins: listed ones and none at all are fine, others are 403.
+    assert!(
+        server
+            .try_connect(1, "", Some("https://app.example"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        server
+            .try_connect(1, "", Some("https://ADMIN.example"))
+            .await
+            .is_ok()
+    );
+    assert!(server.try_connect(1, "", None).await.is_ok());
+    let evil = server
+        .try_connect(1, "", Some("https://evil.example"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refusal_status(evil), 403);
+    let bad_cursor = server
+        .try_connect(1, "?after_id=-3", None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refusal_status(bad_cursor), 422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_connections_with_1001() {
+    let server = server(&[]).await;
+    let mut client = server.connect(1).await;
+    assert_eq!(server.state.websocket().hub().connections(), 1);
+    server.state.websocket().hub().shut_down();
+    assert_eq!(client.close_code().await, 1001);
+}

@@ -1,0 +1,132 @@
+//! WebSocket delivery for the chat library.
+//!
+//! A connection first receives its backlog — every undelivered message, or with a
+//! resume cursor every message after it — and then live events (new messages,
+//! receipts, typing) while the client sends `send`, `ack`, `read`, `typing` and
+//! `ping` frames. The protocol is described for client authors in
+//! `docs/websocket-protocol.md`.
+//!
+//! Each connection subscribes to the [`chat_core::Notifier`] for its user, so every
+//! device of a user gets its own bounded queue; the send path never waits on a socket,
+//! and a connection that falls behind is closed (4008) and resumes from the store.
+//!
+//! [`WsEndpoint`] holds what the transport needs; the server (or a host) authenticates
+//! the upgrade request, checks [`WsEndpoint::origin_allowed`], and calls
+//! [`WsEndpoint::accept`].
+
+mod config;
+mod hub;
+pub mod protocol;
+mod session;
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use chat_core::{ChatService, Identity, MessageId};
+
+pub use config::{WsConfig, close_code};
+pub use hub::{ConnectionHub, Registration};
+pub use session::{Session, run};
+
+/// The WebSocket side of a chat service: its limits, its connections, the origins it
+/// accepts. Cloning is cheap and shares the connections.
+#[derive(Clone, Debug)]
+pub struct WsEndpoint {
+    chat: ChatService,
+    config: Arc<WsConfig>,
+    hub: ConnectionHub,
+    allowed_origins: Option<Arc<[String]>>,
+}
+
+/// The user already holds the most connections allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyConnections {
+    /// The limit.
+    pub limit: usize,
+}
+
+impl WsEndpoint {
+    /// An endpoint for `chat` with `config`, accepting every origin.
+    pub fn new(chat: ChatService, config: WsConfig) -> Self {
+        Self {
+            hub: ConnectionHub::new(config.max_connections_per_user),
+            chat,
+            config: Arc::new(config),
+            allowed_origins: None,
+        }
+    }
+
+    /// Accepts browser connections only from these origins (`https://app.example`);
+    /// requests without an `Origin` header (non-browser clients) stay allowed. An
+    /// empty list keeps every origin allowed.
+    pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
+        let origins: Vec<String> = origins
+            .into_iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        self.allowed_origins = (!origins.is_empty()).then(|| origins.into());
+        self
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &WsConfig {
+        &self.config
+    }
+
+    /// The live connections.
+    pub fn hub(&self) -> &ConnectionHub {
+        &self.hub
+    }
+
+    /// Whether a request with this `Origin` header may connect.
+    pub fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
+        let (Some(allowed), Some(origin)) = (&self.allowed_origins, origin) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        allowed.iter().any(|a| a == "*" || *a == origin)
+    }
+
+    /// Upgrades an authenticated request for `identity`: the connection receives its
+    /// backlog (everything after `resume_after` when given, else every undelivered
+    /// message) and then live events.
+    pub fn accept(
+        &self,
+        upgrade: WebSocketUpgrade,
+        identity: Identity,
+        resume_after: Option<MessageId>,
+    ) -> Result<Response, TooManyConnections> {
+        let registration = self
+            .hub
+            .register(identity.user_id)
+            .ok_or(TooManyConnections {
+                limit: self.config.max_connections_per_user,
+            })?;
+        let session = Session {
+            chat: self.chat.clone(),
+            identity,
+            resume_after,
+            config: (*self.config).clone(),
+            shutdown: self.hub.shutdown_signal(),
+            _registration: registration,
+        };
+        Ok(configure(upgrade, &self.config).on_upgrade(move |socket| run(socket, session)))
+    }
+}
+
+/// Applies the limits of `config` to an upgrade: message and frame size, and small
+/// buffers so an idle connection stays small.
+pub fn configure(upgrade: WebSocketUpgrade, config: &WsConfig) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes)
+        .max_write_buffer_size(config.max_write_buffer_bytes)
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes)
+}
