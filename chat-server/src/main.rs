@@ -6,6 +6,12 @@ use std::time::Duration;
 use chat_server::config::{Cli, Command, Settings};
 use clap::Parser;
 
+/// Many long-lived connections interleave small long-lived allocations with large
+/// short-lived ones (each handshake's buffers); mimalloc keeps that from fragmenting
+/// the heap, which the system allocator does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long WebSockets get to send their close frames at shutdown.
 const WEBSOCKET_DRAIN: Duration = Duration::from_secs(5);
 

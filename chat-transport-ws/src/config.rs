@@ -24,8 +24,9 @@ pub struct WsConfig {
     pub idle_timeout: Duration,
     /// Connections one user may hold at once; more are refused with 429.
     pub max_connections_per_user: usize,
-    /// Size of each connection's read buffer, in bytes: most of an idle connection's
-    /// memory.
+    /// Size of each connection's read buffer, in bytes. The WebSocket layer keeps all of
+    /// it resident, so it is a large part of an idle connection's memory; frames larger
+    /// than it still arrive whole (the buffer grows for them).
     pub read_buffer_bytes: usize,
     /// Bytes buffered before a write is flushed (0: every frame at once).
     pub write_buffer_bytes: usize,
@@ -46,7 +47,7 @@ impl Default for WsConfig {
             heartbeat_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             max_connections_per_user: 16,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 1024,
             write_buffer_bytes: 0,
             max_write_buffer_bytes: 1024 * 1024,
             backlog_batch: 500,

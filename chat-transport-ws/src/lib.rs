@@ -112,7 +112,7 @@ impl WsEndpoint {
             chat: self.chat.clone(),
             identity,
             resume_after,
-            config: (*self.config).clone(),
+            config: Arc::clone(&self.config),
             shutdown: self.hub.shutdown_signal(),
             _registration: registration,
         };

@@ -4,6 +4,7 @@
 //! driven without a network.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage};
@@ -28,7 +29,7 @@ pub struct Session {
     pub(crate) chat: ChatService,
     pub(crate) identity: Identity,
     pub(crate) resume_after: Option<MessageId>,
-    pub(crate) config: WsConfig,
+    pub(crate) config: Arc<WsConfig>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) _registration: Registration,
 }
@@ -107,20 +108,20 @@ where
     let chat = session.chat.clone();
     // Subscribe before loading the backlog: whatever commits in between arrives on
     // the stream and is dropped below if the backlog had it already.
-    let mut events = match chat.subscribe(user).await {
+    let mut events = match Box::pin(chat.subscribe(user)).await {
         Ok(events) => events,
         Err(error) => {
             tracing::warn!(%error, "cannot subscribe a WebSocket");
             return Closing(Some((close_code::INTERNAL_ERROR, "unavailable")));
         }
     };
-    let mut backlog_ids = match send_backlog(socket, session).await {
+    let mut backlog_ids = match Box::pin(send_backlog(socket, session)).await {
         Ok(ids) => ids,
         Err(closing) => return closing,
     };
     let backlog_high = backlog_ids.iter().max().copied();
 
-    let config = session.config.clone();
+    let config = Arc::clone(&session.config);
     let mut limit = InboundLimit::new(&config);
     let mut own_sends: VecDeque<MessageId> = VecDeque::new();
     let mut heartbeat = tokio::time::interval_at(
@@ -153,7 +154,10 @@ where
                                 "too many messages",
                             )));
                         }
-                        let reply = handle_text(&chat, user, text.as_str(), &mut own_sends).await;
+                        // Boxed: the handler's state is large and would otherwise sit in
+                        // every idle connection's future.
+                        let reply =
+                            Box::pin(handle_text(&chat, user, text.as_str(), &mut own_sends)).await;
                         if let Some(reply) = reply
                             && let Err(closing) = write(socket, &config, &reply).await
                         {

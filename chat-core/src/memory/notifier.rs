@@ -1,12 +1,11 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
 use futures_core::Stream;
-use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::event::Event;
@@ -15,17 +14,22 @@ use crate::ports::{EventStream, Notifier};
 
 /// Default number of events a subscriber may fall behind before it is dropped.
 const DEFAULT_CAPACITY: usize = 1024;
+/// A drained queue that grew beyond this many slots gives its memory back.
+const KEEP_SLOTS: usize = 16;
 
-/// A [`Notifier`] within one process: each subscriber gets its own bounded tokio
-/// channel. Publishing never waits: a subscriber whose channel is full is dropped (its
-/// stream ends) and resumes from the store.
+/// A [`Notifier`] within one process: each subscriber gets its own bounded queue.
+/// Publishing never waits: a subscriber whose queue is full is dropped (its stream
+/// ends) and resumes from the store.
+///
+/// A queue holds no memory while it is empty, so an idle subscriber (an idle
+/// WebSocket) costs a few dozen bytes.
 #[derive(Clone, Debug)]
 pub struct InProcessNotifier {
     hub: Arc<Hub>,
 }
 
-/// Each user's subscribers, as (subscriber id, channel).
-type Subscribers = HashMap<UserId, Vec<(u64, mpsc::Sender<Event>)>>;
+/// Each user's subscribers.
+type Subscribers = HashMap<UserId, Vec<Arc<Queue>>>;
 
 #[derive(Debug)]
 struct Hub {
@@ -34,18 +38,50 @@ struct Hub {
     subscribers: Mutex<Subscribers>,
 }
 
-impl Hub {
-    fn subscribers(&self) -> MutexGuard<'_, Subscribers> {
-        // Every critical section leaves the map consistent, so poisoning is harmless.
-        self.subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
+/// One subscriber's pending events and the waker of its stream.
+#[derive(Debug)]
+struct Queue {
+    id: u64,
+    state: Mutex<QueueState>,
+}
 
+#[derive(Debug, Default)]
+struct QueueState {
+    events: VecDeque<Event>,
+    waker: Option<Waker>,
+    /// Dropped for falling behind: the stream ends once drained.
+    closed: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent, so poisoning is harmless.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Queue {
+    /// Queues `event`; `false` if the queue was full and is now closed.
+    fn push(&self, event: Event, capacity: usize) -> bool {
+        let mut state = lock(&self.state);
+        let accepted = state.events.len() < capacity;
+        if accepted {
+            state.events.push_back(event);
+        } else {
+            state.closed = true;
+        }
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        accepted
+    }
+}
+
+impl Hub {
     fn unsubscribe(&self, user: UserId, subscriber: u64) {
-        let mut map = self.subscribers();
+        let mut map = lock(&self.subscribers);
         if let Some(list) = map.get_mut(&user) {
-            list.retain(|(id, _)| *id != subscriber);
+            list.retain(|queue| queue.id != subscriber);
             if list.is_empty() {
                 map.remove(&user);
             }
@@ -72,7 +108,7 @@ impl InProcessNotifier {
 
     /// How many streams are subscribed for `user` right now.
     pub fn subscriber_count(&self, user: UserId) -> usize {
-        self.hub.subscribers().get(&user).map_or(0, Vec::len)
+        lock(&self.hub.subscribers).get(&user).map_or(0, Vec::len)
     }
 }
 
@@ -85,10 +121,10 @@ impl Default for InProcessNotifier {
 #[async_trait]
 impl Notifier for InProcessNotifier {
     async fn publish(&self, user: UserId, event: Event) -> Result<(), Error> {
-        let mut map = self.hub.subscribers();
+        let mut map = lock(&self.hub.subscribers);
         if let Some(list) = map.get_mut(&user) {
-            // Full or closed: drop the subscriber rather than wait or grow.
-            list.retain(|(_, sender)| sender.try_send(event.clone()).is_ok());
+            // Full: drop the subscriber rather than wait or grow.
+            list.retain(|queue| queue.push(event.clone(), self.hub.capacity));
             if list.is_empty() {
                 map.remove(&user);
             }
@@ -97,40 +133,54 @@ impl Notifier for InProcessNotifier {
     }
 
     async fn subscribe(&self, user: UserId) -> Result<EventStream, Error> {
-        let (sender, receiver) = mpsc::channel(self.hub.capacity);
         let id = self.hub.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        self.hub
-            .subscribers()
+        let queue = Arc::new(Queue {
+            id,
+            state: Mutex::new(QueueState::default()),
+        });
+        lock(&self.hub.subscribers)
             .entry(user)
             .or_default()
-            .push((id, sender));
+            .push(Arc::clone(&queue));
         Ok(Box::pin(Subscription {
-            receiver,
+            queue,
             hub: Arc::clone(&self.hub),
             user,
-            id,
         }))
     }
 }
 
 /// One subscriber's stream; unsubscribes when dropped.
 struct Subscription {
-    receiver: mpsc::Receiver<Event>,
+    queue: Arc<Queue>,
     hub: Arc<Hub>,
     user: UserId,
-    id: u64,
 }
 
 impl Stream for Subscription {
     type Item = Event;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.get_mut().receiver.poll_recv(cx)
+        let mut state = lock(&self.queue.state);
+        if let Some(event) = state.events.pop_front() {
+            if state.events.is_empty() && state.events.capacity() > KEEP_SLOTS {
+                state.events = VecDeque::new();
+            }
+            return Poll::Ready(Some(event));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        match &mut state.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.unsubscribe(self.user, self.id);
+        self.hub.unsubscribe(self.user, self.queue.id);
     }
 }

@@ -1,0 +1,87 @@
+//! `chat-bench`: drives a running chat server over loopback with real HTTP and
+//! WebSocket clients and prints its figures.
+//!
+//! Run with: `cargo run --release -p chat-bench -- <scenario> --help`
+//!
+//! Scenarios:
+//! - `idle`: opens many idle WebSocket connections and reports the server's memory per
+//!   connection (read from `/proc/<pid>/status`, so pass `--pid`).
+//! - `deliver`: holds many receivers connected while senders post at a steady rate,
+//!   and reports latency from send to arrival, with every message accounted for.
+//!
+//! Every loop is bounded in count and time; connections spread over several
+//! 127.0.0.x source addresses so ephemeral ports never run out.
+
+mod clients;
+mod report;
+mod scenarios;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "chat-bench", about = "Load generator for the chat server")]
+struct Cli {
+    /// The server's base URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The server's HS256 secret, to mint a token per simulated user.
+    #[arg(long, global = true, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Print the results as JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Idle WebSocket connections: server memory per connection.
+    Idle(scenarios::idle::Args),
+    /// Receivers connected, senders at a steady rate: latency from send to arrival.
+    Deliver(scenarios::deliver::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(secret) = cli.secret.clone() else {
+        eprintln!("error: pass --secret or set CHAT_JWT_SECRET (the server's HS256 secret)");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = match clients::Target::new(&cli.url, &secret) {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.scenario {
+            Scenario::Idle(args) => scenarios::idle::run(&target, args).await,
+            Scenario::Deliver(args) => scenarios::deliver::run(&target, args).await,
+        }
+    });
+    match result {
+        Ok(report) => {
+            report.print(cli.json);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! `deliver`: receivers connected, senders posting at a steady rate; latency from send
+//! to arrival, and every message accounted for.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::idle::open_many;
+use crate::clients::{Socket, Target, quantile};
+use crate::report::Report;
+
+/// Options of `deliver`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Connected receivers (one user each).
+    #[arg(long, default_value_t = 10_000)]
+    receivers: usize,
+    /// Sends per second, all senders together.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u32,
+    /// How long to send.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Concurrent senders (one user and one HTTP client each).
+    #[arg(long, default_value_t = 32)]
+    senders: usize,
+    /// Handshakes in flight at once while connecting the receivers.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Seconds to wait for the last messages after sending stops.
+    #[arg(long, default_value_t = 5)]
+    grace_seconds: u64,
+    /// The first simulated user id (receivers, then senders).
+    #[arg(long, default_value_t = 2_000_000)]
+    first_user: i64,
+}
+
+/// One send: when it left, and whether the server acknowledged it (201).
+struct Sent {
+    number: u64,
+    at: Instant,
+    acknowledged: bool,
+}
+
+/// A receiver's reader: reports the number of every message that arrives.
+fn receiver(
+    mut socket: Socket,
+    arrivals: mpsc::UnboundedSender<(u64, Instant)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let now = Instant::now();
+            let Ok(frame) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let number = frame["data"]["client_message_id"]
+                .as_str()
+                .and_then(|key| key.strip_prefix('b'))
+                .and_then(|n| n.parse().ok());
+            if frame["type"] == "message"
+                && let Some(number) = number
+                && arrivals.send((number, now)).is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// A cheap, deterministic spread of message numbers over receivers.
+fn spread(number: u64, receivers: usize) -> u64 {
+    let mixed = number.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+    mixed % receivers as u64
+}
+
+pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (arrivals, mut arrived) = mpsc::unbounded_channel();
+    let receivers = open_many(
+        target,
+        args.first_user,
+        args.receivers,
+        args.concurrency,
+        deadline,
+        |socket| receiver(socket, arrivals.clone()),
+    )
+    .await?;
+    drop(arrivals);
+
+    let total = u64::from(args.rate) * args.seconds;
+    let senders = args.senders.max(1) as u64;
+    let period = Duration::from_secs_f64(senders as f64 / f64::from(args.rate.max(1)));
+    let start = Instant::now() + Duration::from_millis(200);
+    let mut workers = Vec::new();
+    for worker in 0..senders {
+        let http = Target::http(worker as usize)?;
+        let sender = args.first_user + args.receivers as i64 + worker as i64;
+        let token = target.token(sender)?;
+        let url = format!("{}/api/chat/send", target.base);
+        let first_receiver = args.first_user;
+        let receivers = args.receivers;
+        workers.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            let mut number = worker;
+            let mut slot = 0u32;
+            while number < total {
+                // A fixed schedule: late sends go at once and the rate holds on average.
+                tokio::time::sleep_until((start + period * slot).into()).await;
+                slot += 1;
+                let body = serde_json::json!({
+                    "receiver_id": first_receiver + spread(number, receivers) as i64,
+                    "message": "benchmark message",
+                    "client_message_id": format!("b{number}"),
+                });
+                let at = Instant::now();
+                let acknowledged = matches!(
+                    http.post(&url).bearer_auth(&token).json(&body).send().await,
+                    Ok(answer) if answer.status() == reqwest::StatusCode::CREATED
+                );
+                sent.push(Sent {
+                    number,
+                    at,
+                    acknowledged,
+                });
+                number += senders;
+            }
+            sent
+        }));
+    }
+    let mut sent = Vec::with_capacity(total as usize);
+    for worker in workers {
+        sent.extend(worker.await.map_err(|e| e.to_string())?);
+    }
+    let sending_seconds = start.elapsed().as_secs_f64();
+    let acknowledged = sent.iter().filter(|s| s.acknowledged).count();
+
+    // Collect arrivals until every acknowledged message is in, or the grace is over.
+    let mut first_arrival: HashMap<u64, Instant> = HashMap::with_capacity(sent.len());
+    let mut duplicates = 0u64;
+    let grace_end = tokio::time::Instant::now() + Duration::from_secs(args.grace_seconds);
+    loop {
+        while let Ok((number, at)) = arrived.try_recv() {
+            if first_arrival.insert(number, at).is_some() {
+                duplicates += 1;
+            }
+        }
+        let missing = sent
+            .iter()
+            .filter(|s| s.acknowledged && !first_arrival.contains_key(&s.number))
+            .count();
+        if missing == 0 || tokio::time::Instant::now() >= grace_end {
+            break;
+        }
+        match tokio::time::timeout_at(grace_end, arrived.recv()).await {
+            Ok(Some((number, at))) => {
+                if first_arrival.insert(number, at).is_some() {
+                    duplicates += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    for task in receivers {
+        task.abort();
+    }
+
+    let mut latencies: Vec<f64> = sent
+        .iter()
+        .filter(|s| s.acknowledged)
+        .filter_map(|s| {
+            first_arrival
+                .get(&s.number)
+                .map(|at| at.duration_since(s.at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let lost = acknowledged - latencies.len();
+
+    let mut report = Report::new("deliver");
+    report.add("receivers", args.receivers, "");
+    report.add("target rate", args.rate, "sends/s");
+    report.add(
+        "achieved rate",
+        sent.len() as f64 / sending_seconds,
+        "sends/s",
+    );
+    report.add("sent", sent.len(), "");
+    report.add("acknowledged (201)", acknowledged, "");
+    report.add("received", latencies.len(), "");
+    report.add("lost", lost, "");
+    report.add("duplicates", duplicates, "");
+    report.add("latency p50", quantile(&latencies, 0.50), "ms");
+    report.add("latency p99", quantile(&latencies, 0.99), "ms");
+    report.add(
+        "latency max",
+        latencies.last().copied().unwrap_or(f64::NAN),
+        "ms",
+    );
+    Ok(report)
+}

@@ -1,0 +1,119 @@
+//! `idle`: many idle WebSocket connections; the server's memory per connection.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+
+use crate::clients::{Socket, Target, rss_kib};
+use crate::report::Report;
+
+/// Options of `idle`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Connections to open (one user each).
+    #[arg(long, default_value_t = 15_000)]
+    connections: usize,
+    /// The server's process id, to read its memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Seconds to wait after the last handshake before measuring.
+    #[arg(long, default_value_t = 3)]
+    settle_seconds: u64,
+    /// The first simulated user id.
+    #[arg(long, default_value_t = 1_000_000)]
+    first_user: i64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    max_seconds: u64,
+}
+
+/// Opens `count` WebSockets for users `first_user..`, `concurrency` at a time, each
+/// read by a task of its own (which answers the server's pings). Returns the tasks.
+pub(crate) async fn open_many(
+    target: &Target,
+    first_user: i64,
+    count: usize,
+    concurrency: usize,
+    deadline: Instant,
+    on_socket: impl Fn(Socket) -> tokio::task::JoinHandle<()>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let tokens: Vec<String> = (0..count)
+        .map(|n| target.token(first_user + n as i64))
+        .collect::<Result<_, _>>()?;
+    let mut opened = stream::iter(tokens.iter().enumerate())
+        .map(|(n, token)| target.websocket(first_user + n as i64, token, n))
+        .buffer_unordered(concurrency.max(1));
+    let mut tasks = Vec::with_capacity(count);
+    while let Some(socket) = opened.next().await {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {count} connections opened in time",
+                tasks.len()
+            ));
+        }
+        tasks.push(on_socket(socket?));
+    }
+    Ok(tasks)
+}
+
+/// Reads and discards frames until the connection ends.
+pub(crate) fn idle_reader(mut socket: Socket) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} })
+}
+
+pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let before = args.pid.map(rss_kib).transpose()?;
+    let started = Instant::now();
+    let tasks = open_many(
+        target,
+        args.first_user,
+        args.connections,
+        args.concurrency,
+        deadline,
+        idle_reader,
+    )
+    .await?;
+    let open_seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(args.settle_seconds)).await;
+    let after = args.pid.map(rss_kib).transpose()?;
+    let reported = server_connections(target).await;
+
+    let mut report = Report::new("idle");
+    report.add("connections", args.connections, "");
+    report.add(
+        "connections reported by the server",
+        reported.unwrap_or(-1),
+        "",
+    );
+    report.add("time to open", open_seconds, "s");
+    if let (Some(before), Some(after)) = (before, after) {
+        let per_connection = (after.saturating_sub(before)) as f64 / args.connections as f64;
+        report.add("server RSS before", before, "KiB");
+        report.add("server RSS after", after, "KiB");
+        report.add("server memory per connection", per_connection, "KiB");
+    } else {
+        report.add("server memory per connection", "n/a (pass --pid)", "");
+    }
+    for task in tasks {
+        task.abort();
+    }
+    Ok(report)
+}
+
+/// The server's own count of WebSocket connections, from `/metrics`.
+pub(crate) async fn server_connections(target: &Target) -> Option<i64> {
+    let text = reqwest::get(format!("{}/metrics", target.base))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("chat_websocket_connections "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value as i64)
+}

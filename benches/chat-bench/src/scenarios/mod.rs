@@ -1,0 +1,4 @@
+//! One module per scenario.
+
+pub(crate) mod deliver;
+pub(crate) mod idle;
