@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chat_core::{Authenticator, JwtAuthenticator, UserId};
-use common::{SECRET, settings};
+use common::{SECRET, settings, token};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,13 +39,6 @@ async fn start(extra: &[&str]) -> Running {
         stop: Some(stop),
         task,
     }
-}
-
-fn token(user: i64) -> String {
-    chat_core::JwtIssuer::hs256(SECRET.as_bytes())
-        .unwrap()
-        .mint(UserId::new(user), Duration::from_secs(600))
-        .unwrap()
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chat_core::{JwtIssuer, UserId};
 use chat_server::AppState;
-use common::{SECRET, settings};
+use common::{SECRET, settings, token};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,13 +43,6 @@ async fn server(extra: &[&str]) -> Server {
     let app = chat_server::app(state.clone());
     tokio::spawn(chat_server::serve(listener, app, std::future::pending()));
     Server { address, state }
-}
-
-fn token(user: i64) -> String {
-    JwtIssuer::hs256(SECRET.as_bytes())
-        .unwrap()
-        .mint(UserId::new(user), Duration::from_secs(600))
-        .unwrap()
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -22,6 +22,14 @@ use tower::ServiceExt;
 
 pub const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
+/// A token for `user`, signed with [`SECRET`], valid for ten minutes.
+pub fn token(user: i64) -> String {
+    JwtIssuer::hs256(SECRET.as_bytes())
+        .unwrap()
+        .mint(UserId::new(user), Duration::from_secs(600))
+        .unwrap()
+}
+
 /// An answer, with its body parsed as JSON (`Value::Null` when not JSON).
 #[derive(Debug)]
 pub struct Answer {
@@ -47,7 +55,6 @@ impl Answer {
 
 pub struct TestApp {
     pub app: Router,
-    issuer: JwtIssuer,
     openapi: Value,
     validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
 }
@@ -82,16 +89,13 @@ impl TestApp {
         forbid_undocumented_fields(&mut openapi["components"]);
         Self {
             app,
-            issuer: JwtIssuer::hs256(SECRET.as_bytes()).unwrap(),
             openapi,
             validators: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn token(&self, user: i64) -> String {
-        self.issuer
-            .mint(UserId::new(user), Duration::from_secs(600))
-            .unwrap()
+        token(user)
     }
 
     /// A JSON request as `user` (no token when `None`).
