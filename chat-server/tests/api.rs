@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chat_core::{ChatService, GovernorRateLimiter, InProcessNotifier, JwtAuthenticator};
 use chat_server::AppState;
-use common::{SECRET, SwitchableStore, TestApp};
+use common::{SECRET, SwitchableStore, TestApp, token};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -156,7 +156,7 @@ async fn invalid_sends_answer_422_naming_the_field() {
 #[tokio::test]
 async fn malformed_bodies_answer_400_413_415() {
     let app = TestApp::with_args(&["--max-body-bytes", "1024"]).await;
-    let token = app.token(1);
+    let token = token(1);
     let cases = [
         (
             raw_post(
@@ -247,7 +247,7 @@ async fn send_rate_limit_answers_429_with_retry_after() {
     let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=10).contains(&retry), "retry after {retry}");
     // Malformed attempts are limited too, and other users are not affected.
-    let token = app.token(1);
+    let token = token(1);
     let malformed = app
         .send(raw_post("/api/chat/send", &token, "application/json", "{"))
         .await;
@@ -982,7 +982,7 @@ async fn websocket_handshakes_are_checked_before_the_upgrade() {
             Request::builder()
                 .uri("/api/chat/ws")
                 .header(header::ORIGIN, "https://evil.example")
-                .header(header::AUTHORIZATION, format!("Bearer {}", app.token(1)))
+                .header(header::AUTHORIZATION, format!("Bearer {}", token(1)))
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -996,7 +996,7 @@ async fn websocket_handshakes_are_checked_before_the_upgrade() {
     let by_query = app
         .call(
             Method::GET,
-            &format!("/api/chat/ws?token={}", app.token(1)),
+            &format!("/api/chat/ws?token={}", token(1)),
             None,
             None,
         )

@@ -94,10 +94,6 @@ impl TestApp {
         }
     }
 
-    pub fn token(&self, user: i64) -> String {
-        token(user)
-    }
-
     /// A JSON request as `user` (no token when `None`).
     pub async fn call(
         &self,
@@ -108,10 +104,7 @@ impl TestApp {
     ) -> Answer {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(user) = user {
-            request = request.header(
-                header::AUTHORIZATION,
-                format!("Bearer {}", self.token(user)),
-            );
+            request = request.header(header::AUTHORIZATION, format!("Bearer {}", token(user)));
         }
         let request = match body {
             Some(body) => request
