@@ -1,0 +1,60 @@
+//! The store's own failures, and how each maps into `chat_core::Error`.
+
+/// What went wrong inside the Postgres store.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid schema name {0:?}: use 1-63 of [a-z0-9_], starting with a letter")]
+    SchemaName(String),
+    #[error("column {0} holds a value out of range")]
+    Corrupt(&'static str),
+}
+
+/// SQLSTATE classes and codes that mean "the database cannot be reached right now":
+/// connection exceptions, shutdown, too many connections, and serialization or
+/// deadlock failures (a retry may succeed).
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+}
+
+impl From<StoreError> for chat_core::Error {
+    fn from(error: StoreError) -> Self {
+        let unavailable = match &error {
+            StoreError::Sqlx(sqlx::Error::Database(db)) => {
+                let code = db.code().unwrap_or_default();
+                if code == "23505" {
+                    return Self::Conflict {
+                        message: "The change conflicts with stored data.".to_owned(),
+                    };
+                }
+                unavailable_code(&code)
+            }
+            StoreError::Sqlx(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            _ => false,
+        };
+        if unavailable {
+            Self::unavailable(error)
+        } else {
+            Self::internal(error)
+        }
+    }
+}
+
+/// Converts a sqlx result into the core error.
+pub(crate) fn db<T>(result: Result<T, sqlx::Error>) -> Result<T, chat_core::Error> {
+    result.map_err(|e| StoreError::from(e).into())
+}

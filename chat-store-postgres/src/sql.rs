@@ -1,0 +1,144 @@
+//! Every statement the store runs, and the mapping from rows to messages.
+
+use chat_core::{Message, MessageId, MessageStatus, UserId};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+/// The columns of [`message_from_row`].
+macro_rules! message_columns {
+    () => {
+        "id, sender_id, receiver_id, message, status, client_message_id, \
+         created_at, updated_at, delivered_at, read_at"
+    };
+}
+
+/// Both participants' locks, the smaller id first so two inserts never wait on each
+/// other in opposite orders. Held until commit: for any one user, ids are drawn and
+/// committed in the same order, which makes "after id N" gap-free.
+pub(crate) const LOCK_PARTICIPANTS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('chat-user', $1)), \
+            pg_advisory_xact_lock(hashtextextended('chat-user', $2))";
+
+/// Inserts unless the idempotency key is taken, and counts the message in both
+/// participants' conversation rows, in one statement.
+pub(crate) const INSERT: &str = "WITH inserted AS ( \
+       INSERT INTO messages (sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
+       VALUES ($1, $2, $3, $4, $5, $5) \
+       ON CONFLICT (sender_id, client_message_id) WHERE client_message_id IS NOT NULL DO NOTHING \
+       RETURNING id, sender_id, receiver_id), \
+     touched AS ( \
+       INSERT INTO conversations (user_id, peer_id, last_message_id, message_count) \
+       SELECT sender_id, receiver_id, id, 1 FROM inserted \
+       UNION ALL SELECT receiver_id, sender_id, id, 1 FROM inserted \
+       ON CONFLICT (user_id, peer_id) DO UPDATE SET \
+         last_message_id = GREATEST(conversations.last_message_id, excluded.last_message_id), \
+         message_count = conversations.message_count + 1) \
+     SELECT id FROM inserted";
+
+pub(crate) const BY_CLIENT_ID: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE sender_id = $1 AND client_message_id = $2"
+);
+
+pub(crate) const GET: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE id = $1"
+);
+
+pub(crate) const CONVERSATION_TOTAL: &str =
+    "SELECT message_count FROM conversations WHERE user_id = $1 AND peer_id = $2";
+
+pub(crate) const HISTORY_PAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE low_user_id = $1 AND high_user_id = $2 \
+     ORDER BY id DESC LIMIT $3 OFFSET $4"
+);
+
+pub(crate) const HISTORY_BEFORE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE low_user_id = $1 AND high_user_id = $2 AND id < $3 \
+     ORDER BY id DESC LIMIT $4"
+);
+
+pub(crate) const HISTORY_AFTER: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE low_user_id = $1 AND high_user_id = $2 AND id > $3 \
+     ORDER BY id ASC LIMIT $4"
+);
+
+pub(crate) const MARK_DELIVERED: &str = concat!(
+    "UPDATE messages SET status = 'delivered', delivered_at = $1, updated_at = $1 \
+     WHERE id = ANY($2) AND receiver_id = $3 AND status = 'sent' RETURNING ",
+    message_columns!()
+);
+
+pub(crate) const MARK_READ: &str = concat!(
+    "UPDATE messages SET status = 'read', read_at = $1, \
+     delivered_at = COALESCE(delivered_at, $1), updated_at = $1 \
+     WHERE id = ANY($2) AND receiver_id = $3 AND status <> 'read' RETURNING ",
+    message_columns!()
+);
+
+pub(crate) const MARK_READ_UP_TO: &str = "UPDATE messages SET status = 'read', read_at = $1, \
+     delivered_at = COALESCE(delivered_at, $1), updated_at = $1 \
+     WHERE receiver_id = $2 AND sender_id = $3 AND status <> 'read' AND id <= $4 RETURNING id";
+
+pub(crate) const UNDELIVERED: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE receiver_id = $1 AND status = 'sent' AND id > $2 \
+     ORDER BY id LIMIT $3"
+);
+
+/// Two index ranges merged, instead of one `OR`.
+pub(crate) const AFTER_FOR_USER: &str = concat!(
+    "(SELECT ",
+    message_columns!(),
+    " FROM messages WHERE sender_id = $1 AND id > $2 ORDER BY id LIMIT $3) \
+     UNION ALL (SELECT ",
+    message_columns!(),
+    " FROM messages WHERE receiver_id = $1 AND id > $2 ORDER BY id LIMIT $3) \
+     ORDER BY id LIMIT $3"
+);
+
+pub(crate) const CONVERSATIONS: &str = "SELECT m.id, m.sender_id, m.receiver_id, m.message, \
+     m.status, m.client_message_id, m.created_at, m.updated_at, m.delivered_at, m.read_at, \
+     c.peer_id, (SELECT count(*) FROM messages u WHERE u.receiver_id = c.user_id \
+        AND u.sender_id = c.peer_id AND u.status <> 'read') AS unread \
+     FROM conversations c JOIN messages m ON m.id = c.last_message_id \
+     WHERE c.user_id = $1 AND c.last_message_id < $2 \
+     ORDER BY c.last_message_id DESC LIMIT $3";
+
+pub(crate) const UNREAD_TOTAL: &str =
+    "SELECT count(*) FROM messages WHERE receiver_id = $1 AND status <> 'read'";
+
+/// The conversation key of a pair, as stored in `low_user_id` / `high_user_id`.
+pub(crate) fn conversation_key(a: UserId, b: UserId) -> (i64, i64) {
+    (a.get().min(b.get()), a.get().max(b.get()))
+}
+
+/// Reads a message from the columns of `message_columns!`.
+pub(crate) fn message_from_row(row: &PgRow) -> Result<Message, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Message {
+        id: MessageId::new(row.try_get("id")?),
+        sender_id: UserId::new(row.try_get("sender_id")?),
+        receiver_id: UserId::new(row.try_get("receiver_id")?),
+        message: row.try_get("message")?,
+        status: status
+            .parse::<MessageStatus>()
+            .map_err(|e| sqlx::Error::ColumnDecode {
+                index: "status".to_owned(),
+                source: Box::new(e),
+            })?,
+        client_message_id: row.try_get("client_message_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        read_at: row.try_get("read_at")?,
+    })
+}

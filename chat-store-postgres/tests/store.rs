@@ -1,0 +1,150 @@
+//! What the conformance suite cannot see: query plans, migrations, connection loss.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use chat_core::testing::record;
+use chat_core::{Error, MessageRepository};
+use chat_store_postgres::PostgresStore;
+use chat_store_postgres::sqlx::{self, Row};
+
+/// With sequential scans ruled out, every query must be served by its index, and the
+/// ordered ones (history, backlog, conversation list) straight from the index: with
+/// sorting disabled a plan that still needs one shows a `Sort` node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_use_their_indexes() {
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    let mut conn = fixture.pool().acquire().await.unwrap();
+    // On an empty table the planner prefers scans and sorts; rule them out to see
+    // whether the index can serve each query, order included.
+    sqlx::raw_sql("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plans = [
+        (
+            "history page",
+            "EXPLAIN SELECT id FROM messages WHERE low_user_id = 1 AND high_user_id = 2 ORDER BY id DESC LIMIT 50 OFFSET 0",
+            "messages_conversation",
+        ),
+        (
+            "history before",
+            "EXPLAIN SELECT id FROM messages WHERE low_user_id = 1 AND high_user_id = 2 AND id < 1000 ORDER BY id DESC LIMIT 50",
+            "messages_conversation",
+        ),
+        (
+            "history after",
+            "EXPLAIN SELECT id FROM messages WHERE low_user_id = 1 AND high_user_id = 2 AND id > 10 ORDER BY id ASC LIMIT 50",
+            "messages_conversation",
+        ),
+        (
+            "undelivered",
+            "EXPLAIN SELECT id FROM messages WHERE receiver_id = 1 AND status = 'sent' AND id > 0 ORDER BY id LIMIT 50",
+            "messages_undelivered",
+        ),
+        (
+            "unread",
+            "EXPLAIN SELECT count(*) FROM messages WHERE receiver_id = 1 AND status <> 'read'",
+            "messages_unread",
+        ),
+        (
+            "conversations",
+            "EXPLAIN SELECT peer_id FROM conversations WHERE user_id = 1 AND last_message_id < 100 ORDER BY last_message_id DESC LIMIT 20",
+            "conversations_recent",
+        ),
+    ];
+    for (name, explain, index) in plans {
+        let rows = sqlx::raw_sql(explain).fetch_all(&mut *conn).await.unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains(index), "{name} does not use {index}:\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "{name} scans:\n{plan}");
+        if name.starts_with("history") || name == "undelivered" || name == "conversations" {
+            assert!(!plan.contains("Sort"), "{name} sorts:\n{plan}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_twice_changes_nothing() {
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    let id = fixture
+        .insert(record(1, 2, "kept"))
+        .await
+        .unwrap()
+        .message
+        .id;
+    fixture.migrate().await.unwrap();
+    assert_eq!(fixture.get(id).await.unwrap().unwrap().message, "kept");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(fixture.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+}
+
+/// Every backend of the store's pool is terminated mid-run; requests recover by
+/// themselves, and any failure in between is `Unavailable` (a 503), never internal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_recovers_after_backends_are_terminated() {
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    let id = fixture
+        .insert(record(1, 2, "before"))
+        .await
+        .unwrap()
+        .message
+        .id;
+    let admin = sqlx::PgPool::connect(&fixture.url).await.unwrap();
+    for round in 0..3 {
+        let terminated: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(format!("chat/{}", fixture.schema))
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        assert!(
+            !terminated.is_empty(),
+            "round {round}: nothing to terminate"
+        );
+        let mut recovered = false;
+        for _ in 0..50 {
+            match fixture.get(id).await {
+                Ok(found) => {
+                    assert!(found.is_some());
+                    recovered = true;
+                    break;
+                }
+                Err(Error::Unavailable { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(other) => panic!("round {round}: expected Unavailable, got {other:?}"),
+            }
+        }
+        assert!(recovered, "round {round}: the pool did not recover");
+        fixture.insert(record(2, 1, "after")).await.unwrap();
+    }
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable() {
+    // Nothing listens on port 1.
+    match PostgresStore::connect("postgres://postgres@127.0.0.1:1/test").await {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(
+        PostgresStore::connect_with_schema("postgres://127.0.0.1:1/x", "Bad-Name; DROP")
+            .await
+            .is_err()
+    );
+}
