@@ -7,6 +7,7 @@
 //! | feature  | adds |
 //! |----------|------|
 //! | `sqlite` | [`sqlite::SqliteStore`], the embedded durable store |
+//! | `postgres` | [`postgres::PostgresStore`], the store shared by many nodes |
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -32,4 +33,10 @@ pub use chat_core::*;
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
     pub use chat_store_sqlite::{SqliteStore, rusqlite};
+}
+
+/// The Postgres store.
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use chat_store_postgres::{PostgresStore, sqlx};
 }

@@ -57,9 +57,12 @@ pub struct Settings {
     /// Address to listen on.
     #[arg(long, env = "CHAT_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// `sqlite://path`, `sqlite::memory:`.
+    /// `sqlite://path`, `sqlite::memory:` or `postgres://user@host/database`.
     #[arg(long, env = "CHAT_DATABASE_URL", default_value = "sqlite://chat.db")]
     pub database_url: String,
+    /// Postgres only: keep the tables in this schema (created if missing).
+    #[arg(long, env = "CHAT_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
     /// HS256 secret, at least 32 bytes.
     #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -155,6 +158,8 @@ pub enum Database {
     SqliteFile(PathBuf),
     /// SQLite in memory: gone when the server stops.
     SqliteMemory,
+    /// Postgres, shared by every node.
+    Postgres(String),
 }
 
 impl Database {
@@ -174,14 +179,10 @@ impl Database {
             return Ok(Self::SqliteFile(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(
-                "CHAT_DATABASE_URL: Postgres is not supported by this release; use sqlite://"
-                    .to_owned(),
-            );
+            return Ok(Self::Postgres(url.to_owned()));
         }
-        Err(format!(
-            "CHAT_DATABASE_URL {url:?} is not understood: use sqlite://path or sqlite::memory:"
-        ))
+        // The URL may hold a password: never echo it.
+        Err("CHAT_DATABASE_URL is not understood: use sqlite://path, sqlite::memory: or postgres://…".to_owned())
     }
 }
 
@@ -228,7 +229,10 @@ mod tests {
         );
         assert!(Database::parse("sqlite://").is_err());
         assert!(Database::parse("mysql://x").is_err());
-        assert!(Database::parse("postgres://localhost/chat").is_err());
+        assert_eq!(
+            Database::parse("postgres://localhost/chat"),
+            Ok(Database::Postgres("postgres://localhost/chat".into()))
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use chat_core::{
     Authenticator, ChatConfig, ChatService, GovernorRateLimiter, InProcessNotifier, JwtAlgorithm,
     JwtAuthenticator, JwtIssuer, MessageRepository,
 };
+use chat_store_postgres::PostgresStore;
 use chat_store_sqlite::SqliteStore;
 use chat_transport_ws::WsEndpoint;
 
@@ -40,11 +41,13 @@ pub enum StartError {
     Store(#[source] chat_core::Error),
 }
 
-/// The development secret file of these settings' database, if it is a file.
+/// The file of the development secret: beside a SQLite file, in the working directory
+/// for Postgres, none for a memory database.
 pub fn dev_secret_path(settings: &Settings) -> Result<Option<PathBuf>, StartError> {
     Ok(
         match Database::parse(&settings.database_url).map_err(StartError::Config)? {
             Database::SqliteFile(path) => Some(dev_key::path_beside(&path)),
+            Database::Postgres(_) => Some(PathBuf::from("chat.dev-jwt-secret")),
             Database::SqliteMemory => None,
         },
     )
@@ -165,18 +168,38 @@ pub(crate) fn token_issuer(settings: &Settings) -> Result<JwtIssuer, StartError>
     Ok(issuer)
 }
 
+/// Opens (and migrates) the store `database` names.
+async fn open_store(
+    database: &Database,
+    schema: Option<&str>,
+) -> Result<Arc<dyn MessageRepository>, chat_core::Error> {
+    if schema.is_some() && !matches!(database, Database::Postgres(_)) {
+        tracing::warn!("CHAT_DATABASE_SCHEMA applies to Postgres only; ignored");
+    }
+    Ok(match database {
+        Database::SqliteFile(path) => Arc::new(SqliteStore::open(path).await?),
+        Database::SqliteMemory => Arc::new(SqliteStore::open_in_memory().await?),
+        Database::Postgres(url) => {
+            let store = match schema {
+                Some(schema) => PostgresStore::connect_with_schema(url, schema).await?,
+                None => PostgresStore::connect(url).await?,
+            };
+            store.migrate().await?;
+            Arc::new(store)
+        }
+    })
+}
+
 /// Opens the store and assembles the state the server runs on.
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let database = Database::parse(&settings.database_url).map_err(StartError::Config)?;
     let authenticator = authenticator(settings)?;
-    let store = match &database {
-        Database::SqliteFile(path) => SqliteStore::open(path).await,
-        Database::SqliteMemory => SqliteStore::open_in_memory().await,
-    }
-    .map_err(StartError::Store)?;
+    let store = open_store(&database, settings.database_schema.as_deref())
+        .await
+        .map_err(StartError::Store)?;
     let metrics = Metrics::new();
     let repository: Arc<dyn MessageRepository> =
-        Arc::new(MeasuredRepository::new(Arc::new(store), metrics.clone()));
+        Arc::new(MeasuredRepository::new(store, metrics.clone()));
     let ws_config = settings.ws_config();
     // Each WebSocket's outbound queue is its subscription to the notifier.
     let notifier = InProcessNotifier::with_capacity(ws_config.outbound_queue);

@@ -39,7 +39,6 @@ fn with_token(uri: &str, token: &str) -> Request<Body> {
 
 // ---- send ----
 
-#[tokio::test]
 async fn send_stores_and_answers_201_with_rate_headers() {
     let app = TestApp::new().await;
     let answer = app
@@ -66,7 +65,6 @@ async fn send_stores_and_answers_201_with_rate_headers() {
     assert_eq!(history.body["data"][0]["id"], data["id"]);
 }
 
-#[tokio::test]
 async fn replay_answers_200_with_the_original_and_other_content_409() {
     let app = TestApp::new().await;
     let body = json!({"receiver_id": 2, "message": "pay rent", "client_message_id": "phone:1"});
@@ -93,7 +91,6 @@ async fn replay_answers_200_with_the_original_and_other_content_409() {
     assert_eq!(history.body["meta"]["total"], 1);
 }
 
-#[tokio::test]
 async fn invalid_sends_answer_422_naming_the_field() {
     let app = TestApp::new().await;
     let cases = [
@@ -153,7 +150,6 @@ async fn invalid_sends_answer_422_naming_the_field() {
     );
 }
 
-#[tokio::test]
 async fn malformed_bodies_answer_400_413_415() {
     let app = TestApp::with_args(&["--max-body-bytes", "1024"]).await;
     let token = token(1);
@@ -220,7 +216,6 @@ async fn malformed_bodies_answer_400_413_415() {
     assert_eq!(ok.status, StatusCode::CREATED);
 }
 
-#[tokio::test]
 async fn send_rate_limit_answers_429_with_retry_after() {
     let app = TestApp::with_args(&["--send-burst", "3", "--send-rate-per-minute", "6"]).await;
     for remaining in ["2", "1", "0"] {
@@ -269,7 +264,6 @@ async fn send_rate_limit_answers_429_with_retry_after() {
 
 // ---- history ----
 
-#[tokio::test]
 async fn history_page_mode_reports_meta_and_links() {
     let app = TestApp::new().await;
     let mut ids = Vec::new();
@@ -333,7 +327,6 @@ async fn history_page_mode_reports_meta_and_links() {
     assert_eq!(beyond.body["meta"]["from"], Value::Null);
 }
 
-#[tokio::test]
 async fn history_cursor_modes_walk_both_ways() {
     let app = TestApp::new().await;
     let mut ids = Vec::new();
@@ -388,7 +381,6 @@ async fn history_cursor_modes_walk_both_ways() {
     assert_eq!(after.body["links"]["next"], Value::Null);
 }
 
-#[tokio::test]
 async fn bad_history_parameters_answer_422() {
     let app = TestApp::new().await;
     let cases = [
@@ -425,7 +417,6 @@ async fn bad_history_parameters_answer_422() {
 
 // ---- read ----
 
-#[tokio::test]
 async fn mark_read_is_idempotent_and_only_for_the_receiver() {
     let app = TestApp::new().await;
     let id = app.send_message(1, 2, "read me").await["id"]
@@ -462,7 +453,6 @@ async fn mark_read_is_idempotent_and_only_for_the_receiver() {
     assert_eq!(again.body, read.body);
 }
 
-#[tokio::test]
 async fn conversation_read_marks_up_to_an_id_or_all() {
     let app = TestApp::new().await;
     let mut ids = Vec::new();
@@ -529,7 +519,6 @@ async fn conversation_read_marks_up_to_an_id_or_all() {
     }
 }
 
-#[tokio::test]
 async fn conversations_list_counts_unread_and_pages() {
     let app = TestApp::new().await;
     for peer in 2..=5 {
@@ -566,7 +555,6 @@ async fn conversations_list_counts_unread_and_pages() {
 
 // ---- broken object level authorization ----
 
-#[tokio::test]
 async fn a_third_user_sees_and_changes_nothing_of_a_conversation() {
     let app = TestApp::new().await;
     let id = app.send_message(1, 2, "private").await["id"]
@@ -633,7 +621,6 @@ fn sign(claims: &Value, secret: &str) -> String {
     .unwrap()
 }
 
-#[tokio::test]
 async fn forged_expired_and_early_tokens_answer_401() {
     let app = TestApp::new().await;
     let payload = chat_core::testing::base64url(claims(json!({})).to_string().as_bytes());
@@ -716,7 +703,6 @@ async fn forged_expired_and_early_tokens_answer_401() {
     }
 }
 
-#[tokio::test]
 async fn audience_and_issuer_are_required_once_configured() {
     let app = TestApp::with_args(&[
         "--jwt-audience",
@@ -748,7 +734,6 @@ async fn audience_and_issuer_are_required_once_configured() {
     }
 }
 
-#[tokio::test]
 async fn failed_authentications_are_limited_per_address() {
     let app = TestApp::with_args(&[
         "--auth-failure-burst",
@@ -776,7 +761,6 @@ async fn failed_authentications_are_limited_per_address() {
 
 // ---- errors, health, documents ----
 
-#[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let app = TestApp::new().await;
     let missing = app.get("/api/chat/nothing-here", 1).await;
@@ -832,7 +816,6 @@ async fn an_unavailable_store_answers_503_without_details() {
     );
 }
 
-#[tokio::test]
 async fn health_ready_and_metrics() {
     let app = TestApp::new().await;
     let health = app.call(Method::GET, "/health", None, None).await;
@@ -863,7 +846,6 @@ async fn health_ready_and_metrics() {
     }
 }
 
-#[tokio::test]
 async fn openapi_document_is_served_and_complete() {
     let app = TestApp::new().await;
     let served = app.call(Method::GET, "/api/openapi.json", None, None).await;
@@ -972,7 +954,6 @@ async fn a_full_limiter_setup_through_the_builder() {
     );
 }
 
-#[tokio::test]
 async fn websocket_handshakes_are_checked_before_the_upgrade() {
     let app = TestApp::with_args(&["--allowed-origins", "https://app.example"]).await;
     let missing = app.call(Method::GET, "/api/chat/ws", None, None).await;
@@ -1007,3 +988,25 @@ async fn websocket_handshakes_are_checked_before_the_upgrade() {
         "authenticated by the query token"
     );
 }
+
+crate::both_stores!("current_thread";
+    send_stores_and_answers_201_with_rate_headers,
+    replay_answers_200_with_the_original_and_other_content_409,
+    invalid_sends_answer_422_naming_the_field,
+    malformed_bodies_answer_400_413_415,
+    send_rate_limit_answers_429_with_retry_after,
+    history_page_mode_reports_meta_and_links,
+    history_cursor_modes_walk_both_ways,
+    bad_history_parameters_answer_422,
+    mark_read_is_idempotent_and_only_for_the_receiver,
+    conversation_read_marks_up_to_an_id_or_all,
+    conversations_list_counts_unread_and_pages,
+    a_third_user_sees_and_changes_nothing_of_a_conversation,
+    forged_expired_and_early_tokens_answer_401,
+    audience_and_issuer_are_required_once_configured,
+    failed_authentications_are_limited_per_address,
+    unknown_routes_and_methods_answer_json,
+    health_ready_and_metrics,
+    openapi_document_is_served_and_complete,
+    websocket_handshakes_are_checked_before_the_upgrade,
+);

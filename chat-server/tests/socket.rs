@@ -41,7 +41,6 @@ async fn start(extra: &[&str]) -> Running {
     }
 }
 
-#[tokio::test]
 async fn sends_and_reads_over_a_real_socket() {
     let server = start(&[]).await;
     let client = reqwest::Client::new();
@@ -76,7 +75,6 @@ async fn sends_and_reads_over_a_real_socket() {
     assert_eq!(traced.headers()["x-request-id"], "trace-me-42");
 }
 
-#[tokio::test]
 async fn failed_logins_are_limited_by_peer_address() {
     let server = start(&[
         "--auth-failure-burst",
@@ -105,7 +103,6 @@ async fn failed_logins_are_limited_by_peer_address() {
 
 /// A request whose body is still arriving when shutdown begins is answered, then the
 /// server stops.
-#[tokio::test]
 async fn graceful_shutdown_finishes_requests_in_flight() {
     let mut server = start(&[]).await;
     let body = json!({"receiver_id": 2, "message": "in flight"}).to_string();
@@ -312,3 +309,9 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     // The message was committed to the default database file.
     assert!(dir.path().join("chat.db").exists());
 }
+
+crate::both_stores!("current_thread";
+    sends_and_reads_over_a_real_socket,
+    failed_logins_are_limited_by_peer_address,
+    graceful_shutdown_finishes_requests_in_flight,
+);

@@ -173,7 +173,6 @@ fn ids_of(frames: &[Value], kind: &str) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_reaches_every_device_of_both_users() {
     let server = server(&[]).await;
     let mut phone = server.connect(2).await;
@@ -210,7 +209,6 @@ async fn a_message_reaches_every_device_of_both_users() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_messages_arrive_on_connect_in_order_then_live() {
     let server = server(&[]).await;
     let mut sent = Vec::new();
@@ -249,7 +247,6 @@ async fn offline_messages_arrive_on_connect_in_order_then_live() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_a_disconnect_mid_burst_misses_nothing() {
     const BURST: usize = 1000;
     let server = server(&[]).await;
@@ -305,7 +302,6 @@ async fn resume_after_a_disconnect_mid_burst_misses_nothing() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_reach_the_sender() {
     let server = server(&[]).await;
     let mut sender = server.connect(1).await;
@@ -347,7 +343,6 @@ async fn receipts_reach_the_sender() {
     assert_eq!(sender.next_of("typing").await["data"]["user_id"], 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_error_frames_and_the_connection_stays() {
     let server = server(&[]).await;
     let mut client = server.connect(1).await;
@@ -396,7 +391,6 @@ async fn bad_frames_get_error_frames_and_the_connection_stays() {
     assert_eq!(client.next().await, json!({"type": "pong"}));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_messages_close_with_1009_also_when_fragmented() {
     let server = server(&["--ws-max-message-bytes", "1024"]).await;
     let mut whole = server.connect(1).await;
@@ -415,7 +409,6 @@ async fn oversized_messages_close_with_1009_also_when_fragmented() {
     assert_eq!(fragmented.close_code().await, 1009);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flooding_closes_with_1008() {
     let server = server(&["--ws-messages-per-second", "1", "--ws-message-burst", "5"]).await;
     let mut client = server.connect(1).await;
@@ -434,7 +427,6 @@ async fn flooding_closes_with_1008() {
 
 /// The notifier runs on the test's single thread: publishing without yielding fills
 /// the connection's queue before it can drain, as a stalled socket would.
-#[tokio::test(flavor = "current_thread")]
 async fn a_slow_consumer_closes_with_4008_and_resumes() {
     let server = server(&["--ws-outbound-queue", "4"]).await;
     let mut slow = server.connect(2).await;
@@ -452,7 +444,6 @@ async fn a_slow_consumer_closes_with_4008_and_resumes() {
     assert_eq!(resumed.next().await["data"]["id"], id);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_closes_with_4002_but_a_live_client_stays() {
     let server = server(&[
         "--ws-heartbeat-seconds",
@@ -484,7 +475,6 @@ async fn silence_closes_with_4002_but_a_live_client_stays() {
     assert_eq!(answer, json!({"type": "pong"}));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiring_token_closes_with_4001() {
     let server = server(&["--jwt-leeway-seconds", "0"]).await;
     let short = JwtIssuer::hs256(SECRET.as_bytes())
@@ -500,7 +490,6 @@ async fn an_expiring_token_closes_with_4001() {
     assert_eq!(client.close_code().await, 4001);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_user_are_limited() {
     let server = server(&["--ws-max-connections-per-user", "2"]).await;
     let first = server.connect(1).await;
@@ -516,7 +505,6 @@ async fn connections_per_user_are_limited() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_before_the_upgrade() {
     let server = server(&[
         "--allowed-origins",
@@ -571,7 +559,6 @@ async fn checks_before_the_upgrade() {
     assert_eq!(refusal_status(bad_cursor), 422);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_connections_with_1001() {
     let server = server(&[]).await;
     let mut client = server.connect(1).await;
@@ -579,3 +566,22 @@ async fn shutdown_closes_connections_with_1001() {
     server.state.websocket().hub().shut_down();
     assert_eq!(client.close_code().await, 1001);
 }
+
+crate::both_stores!("multi_thread";
+    a_message_reaches_every_device_of_both_users,
+    offline_messages_arrive_on_connect_in_order_then_live,
+    resume_after_a_disconnect_mid_burst_misses_nothing,
+    receipts_reach_the_sender,
+    bad_frames_get_error_frames_and_the_connection_stays,
+    oversized_messages_close_with_1009_also_when_fragmented,
+    flooding_closes_with_1008,
+    silence_closes_with_4002_but_a_live_client_stays,
+    an_expiring_token_closes_with_4001,
+    connections_per_user_are_limited,
+    checks_before_the_upgrade,
+    shutdown_closes_connections_with_1001,
+);
+
+crate::both_stores!("current_thread";
+    a_slow_consumer_closes_with_4008_and_resumes,
+);

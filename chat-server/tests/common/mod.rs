@@ -59,17 +59,98 @@ pub struct TestApp {
     validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
 }
 
-/// Builds settings from command-line style arguments, as the binary would.
+/// The store a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// SQLite in memory.
+    Sqlite,
+    /// A fresh schema in the database at `CHAT_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The store of the running test (SQLite when unset).
+    pub static STORE: Store;
+}
+
+static SCHEMAS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static SWEEP: std::sync::Once = std::sync::Once::new();
+
+/// Drops the schemas earlier test processes left behind.
+fn sweep_old_schemas(url: &str) {
+    let url = url.to_owned();
+    let me = format!("chat_e2e_{}_", std::process::id());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let Ok(pool) = chat_store_postgres::sqlx::PgPool::connect(&url).await else { return };
+            let names: Vec<String> = chat_store_postgres::sqlx::query_scalar(
+                "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name LIKE 'chat_e2e_%'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            for name in names.into_iter().filter(|n| !n.starts_with(&me)) {
+                let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+                let _ = chat_store_postgres::sqlx::raw_sql(chat_store_postgres::sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+            }
+            pool.close().await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// Builds settings from command-line style arguments, as the binary would, on the
+/// store of the running test.
 pub fn settings(extra: &[&str]) -> chat_server::config::Settings {
-    let mut args = vec![
-        "chat-server",
-        "--database-url",
-        "sqlite::memory:",
-        "--jwt-secret",
-        SECRET,
-    ];
-    args.extend_from_slice(extra);
+    let store = STORE.try_with(|store| *store).unwrap_or(Store::Sqlite);
+    let mut args: Vec<String> = vec!["chat-server".into(), "--jwt-secret".into(), SECRET.into()];
+    match store {
+        Store::Sqlite => args.extend(["--database-url".into(), "sqlite::memory:".into()]),
+        Store::Postgres => {
+            let url = std::env::var("CHAT_TEST_POSTGRES_URL").expect("CHAT_TEST_POSTGRES_URL");
+            SWEEP.call_once(|| sweep_old_schemas(&url));
+            let schema = format!(
+                "chat_e2e_{}_{}",
+                std::process::id(),
+                SCHEMAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            args.extend([
+                "--database-url".into(),
+                url,
+                "--database-schema".into(),
+                schema,
+            ]);
+        }
+    }
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     Cli::try_parse_from(args).unwrap().settings
+}
+
+/// Runs each listed `async fn` test on SQLite and on Postgres (`name::sqlite`,
+/// `name::postgres`); the Postgres one skips with a printed reason when
+/// `CHAT_TEST_POSTGRES_URL` is unset, and fails then with `CHAT_REQUIRE_SERVICES=1`.
+#[macro_export]
+macro_rules! both_stores {
+    ($flavor:literal; $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = $flavor)]
+                async fn sqlite() {
+                    $crate::common::STORE.scope($crate::common::Store::Sqlite, super::$name()).await;
+                }
+
+                #[tokio::test(flavor = $flavor)]
+                async fn postgres() {
+                    if chat_core::testing::service_url("CHAT_TEST_POSTGRES_URL").is_none() {
+                        return;
+                    }
+                    $crate::common::STORE.scope($crate::common::Store::Postgres, super::$name()).await;
+                }
+            }
+        )*
+    };
 }
 
 impl TestApp {
