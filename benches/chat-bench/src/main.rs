@@ -4,6 +4,11 @@
 //! Run with: `cargo run --release -p chat-bench -- <scenario> --help`
 //!
 //! Scenarios:
+//! - `send`: sends per second through `POST /api/chat/send` with concurrent senders,
+//!   next to `baseline` measured in the same run.
+//! - `baseline`: the same client against a trivial 201 handler in this process: what
+//!   this machine can do at all.
+//! - `history`: latest-page and cursor-page latency on a large conversation.
 //! - `idle`: opens many idle WebSocket connections and reports the server's memory per
 //!   connection (read from `/proc/<pid>/status`, so pass `--pid`).
 //! - `deliver`: holds many receivers connected while senders post at a steady rate,
@@ -39,6 +44,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// Sends per second with concurrent senders, and the baseline ratio.
+    Send(scenarios::send::Args),
+    /// A trivial 201 handler in this process, driven by the same client.
+    Baseline(scenarios::send::BaselineArgs),
+    /// History page latency on a large conversation.
+    History(scenarios::history::Args),
     /// Idle WebSocket connections: server memory per connection.
     Idle(scenarios::idle::Args),
     /// Receivers connected, senders at a steady rate: latency from send to arrival.
@@ -70,6 +81,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.scenario {
+            Scenario::Send(args) => scenarios::send::run(&target, args).await,
+            Scenario::Baseline(args) => scenarios::send::baseline(args).await,
+            Scenario::History(args) => scenarios::history::run(&target, args).await,
             Scenario::Idle(args) => scenarios::idle::run(&target, args).await,
             Scenario::Deliver(args) => scenarios::deliver::run(&target, args).await,
         }

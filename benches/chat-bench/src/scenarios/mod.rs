@@ -1,4 +1,6 @@
 //! One module per scenario.
 
 pub(crate) mod deliver;
+pub(crate) mod history;
 pub(crate) mod idle;
+pub(crate) mod send;

@@ -1,0 +1,204 @@
+//! `history`: latest-page and cursor-page latency on a large conversation.
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::clients::{Target, quantile};
+use crate::report::Report;
+
+/// Options of `history`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Messages in the conversation; sent first unless it already holds that many.
+    #[arg(long, default_value_t = 20_000)]
+    messages: usize,
+    /// Page size.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Requests per page kind.
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
+    /// Rows the whole store should hold: other conversations are sent first until the
+    /// server's table holds about this many (0: only the measured conversation).
+    #[arg(long, default_value_t = 0)]
+    table_rows: usize,
+    /// Concurrent senders while seeding.
+    #[arg(long, default_value_t = 32)]
+    seeders: usize,
+    /// The two users of the conversation: this id and the next.
+    #[arg(long, default_value_t = 4_000_000)]
+    user: i64,
+}
+
+async fn total(http: &reqwest::Client, url: &str, token: &str) -> Result<u64, String> {
+    let page: Value = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    page["meta"]["total"]
+        .as_u64()
+        .ok_or_else(|| format!("no meta.total in {page}"))
+}
+
+/// Sends `missing` messages, alternating directions, between `user` and `user + 1`.
+async fn seed(target: &Target, args: &Args, user: i64, missing: usize) -> Result<(), String> {
+    let mut workers = Vec::new();
+    for worker in 0..args.seeders.max(1) {
+        let http = Target::http(worker)?;
+        let (from, to) = if worker % 2 == 0 {
+            (user, user + 1)
+        } else {
+            (user + 1, user)
+        };
+        let token = target.token(from)?;
+        let url = format!("{}/api/chat/send", target.base);
+        let count =
+            missing / args.seeders.max(1) + usize::from(worker < missing % args.seeders.max(1));
+        workers.push(tokio::spawn(async move {
+            for i in 0..count {
+                let body = serde_json::json!({"receiver_id": to, "message": format!("history seed {worker}/{i}")});
+                let answer = http.post(&url).bearer_auth(&token).json(&body).send().await;
+                if !matches!(answer, Ok(ref a) if a.status() == reqwest::StatusCode::CREATED) {
+                    return Err("a seeding send failed (is the send limit raised?)".to_owned());
+                }
+            }
+            Ok(())
+        }));
+    }
+    for worker in workers {
+        worker.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Sends `count` messages spread over 1,000 other conversations.
+async fn seed_noise(target: &Target, args: &Args, count: usize) -> Result<(), String> {
+    const PAIRS: i64 = 1_000;
+    let seeders = args.seeders.max(1);
+    let mut workers = Vec::new();
+    for worker in 0..seeders {
+        let http = Target::http(worker)?;
+        let url = format!("{}/api/chat/send", target.base);
+        let tokens = (0..PAIRS)
+            .map(|pair| target.token(args.user + 10 + 2 * pair))
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = args.user + 10;
+        let share = count / seeders + usize::from(worker < count % seeders);
+        workers.push(tokio::spawn(async move {
+            for i in 0..share {
+                let pair = (i * seeders + worker) as i64 % PAIRS;
+                let body = serde_json::json!({"receiver_id": first + 2 * pair + 1, "message": "other conversation"});
+                let answer = http.post(&url).bearer_auth(&tokens[pair as usize]).json(&body).send().await;
+                if !matches!(answer, Ok(ref a) if a.status() == reqwest::StatusCode::CREATED) {
+                    return Err("a seeding send failed (is the send limit raised?)".to_owned());
+                }
+            }
+            Ok(())
+        }));
+    }
+    for worker in workers {
+        worker.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+async fn timed(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    requests: usize,
+) -> Result<Vec<f64>, String> {
+    let mut latencies = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let at = Instant::now();
+        let answer = http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !answer.status().is_success() {
+            return Err(format!("{url}: {}", answer.status()));
+        }
+        let _ = answer.bytes().await;
+        latencies.push(at.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
+    let http = Target::http(0)?;
+    let token = target.token(args.user)?;
+    let base = format!("{}/api/chat/messages/{}", target.base, args.user + 1);
+    let existing = total(&http, &format!("{base}?per_page=1"), &token).await?;
+    let started = Instant::now();
+    if (existing as usize) < args.messages {
+        // Other conversations first, so the measured one sits in a large table as in
+        // production.
+        seed_noise(target, args, args.table_rows.saturating_sub(args.messages)).await?;
+        seed(target, args, args.user, args.messages - existing as usize).await?;
+    }
+    let seeded = started.elapsed();
+    let held = total(&http, &format!("{base}?per_page=1"), &token).await?;
+    // Warm the connection and the server's caches.
+    timed(&http, &format!("{base}?limit={}", args.limit), &token, 50).await?;
+    let latest = timed(
+        &http,
+        &format!("{base}?limit={}", args.limit),
+        &token,
+        args.requests,
+    )
+    .await?;
+    let page = timed(
+        &http,
+        &format!("{base}?page=1&per_page={}", args.limit),
+        &token,
+        args.requests,
+    )
+    .await?;
+    // A cursor in the middle of the conversation.
+    let middle: Value = http
+        .get(format!("{base}?page={}&per_page=1", held / 2 + 1))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let cursor = middle["data"][0]["id"]
+        .as_i64()
+        .ok_or("no middle message")?;
+    let cursor_page = timed(
+        &http,
+        &format!("{base}?before_id={cursor}&limit={}", args.limit),
+        &token,
+        args.requests,
+    )
+    .await?;
+
+    let mut report = Report::new("history");
+    report.add("messages in the conversation", held, "");
+    report.add("seeding time", seeded.as_secs_f64(), "s");
+    let kinds: [(&'static str, &'static str, &Vec<f64>); 3] = [
+        ("latest page p50", "latest page p99", &latest),
+        ("page 1 with total p50", "page 1 with total p99", &page),
+        (
+            "middle cursor page p50",
+            "middle cursor page p99",
+            &cursor_page,
+        ),
+    ];
+    for (p50, p99, latencies) in kinds {
+        report.add(p50, quantile(latencies, 0.50), "ms");
+        report.add(p99, quantile(latencies, 0.99), "ms");
+    }
+    Ok(report)
+}

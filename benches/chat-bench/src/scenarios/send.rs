@@ -1,0 +1,181 @@
+//! `send` and `baseline`: requests per second and latency of concurrent closed-loop
+//! senders, against the server and against a trivial handler in this process.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+
+use crate::clients::{Target, quantile};
+use crate::report::Report;
+
+/// Options of `send`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Concurrent senders, one user each.
+    #[arg(long, default_value_t = 64)]
+    senders: usize,
+    /// Seconds to send.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The first simulated user id (senders; each sends to the next id).
+    #[arg(long, default_value_t = 3_000_000)]
+    first_user: i64,
+    /// Skip the baseline measurement.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+/// Options of `baseline`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BaselineArgs {
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 64)]
+    senders: usize,
+    /// Seconds to send.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+/// What a closed-loop run measured.
+struct Run {
+    per_second: f64,
+    failed: usize,
+    latencies_ms: Vec<f64>,
+}
+
+/// `senders` workers post `body(worker)` to `url` back to back for `seconds`.
+async fn closed_loop(
+    url: String,
+    tokens: Vec<String>,
+    bodies: Vec<String>,
+    seconds: u64,
+) -> Result<Run, String> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for (n, (token, body)) in tokens.into_iter().zip(bodies).enumerate() {
+        let http = Target::http(n)?;
+        let url = url.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0;
+            while Instant::now() < deadline {
+                let at = Instant::now();
+                let answer = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match answer {
+                    Ok(answer) if answer.status() == StatusCode::CREATED => {
+                        // Read the body, as a real client would.
+                        let _ = answer.bytes().await;
+                        latencies.push(at.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (latencies, failed)
+        }));
+    }
+    let mut latencies_ms = Vec::new();
+    let mut failed = 0;
+    for worker in workers {
+        let (mut l, f) = worker.await.map_err(|e| e.to_string())?;
+        latencies_ms.append(&mut l);
+        failed += f;
+    }
+    let per_second = latencies_ms.len() as f64 / started.elapsed().as_secs_f64();
+    latencies_ms.sort_by(f64::total_cmp);
+    Ok(Run {
+        per_second,
+        failed,
+        latencies_ms,
+    })
+}
+
+/// Serves a trivial 201 handler on a loopback port of this process.
+async fn start_baseline() -> Result<String, String> {
+    let app = Router::new().route(
+        "/api/chat/send",
+        post(|| async { (StatusCode::CREATED, r#"{"data":{"id":1}}"#) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{address}/api/chat/send"))
+}
+
+fn message_body(receiver: i64) -> String {
+    serde_json::json!({"receiver_id": receiver, "message": "a message of ordinary length, about sixty characters"})
+        .to_string()
+}
+
+async fn run_baseline(senders: usize, seconds: u64) -> Result<Run, String> {
+    let url = start_baseline().await?;
+    let tokens = vec!["not-checked".to_owned(); senders];
+    let bodies = (0..senders).map(|_| message_body(2)).collect();
+    closed_loop(url, tokens, bodies, seconds).await
+}
+
+fn add_run(report: &mut Report, prefix: &'static [&'static str; 4], run: &Run) {
+    report.add(prefix[0], run.per_second, "requests/s");
+    report.add(prefix[1], quantile(&run.latencies_ms, 0.50), "ms");
+    report.add(prefix[2], quantile(&run.latencies_ms, 0.99), "ms");
+    report.add(prefix[3], run.failed, "");
+}
+
+pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
+    let tokens = (0..args.senders)
+        .map(|n| target.token(args.first_user + 2 * n as i64))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bodies = (0..args.senders)
+        .map(|n| message_body(args.first_user + 2 * n as i64 + 1))
+        .collect();
+    let url = format!("{}/api/chat/send", target.base);
+    let server = closed_loop(url, tokens, bodies, args.seconds).await?;
+    let mut report = Report::new("send");
+    report.add("senders", args.senders, "");
+    add_run(
+        &mut report,
+        &["sends", "latency p50", "latency p99", "failed"],
+        &server,
+    );
+    if !args.no_baseline {
+        let baseline = run_baseline(args.senders, args.seconds).await?;
+        add_run(
+            &mut report,
+            &[
+                "baseline",
+                "baseline p50",
+                "baseline p99",
+                "baseline failed",
+            ],
+            &baseline,
+        );
+        report.add(
+            "ratio to baseline",
+            100.0 * server.per_second / baseline.per_second,
+            "%",
+        );
+    }
+    Ok(report)
+}
+
+pub(crate) async fn baseline(args: &BaselineArgs) -> Result<Report, String> {
+    let run = run_baseline(args.senders, args.seconds).await?;
+    let mut report = Report::new("baseline");
+    report.add("senders", args.senders, "");
+    add_run(
+        &mut report,
+        &["requests", "latency p50", "latency p99", "failed"],
+        &run,
+    );
+    Ok(report)
+}
