@@ -1,7 +1,8 @@
 //! Prometheus metrics, per server instance (no global recorder, so several servers can
 //! share a process), and a store decorator that times every call.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,11 +27,19 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5,
 ];
 
+/// The request metrics of one (method, route, status), registered once.
+type RequestHandles = (metrics::Counter, metrics::Histogram);
+/// Registered request metrics by (method, route, status).
+type RequestCache = HashMap<(String, String, u16), RequestHandles>;
+
 /// The metrics of one server.
 #[derive(Clone)]
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// Handles by (method, route, status): registering builds label strings and a key
+    /// every time, which the request path should not pay.
+    requests: Arc<Mutex<RequestCache>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -58,6 +67,7 @@ impl Metrics {
         Self {
             recorder: Arc::new(recorder),
             handle,
+            requests: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -72,22 +82,38 @@ impl Metrics {
     }
 
     pub(crate) fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let labels = || {
-            vec![
-                Label::new("method", method.to_owned()),
-                Label::new("route", route.to_owned()),
-                Label::new("status", status.to_string()),
-            ]
+        let (counter, histogram) = {
+            let mut cache = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+            // Looked up by borrowed parts would need a custom key type; the owned key is
+            // built only here, and only a cache miss registers.
+            let key = (method.to_owned(), route.to_owned(), status);
+            match cache.get(&key) {
+                Some(handles) => handles.clone(),
+                None => {
+                    let labels = || {
+                        vec![
+                            Label::new("method", method.to_owned()),
+                            Label::new("route", route.to_owned()),
+                            Label::new("status", status.to_string()),
+                        ]
+                    };
+                    let handles = (
+                        self.recorder.register_counter(
+                            &Self::key("chat_http_requests_total", labels()),
+                            &METADATA,
+                        ),
+                        self.recorder.register_histogram(
+                            &Self::key("chat_http_request_duration_seconds", labels()),
+                            &METADATA,
+                        ),
+                    );
+                    cache.insert(key, handles.clone());
+                    handles
+                }
+            }
         };
-        self.recorder
-            .register_counter(&Self::key("chat_http_requests_total", labels()), &METADATA)
-            .increment(1);
-        self.recorder
-            .register_histogram(
-                &Self::key("chat_http_request_duration_seconds", labels()),
-                &METADATA,
-            )
-            .record(elapsed.as_secs_f64());
+        counter.increment(1);
+        histogram.record(elapsed.as_secs_f64());
     }
 
     pub(crate) fn send(&self, replay: bool) {
