@@ -46,55 +46,38 @@ async fn total(http: &reqwest::Client, url: &str, token: &str) -> Result<u64, St
         .ok_or_else(|| format!("no meta.total in {page}"))
 }
 
-/// Sends `missing` messages, alternating directions, between `user` and `user + 1`.
-async fn seed(target: &Target, args: &Args, user: i64, missing: usize) -> Result<(), String> {
-    let mut workers = Vec::new();
-    for worker in 0..args.seeders.max(1) {
-        let http = Target::http(worker)?;
-        let (from, to) = if worker % 2 == 0 {
-            (user, user + 1)
-        } else {
-            (user + 1, user)
-        };
-        let token = target.token(from)?;
-        let url = format!("{}/api/chat/send", target.base);
-        let count =
-            missing / args.seeders.max(1) + usize::from(worker < missing % args.seeders.max(1));
-        workers.push(tokio::spawn(async move {
-            for i in 0..count {
-                let body = serde_json::json!({"receiver_id": to, "message": format!("history seed {worker}/{i}")});
-                let answer = http.post(&url).bearer_auth(&token).json(&body).send().await;
-                if !matches!(answer, Ok(ref a) if a.status() == reqwest::StatusCode::CREATED) {
-                    return Err("a seeding send failed (is the send limit raised?)".to_owned());
-                }
-            }
-            Ok(())
-        }));
-    }
-    for worker in workers {
-        worker.await.map_err(|e| e.to_string())??;
-    }
-    Ok(())
-}
-
-/// Sends `count` messages spread over 1,000 other conversations.
-async fn seed_noise(target: &Target, args: &Args, count: usize) -> Result<(), String> {
-    const PAIRS: i64 = 1_000;
-    let seeders = args.seeders.max(1);
+/// Sends `count` messages with `seeders` concurrent clients, message `n` from
+/// `pairs[n % pairs.len()].0` to `.1`.
+async fn send_many(
+    target: &Target,
+    seeders: usize,
+    count: usize,
+    pairs: &[(i64, i64)],
+    text: &'static str,
+) -> Result<(), String> {
+    let seeders = seeders.max(1);
+    let tokens = pairs
+        .iter()
+        .map(|&(from, _)| target.token(from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pairs = std::sync::Arc::new((pairs.to_vec(), tokens));
     let mut workers = Vec::new();
     for worker in 0..seeders {
         let http = Target::http(worker)?;
         let url = format!("{}/api/chat/send", target.base);
-        let tokens = (0..PAIRS)
-            .map(|pair| target.token(args.user + 10 + 2 * pair))
-            .collect::<Result<Vec<_>, _>>()?;
-        let first = args.user + 10;
+        let pairs = std::sync::Arc::clone(&pairs);
         let share = count / seeders + usize::from(worker < count % seeders);
         workers.push(tokio::spawn(async move {
+            let (pairs, tokens) = &*pairs;
             for i in 0..share {
-                let pair = (i * seeders + worker) as i64 % PAIRS;
-                let body = serde_json::json!({"receiver_id": first + 2 * pair + 1, "message": "other conversation"});
-                let answer = http.post(&url).bearer_auth(&tokens[pair as usize]).json(&body).send().await;
+                let n = (i * seeders + worker) % pairs.len();
+                let body = serde_json::json!({"receiver_id": pairs[n].1, "message": text});
+                let answer = http
+                    .post(&url)
+                    .bearer_auth(&tokens[n])
+                    .json(&body)
+                    .send()
+                    .await;
                 if !matches!(answer, Ok(ref a) if a.status() == reqwest::StatusCode::CREATED) {
                     return Err("a seeding send failed (is the send limit raised?)".to_owned());
                 }
@@ -140,10 +123,16 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
     let existing = total(&http, &format!("{base}?per_page=1"), &token).await?;
     let started = Instant::now();
     if (existing as usize) < args.messages {
-        // Other conversations first, so the measured one sits in a large table as in
-        // production.
-        seed_noise(target, args, args.table_rows.saturating_sub(args.messages)).await?;
-        seed(target, args, args.user, args.messages - existing as usize).await?;
+        // Other conversations first (1,000 pairs), so the measured one sits in a large
+        // table as in production; then the measured one, in both directions.
+        let others: Vec<(i64, i64)> = (0..1_000)
+            .map(|pair| (args.user + 10 + 2 * pair, args.user + 11 + 2 * pair))
+            .collect();
+        let noise = args.table_rows.saturating_sub(args.messages);
+        send_many(target, args.seeders, noise, &others, "other conversation").await?;
+        let both_ways = [(args.user, args.user + 1), (args.user + 1, args.user)];
+        let missing = args.messages - existing as usize;
+        send_many(target, args.seeders, missing, &both_ways, "history seed").await?;
     }
     let seeded = started.elapsed();
     let held = total(&http, &format!("{base}?per_page=1"), &token).await?;
