@@ -804,16 +804,7 @@ async fn an_unavailable_store_answers_503_without_details() {
     let history = app.get("/api/chat/messages/2", 1).await;
     assert_eq!(history.status, StatusCode::SERVICE_UNAVAILABLE);
     store.set_down(false);
-    assert_eq!(
-        app.post(
-            "/api/chat/send",
-            1,
-            json!({"receiver_id": 2, "message": "x"})
-        )
-        .await
-        .status,
-        StatusCode::CREATED
-    );
+    assert_eq!(app.send_status(1, 2, "x").await, StatusCode::CREATED);
 }
 
 async fn health_ready_and_metrics() {
@@ -932,24 +923,9 @@ async fn a_full_limiter_setup_through_the_builder() {
         )));
     let auth = Arc::new(JwtAuthenticator::hs256(SECRET.as_bytes()).unwrap());
     let app = TestApp::from_app(chat_server::app(AppState::builder(chat, auth).build()));
+    assert_eq!(app.send_status(1, 2, "a").await, StatusCode::CREATED);
     assert_eq!(
-        app.post(
-            "/api/chat/send",
-            1,
-            json!({"receiver_id": 2, "message": "a"})
-        )
-        .await
-        .status,
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        app.post(
-            "/api/chat/send",
-            1,
-            json!({"receiver_id": 2, "message": "b"})
-        )
-        .await
-        .status,
+        app.send_status(1, 2, "b").await,
         StatusCode::TOO_MANY_REQUESTS
     );
 }

@@ -204,6 +204,17 @@ impl TestApp {
         self.call(Method::POST, uri, Some(user), Some(body)).await
     }
 
+    /// The status of a send of `message` from `from` to `to`.
+    pub async fn send_status(&self, from: i64, to: i64, message: &str) -> StatusCode {
+        self.post(
+            "/api/chat/send",
+            from,
+            serde_json::json!({"receiver_id": to, "message": message}),
+        )
+        .await
+        .status
+    }
+
     /// Sends `message` from `from` to `to`; panics unless it is created.
     pub async fn send_message(&self, from: i64, to: i64, message: &str) -> Value {
         let answer = self
