@@ -5,7 +5,13 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// Every migration, in order. Append only: a released migration never changes.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_messages.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_messages.sql")),
+    (
+        2,
+        include_str!("../migrations/0002_catch_up_through_conversations.sql"),
+    ),
+];
 
 /// The schema version this release writes.
 pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -81,15 +81,16 @@ pub(crate) const UNDELIVERED: &str = concat!(
      ORDER BY id LIMIT ?3"
 );
 
-/// Two index ranges merged, instead of one `OR` that would scan and sort.
-pub(crate) const AFTER_FOR_USER: &str = concat!(
-    "SELECT * FROM (SELECT ",
+/// The peers of a user's conversations with a message after `?2`, oldest activity first.
+pub(crate) const PEERS_ACTIVE_AFTER: &str = "SELECT peer_id FROM conversations \
+     WHERE user_id = ?1 AND last_message_id > ?2 ORDER BY last_message_id";
+
+/// One conversation's messages strictly between two ids, oldest first.
+pub(crate) const HISTORY_BETWEEN: &str = concat!(
+    "SELECT ",
     message_columns!(),
-    " FROM messages WHERE sender_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3) \
-     UNION ALL SELECT * FROM (SELECT ",
-    message_columns!(),
-    " FROM messages WHERE receiver_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3) \
-     ORDER BY id LIMIT ?3"
+    " FROM messages WHERE low_user_id = ?1 AND high_user_id = ?2 AND id > ?3 AND id < ?4 \
+     ORDER BY id ASC LIMIT ?5"
 );
 
 pub(crate) const CONVERSATIONS: &str = "SELECT m.id, m.sender_id, m.receiver_id, m.message, \
@@ -184,6 +185,10 @@ mod tests {
                 plan(&conn, HISTORY_BEFORE, (1, 2, i64::MAX, 50)),
             ),
             (HISTORY_AFTER, plan(&conn, HISTORY_AFTER, (1, 2, 0, 50))),
+            (
+                HISTORY_BETWEEN,
+                plan(&conn, HISTORY_BETWEEN, (1, 2, 0, i64::MAX, 50)),
+            ),
         ] {
             assert!(
                 plan_text.contains("USING COVERING INDEX messages_conversation")
@@ -238,9 +243,9 @@ mod tests {
                 plan(&conn, CONVERSATION_TOTAL, (1, 2)),
             ),
             (
-                "AFTER_FOR_USER",
-                "messages_receiver",
-                plan(&conn, AFTER_FOR_USER, (1, 0, 50)),
+                "PEERS_ACTIVE_AFTER",
+                "conversations_recent",
+                plan(&conn, PEERS_ACTIVE_AFTER, (1, 0)),
             ),
         ];
         for (name, index, text) in cases {
@@ -250,8 +255,8 @@ mod tests {
                 "{name} scans: {text}"
             );
         }
-        let after = plan(&conn, AFTER_FOR_USER, (1, 0, 50));
-        assert!(after.contains("messages_sender"), "{after}");
+        let peers = plan(&conn, PEERS_ACTIVE_AFTER, (1, 0));
+        assert!(!peers.contains("TEMP B-TREE"), "{peers}");
         let conversations = plan(&conn, CONVERSATIONS, (1, i64::MAX, 20));
         assert!(conversations.contains("messages_unread"), "{conversations}");
         for update in [MARK_DELIVERED, MARK_READ] {

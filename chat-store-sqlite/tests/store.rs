@@ -151,3 +151,36 @@ async fn clones_share_one_database() {
     let other = SqliteStore::open_in_memory().await.unwrap();
     assert_eq!(other.get(id).await.unwrap(), None);
 }
+
+/// A database written by the first schema keeps its messages and its catch-up when a
+/// later release opens it.
+#[tokio::test]
+async fn a_first_schema_database_is_upgraded_with_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/0001_messages.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (sender_id, receiver_id, message, created_at, updated_at)
+                 VALUES (1, 2, 'before the upgrade', 1, 1), (3, 1, 'another peer', 2, 2);
+             INSERT INTO conversations VALUES (1, 2, 1, 1), (2, 1, 1, 1), (3, 1, 2, 1), (1, 3, 2, 1);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        SqliteStore::LATEST_SCHEMA_VERSION
+    );
+    let caught_up = store
+        .after_messages_for(UserId::new(1), MessageId::new(0), 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = caught_up.iter().map(|m| m.message.as_str()).collect();
+    assert_eq!(texts, ["before the upgrade", "another peer"]);
+    let next = store.insert(record(2, 1, "after")).await.unwrap().message;
+    assert_eq!(next.id, MessageId::new(3));
+}
