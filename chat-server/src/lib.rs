@@ -37,21 +37,58 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use auth::{AuthThrottle, AuthUser, bearer_token};
 pub use error::ApiError;
 pub use metrics::{MeasuredRepository, Metrics};
-pub use openapi::openapi;
+pub use openapi::{API_PREFIX, openapi, openapi_at};
 pub use startup::{StartError, build_state, dev_secret_path, mint_token};
 pub use state::{AppState, AppStateBuilder, DEFAULT_MAX_BODY_BYTES};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole HTTP application: the API, `/api/openapi.json`, Swagger UI at `/docs`,
-/// `/health`, `/ready` and `/metrics`.
-pub fn app(state: AppState) -> Router {
-    let (api, document) = openapi::api_router().split_for_parts();
-    api.merge(SwaggerUi::new("/docs").url("/api/openapi.json", document))
+/// The chat API, REST and WebSocket, for a host to mount in its own router:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use axum::{Router, routing::get};
+/// # use chat_core::{ChatService, JwtAuthenticator};
+/// # fn host(authenticator: Arc<dyn chat_core::Authenticator>) {
+/// let state = chat_server::AppState::builder(ChatService::in_memory(), authenticator).build();
+/// let host: Router = Router::new()
+///     .route("/", get(|| async { "the host's own page" }))
+///     .nest("/chat", chat_server::router(state));
+/// # let _ = host;
+/// # }
+/// ```
+///
+/// Paths are relative to the mount point (`/send`, `/messages/{user_id}`, `/read/{id}`,
+/// `/conversations`, `/conversations/{user_id}/read`, `/ws`), pagination links follow
+/// the prefix, and the router's state is fixed, so it nests into a router of any state
+/// type. It carries the request-body limit and the request metrics of `state`; the
+/// host's own layers (tracing, CORS, sessions...) wrap it like any of its routes.
+/// Every request is authenticated by `state`'s [`Authenticator`](chat_core::Authenticator)
+/// before any handler touches the chat service.
+pub fn router<S>(state: AppState) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let (routes, _) = openapi::chat_routes().split_for_parts();
+    routes
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn_with_state(state.clone(), metrics::track_requests))
         .layer(DefaultBodyLimit::max(state.max_body_bytes()))
+        .with_state(state)
+}
+
+/// The whole reference HTTP application: [`router`] under `/api/chat`,
+/// `/api/openapi.json`, Swagger UI at `/docs`, `/health`, `/ready` and `/metrics`.
+pub fn app(state: AppState) -> Router {
+    let (system, _) = openapi::system_routes().split_for_parts();
+    system
+        .merge(SwaggerUi::new("/docs").url("/api/openapi.json", openapi()))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(from_fn_with_state(state.clone(), metrics::track_requests))
+        // Added after the layer above: the chat router measures its own requests.
+        .nest(API_PREFIX, router(state.clone()))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(
             TraceLayer::new_for_http()

@@ -51,21 +51,41 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Every documented route with its handler.
-pub(crate) fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Where the reference server mounts the chat API.
+pub const API_PREFIX: &str = "/api/chat";
+
+/// The chat API (REST and WebSocket), at paths relative to where it is mounted.
+pub(crate) fn chat_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(messages::send))
         .routes(routes!(messages::history))
         .routes(routes!(messages::mark_read))
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::mark_read))
         .routes(routes!(ws::connect))
+}
+
+/// The reference server's own routes: health, readiness and metrics.
+pub(crate) fn system_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(system::health))
         .routes(routes!(system::ready))
         .routes(routes!(system::metrics))
 }
 
-/// The OpenAPI document the server serves at `/api/openapi.json`.
+/// The OpenAPI document the server serves at `/api/openapi.json`: the chat API under
+/// [`API_PREFIX`] and the system routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut document = openapi_at(API_PREFIX);
+    document.merge(system_routes().split_for_parts().1);
+    document
+}
+
+/// The OpenAPI document of the chat API alone, mounted at `prefix` (for a host that
+/// nests [`router`](crate::router) and publishes its own documentation).
+pub fn openapi_at(prefix: &str) -> utoipa::openapi::OpenApi {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(prefix, chat_routes())
+        .split_for_parts()
+        .1
 }

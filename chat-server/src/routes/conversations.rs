@@ -23,7 +23,7 @@ const DEFAULT_LIMIT: u32 = 20;
 #[utoipa::path(
     get,
     operation_id = "list_conversations",
-    path = "/api/chat/conversations",
+    path = "/conversations",
     tag = "conversations",
     params(ConversationParams),
     security(("bearer" = [])),
@@ -79,7 +79,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     post,
     operation_id = "mark_conversation_read",
-    path = "/api/chat/conversations/{user_id}/read",
+    path = "/conversations/{user_id}/read",
     tag = "conversations",
     params(("user_id" = i64, Path, description = "The other participant")),
     request_body(content = Option<MarkConversationReadRequest>, description = "Optional; an empty body marks everything."),

@@ -28,7 +28,7 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 #[utoipa::path(
     post,
     operation_id = "send_message",
-    path = "/api/chat/send",
+    path = "/send",
     tag = "messages",
     request_body = SendMessageRequest,
     security(("bearer" = [])),
@@ -118,7 +118,7 @@ pub(crate) async fn send(
 #[utoipa::path(
     get,
     operation_id = "get_history",
-    path = "/api/chat/messages/{user_id}",
+    path = "/messages/{user_id}",
     tag = "messages",
     params(("user_id" = i64, Path, description = "The other participant"), HistoryParams),
     security(("bearer" = [])),
@@ -259,7 +259,7 @@ fn history_query(params: &HistoryParams) -> Result<HistoryQuery, ApiError> {
 #[utoipa::path(
     patch,
     operation_id = "mark_message_read",
-    path = "/api/chat/read/{message_id}",
+    path = "/read/{message_id}",
     tag = "messages",
     params(("message_id" = i64, Path, description = "The message")),
     security(("bearer" = [])),

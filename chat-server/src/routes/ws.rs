@@ -21,7 +21,7 @@ use crate::state::AppState;
 /// events. The frames and close codes are described in `docs/websocket-protocol.md`.
 #[utoipa::path(
     get,
-    path = "/api/chat/ws",
+    path = "/ws",
     operation_id = "open_websocket",
     tag = "websocket",
     params(
