@@ -8,6 +8,12 @@
 //! |----------|------|
 //! | `sqlite` | [`sqlite::SqliteStore`], the embedded durable store |
 //! | `postgres` | [`postgres::PostgresStore`], the store shared by many nodes |
+//! | `ws` | [`ws::WsEndpoint`], WebSocket delivery over axum |
+//! | `server` | [`server::router`], the REST + WebSocket API to nest in a host's axum router (implies `ws`) |
+//!
+//! Without features it is the core alone: no web framework, no database. Runnable
+//! examples live in `examples/` (`cargo run -p example-in-memory`,
+//! `cargo run -p example-embed-axum`, `cargo run -p example-testing-with-memory`).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -39,4 +45,35 @@ pub mod sqlite {
 #[cfg(feature = "postgres")]
 pub mod postgres {
     pub use chat_store_postgres::{PostgresStore, sqlx};
+}
+
+/// WebSocket delivery: the endpoint, its limits and the protocol's frames.
+#[cfg(feature = "ws")]
+pub mod ws {
+    pub use chat_transport_ws::{
+        ConnectionHub, Registration, WsConfig, WsEndpoint, close_code, protocol,
+    };
+}
+
+/// The chat API over HTTP, to mount in a host's axum router.
+///
+/// ```
+/// use std::sync::Arc;
+/// use chat::server::{AppState, axum::Router, router};
+/// use chat::{ChatService, JwtAuthenticator};
+///
+/// let authenticator = JwtAuthenticator::hs256(b"a secret of thirty-two bytes or more!")
+///     .expect("a long enough secret");
+/// let state = AppState::builder(ChatService::in_memory(), Arc::new(authenticator)).build();
+/// let host: Router = Router::new().nest("/chat", router(state));
+/// # let _ = host;
+/// ```
+#[cfg(feature = "server")]
+pub mod server {
+    pub use axum;
+    pub use chat_server::{
+        API_PREFIX, ApiError, AppState, AppStateBuilder, AuthThrottle, AuthUser,
+        DEFAULT_MAX_BODY_BYTES, MeasuredRepository, Metrics, app, bearer_token, openapi,
+        openapi_at, router, serve, shutdown_signal,
+    };
 }

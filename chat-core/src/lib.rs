@@ -41,6 +41,9 @@ pub mod timestamp;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// The attribute the ports are declared with; implement them with
+/// `#[chat_core::async_trait]` without a dependency of your own.
+pub use async_trait::async_trait;
 pub use error::{AuthError, BoxError, Error, FieldError, ValidationCode, ValidationErrors};
 pub use event::{Event, Receipt, Typing};
 pub use ids::{MessageId, UserId};

@@ -163,6 +163,14 @@ pub enum Database {
 }
 
 impl Database {
+    /// The store this database needs, as its cargo feature is named.
+    pub fn store_name(&self) -> &'static str {
+        match self {
+            Self::SqliteFile(_) | Self::SqliteMemory => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
     /// Parses `CHAT_DATABASE_URL`.
     pub fn parse(url: &str) -> Result<Self, String> {
         if url == "sqlite::memory:" || url == "sqlite://:memory:" {

@@ -9,7 +9,9 @@ use chat_core::{
     Authenticator, ChatConfig, ChatService, GovernorRateLimiter, InProcessNotifier, JwtAlgorithm,
     JwtAuthenticator, JwtIssuer, MessageRepository,
 };
+#[cfg(feature = "postgres")]
 use chat_store_postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
 use chat_store_sqlite::SqliteStore;
 use chat_transport_ws::WsEndpoint;
 
@@ -172,31 +174,44 @@ pub(crate) fn token_issuer(settings: &Settings) -> Result<JwtIssuer, StartError>
 async fn open_store(
     database: &Database,
     schema: Option<&str>,
-) -> Result<Arc<dyn MessageRepository>, chat_core::Error> {
+) -> Result<Arc<dyn MessageRepository>, StartError> {
     if schema.is_some() && !matches!(database, Database::Postgres(_)) {
         tracing::warn!("CHAT_DATABASE_SCHEMA applies to Postgres only; ignored");
     }
-    Ok(match database {
-        Database::SqliteFile(path) => Arc::new(SqliteStore::open(path).await?),
-        Database::SqliteMemory => Arc::new(SqliteStore::open_in_memory().await?),
+    match database {
+        #[cfg(feature = "sqlite")]
+        Database::SqliteFile(path) => Ok(Arc::new(
+            SqliteStore::open(path).await.map_err(StartError::Store)?,
+        )),
+        #[cfg(feature = "sqlite")]
+        Database::SqliteMemory => Ok(Arc::new(
+            SqliteStore::open_in_memory()
+                .await
+                .map_err(StartError::Store)?,
+        )),
+        #[cfg(feature = "postgres")]
         Database::Postgres(url) => {
             let store = match schema {
-                Some(schema) => PostgresStore::connect_with_schema(url, schema).await?,
-                None => PostgresStore::connect(url).await?,
-            };
-            store.migrate().await?;
-            Arc::new(store)
+                Some(schema) => PostgresStore::connect_with_schema(url, schema).await,
+                None => PostgresStore::connect(url).await,
+            }
+            .map_err(StartError::Store)?;
+            store.migrate().await.map_err(StartError::Store)?;
+            Ok(Arc::new(store))
         }
-    })
+        #[allow(unreachable_patterns, reason = "reached when a store feature is off")]
+        other => Err(StartError::Config(format!(
+            "this build of chat-server has no {0} store (build it with the `{0}` feature)",
+            other.store_name()
+        ))),
+    }
 }
 
 /// Opens the store and assembles the state the server runs on.
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let database = Database::parse(&settings.database_url).map_err(StartError::Config)?;
     let authenticator = authenticator(settings)?;
-    let store = open_store(&database, settings.database_schema.as_deref())
-        .await
-        .map_err(StartError::Store)?;
+    let store = open_store(&database, settings.database_schema.as_deref()).await?;
     let metrics = Metrics::new();
     let repository: Arc<dyn MessageRepository> =
         Arc::new(MeasuredRepository::new(store, metrics.clone()));
