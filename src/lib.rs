@@ -6,10 +6,10 @@
 //!
 //! | feature  | adds |
 //! |----------|------|
-//! | `sqlite` | [`sqlite::SqliteStore`], the embedded durable store |
-//! | `postgres` | [`postgres::PostgresStore`], the store shared by many nodes |
-//! | `ws` | [`ws::WsEndpoint`], WebSocket delivery over axum |
-//! | `server` | [`server::router`], the REST + WebSocket API to nest in a host's axum router (implies `ws`) |
+//! | `sqlite` | `sqlite::SqliteStore`, the embedded durable store |
+//! | `postgres` | `postgres::PostgresStore`, the store shared by many nodes |
+//! | `ws` | `ws::WsEndpoint`, WebSocket delivery over axum |
+//! | `server` | `server::router`, the REST + WebSocket API to nest in a host's axum router (implies `ws`) |
 //!
 //! Without features it is the core alone: no web framework, no database. Runnable
 //! examples live in `examples/` (`cargo run -p example-in-memory`,

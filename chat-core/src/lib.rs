@@ -3,7 +3,7 @@
 //!
 //! The crate knows no web framework and no database. Adapter crates implement the
 //! ports ([`MessageRepository`], [`Notifier`], [`Authenticator`], [`RateLimiter`]) and
-//! run the conformance suites of [`testing`] (feature `testing`); transports
+//! run the conformance suites of `testing` (feature `testing`); transports
 //! authenticate a caller and hand its [`UserId`] to the service.
 //!
 //! ```

@@ -2,9 +2,28 @@
 //! authentication, rate limits, an OpenAPI 3.1 document and Swagger UI, health and
 //! Prometheus metrics.
 //!
-//! [`app`] builds the router from an [`AppState`], so tests and hosts can drive it
-//! without a socket; [`serve`] runs it on a listener until a shutdown signal, finishing
-//! requests in flight.
+//! Two ways to use it:
+//!
+//! - **Embedded.** [`router`] is the chat API alone (REST and WebSocket, relative
+//!   paths) for a host to nest under any prefix of its own axum router, with its own
+//!   [`Authenticator`](chat_core::Authenticator), state and middleware.
+//! - **Standalone.** [`app`] is the reference server: [`router`] under `/api/chat`
+//!   plus the OpenAPI document, Swagger UI, health and metrics; [`serve`] runs it on a
+//!   listener until a shutdown signal, finishing requests in flight. The binary's
+//!   stores are the `sqlite` and `postgres` features (both default).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::Router;
+//! use chat_core::{ChatService, JwtAuthenticator};
+//! use chat_server::{AppState, router};
+//!
+//! let auth = JwtAuthenticator::hs256(b"a secret of thirty-two bytes or more!")
+//!     .expect("a long enough secret");
+//! let state = AppState::builder(ChatService::in_memory(), Arc::new(auth)).build();
+//! let host: Router = Router::new().nest("/chat", router(state));
+//! # let _ = host;
+//! ```
 
 mod auth;
 pub mod config;
@@ -43,20 +62,7 @@ pub use state::{AppState, AppStateBuilder, DEFAULT_MAX_BODY_BYTES};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The chat API, REST and WebSocket, for a host to mount in its own router:
-///
-/// ```
-/// # use std::sync::Arc;
-/// # use axum::{Router, routing::get};
-/// # use chat_core::{ChatService, JwtAuthenticator};
-/// # fn host(authenticator: Arc<dyn chat_core::Authenticator>) {
-/// let state = chat_server::AppState::builder(ChatService::in_memory(), authenticator).build();
-/// let host: Router = Router::new()
-///     .route("/", get(|| async { "the host's own page" }))
-///     .nest("/chat", chat_server::router(state));
-/// # let _ = host;
-/// # }
-/// ```
+/// The chat API, REST and WebSocket, for a host to nest in its own router.
 ///
 /// Paths are relative to the mount point (`/send`, `/messages/{user_id}`, `/read/{id}`,
 /// `/conversations`, `/conversations/{user_id}/read`, `/ws`), pagination links follow

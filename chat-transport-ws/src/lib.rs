@@ -12,7 +12,29 @@
 //!
 //! [`WsEndpoint`] holds what the transport needs; the server (or a host) authenticates
 //! the upgrade request, checks [`WsEndpoint::origin_allowed`], and calls
-//! [`WsEndpoint::accept`].
+//! [`WsEndpoint::accept`]:
+//!
+//! ```
+//! use axum::extract::{State, WebSocketUpgrade};
+//! use axum::http::StatusCode;
+//! use axum::response::{IntoResponse, Response};
+//! use axum::{Router, routing::get};
+//! use chat_core::{ChatService, Identity, UserId};
+//! use chat_transport_ws::{WsConfig, WsEndpoint};
+//!
+//! async fn connect(State(ws): State<WsEndpoint>, upgrade: WebSocketUpgrade) -> Response {
+//!     // Authenticate the handshake the host's way; user 1 stands in for it here.
+//!     let identity = Identity { user_id: UserId::new(1), expires_at: None };
+//!     match ws.accept(upgrade, identity, None) {
+//!         Ok(response) => response,
+//!         Err(too_many) => (StatusCode::TOO_MANY_REQUESTS, too_many.to_string()).into_response(),
+//!     }
+//! }
+//!
+//! let endpoint = WsEndpoint::new(ChatService::in_memory(), WsConfig::default());
+//! let app: Router = Router::new().route("/ws", get(connect)).with_state(endpoint);
+//! # let _ = app;
+//! ```
 
 mod config;
 mod hub;
