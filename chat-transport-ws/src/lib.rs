@@ -69,6 +69,14 @@ pub struct TooManyConnections {
     pub limit: usize,
 }
 
+impl std::fmt::Display for TooManyConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at most {} connections per user", self.limit)
+    }
+}
+
+impl std::error::Error for TooManyConnections {}
+
 impl WsEndpoint {
     /// An endpoint for `chat` with `config`, accepting every origin.
     pub fn new(chat: ChatService, config: WsConfig) -> Self {
