@@ -110,22 +110,7 @@ impl Host {
     }
 
     async fn call(&self, method: &str, uri: &str, key: &str, body: Option<Value>) -> Response {
-        let mut request = Request::builder().method(method).uri(uri);
-        if !key.is_empty() {
-            request = request.header("authorization", format!("Bearer {key}"));
-        }
-        let body = match body {
-            Some(json) => {
-                request = request.header("content-type", "application/json");
-                Body::from(json.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.app
-            .clone()
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap()
+        call(&self.app, method, uri, key, body).await
     }
 
     fn store_calls(&self) -> usize {
@@ -145,6 +130,25 @@ async fn stamp(request: Request, next: Next) -> Response {
         .headers_mut()
         .insert("x-host", HeaderValue::from_static("yes"));
     response
+}
+
+/// One request to `app` with `key` as the bearer value (none when empty).
+async fn call(app: &Router, method: &str, uri: &str, key: &str, body: Option<Value>) -> Response {
+    let mut request = Request::builder().method(method).uri(uri);
+    if !key.is_empty() {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header("content-type", "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    app.clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap()
 }
 
 async fn json(response: Response) -> Value {
@@ -264,36 +268,28 @@ async fn two_chat_instances_in_one_process_share_nothing() {
     let app = Router::new()
         .nest("/support", instance())
         .nest("/sales", instance());
-    let call = |uri: &str, body: Option<Value>| {
-        let method = if body.is_some() { "POST" } else { "GET" };
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", "Bearer key-1");
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        app.clone().oneshot(request.body(body).unwrap())
-    };
     let sent = call(
+        &app,
+        "POST",
         "/support/send",
+        "key-1",
         Some(json!({"receiver_id": 2, "message": "to support"})),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(json(sent).await["data"]["id"], 1);
-    let other = json(call("/sales/messages/2", None).await.unwrap()).await;
+    let other = json(call(&app, "GET", "/sales/messages/2", "key-1", None).await).await;
     assert_eq!(
         other["data"],
         json!([]),
         "the other instance has no messages"
     );
     let sent = call(
+        &app,
+        "POST",
         "/sales/send",
+        "key-1",
         Some(json!({"receiver_id": 2, "message": "to sales"})),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(json(sent).await["data"]["id"], 1, "ids are per instance");
 }
