@@ -30,6 +30,7 @@ pub mod config;
 mod dev_key;
 mod error;
 mod extract;
+mod histogram;
 mod metrics;
 mod openapi;
 mod request_id;

@@ -1,12 +1,14 @@
 //! Prometheus metrics, per server instance (no global recorder, so several servers can
 //! share a process), and a store decorator that times every call.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use chat_core::{
@@ -17,29 +19,39 @@ use metrics::{Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use time::OffsetDateTime;
 
+use crate::histogram::Histogram;
 use crate::state::AppState;
 
 const METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
 
-/// Buckets of the latency histograms, in seconds.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5,
-];
+const REQUEST_LATENCY: &str = "chat_http_request_duration_seconds";
+const STORE_LATENCY: &str = "chat_store_duration_seconds";
 
-/// The request metrics of one (method, route, status), registered once.
-type RequestHandles = (metrics::Counter, metrics::Histogram);
-/// Registered request metrics by (method, route, status).
-type RequestCache = HashMap<(String, String, u16), RequestHandles>;
+/// The metrics of one (method, status) of a route, registered on its first request.
+struct RequestSeries {
+    method: Method,
+    status: u16,
+    total: metrics::Counter,
+    latency: Histogram,
+}
 
 /// The metrics of one server.
 #[derive(Clone)]
 pub struct Metrics {
-    recorder: Arc<PrometheusRecorder>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    /// Handles by (method, route, status): registering builds label strings and a key
-    /// every time, which the request path should not pay.
-    requests: Arc<Mutex<RequestCache>>,
+    sent_created: metrics::Counter,
+    sent_replay: metrics::Counter,
+    /// Series by route template, then by (method, status): a request looks its route
+    /// up by the borrowed template and allocates nothing once its series exists.
+    requests: Mutex<HashMap<String, Vec<RequestSeries>>>,
+    /// Store call latency by (operation, succeeded).
+    store_calls: Mutex<BTreeMap<(&'static str, bool), Histogram>>,
+    rate_limited: Mutex<HashMap<&'static str, metrics::Counter>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,102 +69,147 @@ impl Default for Metrics {
 impl Metrics {
     /// An empty set of metrics.
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(LATENCY_BUCKETS)
-            .map_or_else(
-                |_| PrometheusBuilder::new().build_recorder(),
-                |b| b.build_recorder(),
-            );
+        let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        Self {
-            recorder: Arc::new(recorder),
-            handle,
-            requests: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        self.handle.run_upkeep();
-        self.handle.render()
-    }
-
-    fn key(name: &'static str, labels: Vec<Label>) -> Key {
-        Key::from_parts(name, labels)
-    }
-
-    pub(crate) fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let (counter, histogram) = {
-            let mut cache = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-            // Looked up by borrowed parts would need a custom key type; the owned key is
-            // built only here, and only a cache miss registers.
-            let key = (method.to_owned(), route.to_owned(), status);
-            match cache.get(&key) {
-                Some(handles) => handles.clone(),
-                None => {
-                    let labels = || {
-                        vec![
-                            Label::new("method", method.to_owned()),
-                            Label::new("route", route.to_owned()),
-                            Label::new("status", status.to_string()),
-                        ]
-                    };
-                    let handles = (
-                        self.recorder.register_counter(
-                            &Self::key("chat_http_requests_total", labels()),
-                            &METADATA,
-                        ),
-                        self.recorder.register_histogram(
-                            &Self::key("chat_http_request_duration_seconds", labels()),
-                            &METADATA,
-                        ),
-                    );
-                    cache.insert(key, handles.clone());
-                    handles
-                }
-            }
-        };
-        counter.increment(1);
-        histogram.record(elapsed.as_secs_f64());
-    }
-
-    pub(crate) fn send(&self, replay: bool) {
-        let outcome = if replay { "replay" } else { "created" };
-        self.recorder
-            .register_counter(
-                &Self::key(
+        let sent = |outcome: &'static str| {
+            recorder.register_counter(
+                &Key::from_parts(
                     "chat_messages_sent_total",
                     vec![Label::new("outcome", outcome)],
                 ),
                 &METADATA,
             )
-            .increment(1);
+        };
+        let (sent_created, sent_replay) = (sent("created"), sent("replay"));
+        Self {
+            inner: Arc::new(Inner {
+                sent_created,
+                sent_replay,
+                recorder,
+                handle,
+                requests: Mutex::default(),
+                store_calls: Mutex::default(),
+                rate_limited: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = self.inner.handle.render();
+        let requests = lock(&self.inner.requests);
+        let mut routes: Vec<_> = requests.iter().collect();
+        routes.sort_by_key(|(route, _)| route.as_str());
+        if !routes.is_empty() {
+            let _ = writeln!(out, "# TYPE {REQUEST_LATENCY} histogram");
+        }
+        for (route, series) in routes {
+            for one in series {
+                let labels = format!(
+                    "method=\"{}\",route=\"{}\",status=\"{}\"",
+                    one.method,
+                    escape_label(route),
+                    one.status
+                );
+                one.latency.render(REQUEST_LATENCY, &labels, &mut out);
+            }
+        }
+        drop(requests);
+        let store_calls = lock(&self.inner.store_calls);
+        if !store_calls.is_empty() {
+            let _ = writeln!(out, "# TYPE {STORE_LATENCY} histogram");
+        }
+        for ((operation, ok), latency) in store_calls.iter() {
+            let outcome = if *ok { "ok" } else { "error" };
+            let labels = format!("operation=\"{operation}\",outcome=\"{outcome}\"");
+            latency.render(STORE_LATENCY, &labels, &mut out);
+        }
+        out
+    }
+
+    pub(crate) fn request(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
+        let mut requests = lock(&self.inner.requests);
+        let series = match requests.get_mut(route) {
+            Some(series) => series,
+            None => requests.entry(route.to_owned()).or_default(),
+        };
+        let index = match series
+            .iter()
+            .position(|s| s.status == status && s.method == method)
+        {
+            Some(index) => index,
+            None => {
+                let labels = vec![
+                    Label::new("method", method.to_string()),
+                    Label::new("route", route.to_owned()),
+                    Label::new("status", status.to_string()),
+                ];
+                series.push(RequestSeries {
+                    method: method.clone(),
+                    status,
+                    total: self.inner.recorder.register_counter(
+                        &Key::from_parts("chat_http_requests_total", labels),
+                        &METADATA,
+                    ),
+                    latency: Histogram::default(),
+                });
+                series.len() - 1
+            }
+        };
+        let one = &series[index];
+        one.total.increment(1);
+        one.latency.record(elapsed);
+    }
+
+    pub(crate) fn send(&self, replay: bool) {
+        if replay {
+            self.inner.sent_replay.increment(1);
+        } else {
+            self.inner.sent_created.increment(1);
+        }
     }
 
     pub(crate) fn rate_limited(&self, limit: &'static str) {
-        self.recorder
-            .register_counter(
-                &Self::key("chat_rate_limited_total", vec![Label::new("limit", limit)]),
-                &METADATA,
-            )
+        lock(&self.inner.rate_limited)
+            .entry(limit)
+            .or_insert_with(|| {
+                self.inner.recorder.register_counter(
+                    &Key::from_parts("chat_rate_limited_total", vec![Label::new("limit", limit)]),
+                    &METADATA,
+                )
+            })
             .increment(1);
     }
 
     pub(crate) fn websocket_connections(&self, connections: usize) {
-        self.recorder
-            .register_gauge(&Self::key("chat_websocket_connections", vec![]), &METADATA)
+        self.inner
+            .recorder
+            .register_gauge(
+                &Key::from_parts("chat_websocket_connections", vec![]),
+                &METADATA,
+            )
             .set(connections as f64);
     }
 
     fn store_call(&self, operation: &'static str, elapsed: Duration, ok: bool) {
-        let labels = vec![
-            Label::new("operation", operation),
-            Label::new("outcome", if ok { "ok" } else { "error" }),
-        ];
-        self.recorder
-            .register_histogram(&Self::key("chat_store_duration_seconds", labels), &METADATA)
-            .record(elapsed.as_secs_f64());
+        lock(&self.inner.store_calls)
+            .entry((operation, ok))
+            .or_default()
+            .record(elapsed);
     }
+}
+
+/// A poisoned lock still holds valid counts: a panic cannot leave them half-written.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A label value as the text format requires: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Middleware counting requests by route template and status.
@@ -161,17 +218,14 @@ pub(crate) async fn track_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    // The template is shared (`Arc<str>`); cloning it allocates nothing.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
     state.metrics().request(
-        method.as_str(),
-        &route,
+        &method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),
         started.elapsed(),
     );
