@@ -230,7 +230,71 @@ fn set_status(
             changed.push(message);
         }
     }
+    if status == MessageStatus::Read {
+        // Each conversation's unread count, once per sender.
+        let mut senders: Vec<i64> = changed.iter().map(|m| m.sender_id.get()).collect();
+        senders.sort_unstable();
+        for run in senders.chunk_by(|a, b| a == b) {
+            let read = i64::try_from(run.len()).unwrap_or(i64::MAX);
+            count_read(conn, receiver.get(), run[0], read, 0)?;
+        }
+    }
     Ok(changed)
+}
+
+/// Takes `read` newly read messages from `sender` off `receiver`'s unread count; every
+/// message of theirs below `floor` is now read.
+fn count_read(
+    conn: &Connection,
+    receiver: i64,
+    sender: i64,
+    read: i64,
+    floor: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(sql::COUNT_READ)?
+        .execute(params![receiver, sender, read, floor])?;
+    Ok(())
+}
+
+fn mark_read_up_to(
+    conn: &Connection,
+    receiver: UserId,
+    sender: UserId,
+    up_to: i64,
+    at: OffsetDateTime,
+) -> Result<Vec<MessageId>, StoreError> {
+    let position: Option<(i64, i64)> = conn
+        .prepare_cached(sql::READ_POSITION)?
+        .query_row(params![receiver.get(), sender.get()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    // No conversation row: they never wrote to each other.
+    let Some((floor, last)) = position else {
+        return Ok(Vec::new());
+    };
+    // Ids above the newest message do not exist yet, and will be larger when they do.
+    let up_to = up_to.min(last);
+    if up_to < floor {
+        return Ok(Vec::new());
+    }
+    let (low, high) = sql::conversation_key(receiver, sender);
+    let mut ids: Vec<MessageId> = conn
+        .prepare_cached(sql::MARK_READ_UP_TO)?
+        .query_map(
+            params![to_unix_micros(at), low, high, receiver.get(), floor, up_to],
+            |row| row.get::<_, i64>(0).map(MessageId::new),
+        )?
+        .collect::<Result<_, _>>()?;
+    ids.sort_unstable();
+    let read = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+    count_read(conn, receiver.get(), sender.get(), read, up_to + 1)?;
+    Ok(ids)
+}
+
+/// A stored count as a `u64`; a negative one (never written by this store) reads as 0.
+fn count(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
 }
 
 #[async_trait]
@@ -339,16 +403,7 @@ impl MessageRepository for SqliteStore {
     ) -> Result<Vec<MessageId>, Error> {
         let up_to = up_to.map_or(i64::MAX, MessageId::get);
         self.writer
-            .write(move |conn| {
-                let mut stmt = conn.prepare_cached(sql::MARK_READ_UP_TO)?;
-                let rows = stmt.query_map(
-                    params![to_unix_micros(at), receiver.get(), sender.get(), up_to],
-                    |row| row.get::<_, i64>(0).map(MessageId::new),
-                )?;
-                let mut ids: Vec<MessageId> = rows.collect::<Result<_, _>>()?;
-                ids.sort_unstable();
-                Ok(ids)
-            })
+            .write(move |conn| mark_read_up_to(conn, receiver, sender, up_to, at))
             .await
     }
 
@@ -392,7 +447,7 @@ impl MessageRepository for SqliteStore {
                 Ok(ConversationSummary {
                     last_message: sql::message_from_row(row)?,
                     counterpart: UserId::new(row.get(10)?),
-                    unread_count: row.get::<_, i64>(11)?.unsigned_abs(),
+                    unread_count: count(row.get(11)?),
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -402,10 +457,10 @@ impl MessageRepository for SqliteStore {
 
     async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
         self.read(move |conn| {
-            let count: i64 = conn
+            let total: i64 = conn
                 .prepare_cached(sql::UNREAD_TOTAL)?
                 .query_row([user.get()], |row| row.get(0))?;
-            Ok(count.unsigned_abs())
+            Ok(count(total))
         })
         .await
     }

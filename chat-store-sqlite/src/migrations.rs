@@ -11,6 +11,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/0002_catch_up_through_conversations.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/0003_unread_counts_on_conversations.sql"),
+    ),
 ];
 
 /// The schema version this release writes.

@@ -22,10 +22,26 @@ pub(crate) const BY_CLIENT_ID: &str = concat!(
     " FROM messages WHERE sender_id = ?1 AND client_message_id = ?2"
 );
 
+/// Both participants' conversation rows: the newest message, one more message, and
+/// one more unread for the receiver.
 pub(crate) const TOUCH_CONVERSATIONS: &str = "INSERT INTO conversations \
-     (user_id, peer_id, last_message_id, message_count) VALUES (?1, ?2, ?3, 1), (?2, ?1, ?3, 1) \
+     (user_id, peer_id, last_message_id, message_count, unread_count) \
+     VALUES (?1, ?2, ?3, 1, 0), (?2, ?1, ?3, 1, 1) \
      ON CONFLICT (user_id, peer_id) DO UPDATE SET \
-     last_message_id = excluded.last_message_id, message_count = message_count + 1";
+     last_message_id = excluded.last_message_id, message_count = message_count + 1, \
+     unread_count = unread_count + excluded.unread_count";
+
+/// Where "mark read up to" starts in a conversation, and its newest message.
+pub(crate) const READ_POSITION: &str =
+    "SELECT read_floor, last_message_id FROM conversations WHERE user_id = ?1 AND peer_id = ?2";
+
+/// `?3` messages from `?2` to `?1` were just read; every one below `?4` now is. When
+/// none is left unread, every message so far is read.
+pub(crate) const COUNT_READ: &str = "UPDATE conversations SET \
+     unread_count = unread_count - ?3, \
+     read_floor = max(read_floor, ?4, \
+        CASE WHEN unread_count = ?3 THEN last_message_id + 1 ELSE 0 END) \
+     WHERE user_id = ?1 AND peer_id = ?2";
 
 pub(crate) const GET: &str = concat!(
     "SELECT ",
@@ -70,9 +86,12 @@ pub(crate) const MARK_READ: &str = concat!(
     message_columns!()
 );
 
+/// Reads the messages to `?4` in conversation (`?2`, `?3`) with ids from `?5` (the read
+/// floor) to `?6`: a range of the conversation index.
 pub(crate) const MARK_READ_UP_TO: &str = "UPDATE messages SET status = 'read', read_at = ?1, \
      delivered_at = coalesce(delivered_at, ?1), updated_at = ?1 \
-     WHERE receiver_id = ?2 AND sender_id = ?3 AND status <> 'read' AND id <= ?4 RETURNING id";
+     WHERE low_user_id = ?2 AND high_user_id = ?3 AND id >= ?5 AND id <= ?6 \
+     AND receiver_id = ?4 AND status <> 'read' RETURNING id";
 
 pub(crate) const UNDELIVERED: &str = concat!(
     "SELECT ",
@@ -95,14 +114,13 @@ pub(crate) const HISTORY_BETWEEN: &str = concat!(
 
 pub(crate) const CONVERSATIONS: &str = "SELECT m.id, m.sender_id, m.receiver_id, m.message, \
      m.status, m.client_message_id, m.created_at, m.updated_at, m.delivered_at, m.read_at, \
-     c.peer_id, (SELECT count(*) FROM messages u WHERE u.receiver_id = c.user_id \
-        AND u.sender_id = c.peer_id AND u.status <> 'read') \
+     c.peer_id, c.unread_count \
      FROM conversations c JOIN messages m ON m.id = c.last_message_id \
      WHERE c.user_id = ?1 AND c.last_message_id < ?2 \
      ORDER BY c.last_message_id DESC LIMIT ?3";
 
 pub(crate) const UNREAD_TOTAL: &str =
-    "SELECT count(*) FROM messages WHERE receiver_id = ?1 AND status <> 'read'";
+    "SELECT coalesce(sum(unread_count), 0) FROM conversations WHERE user_id = ?1";
 
 /// The conversation key of a pair, as stored in `low_user_id` / `high_user_id`.
 pub(crate) fn conversation_key(a: UserId, b: UserId) -> (i64, i64) {
@@ -224,13 +242,23 @@ mod tests {
             ),
             (
                 "UNREAD_TOTAL",
-                "messages_unread",
+                "PRIMARY KEY",
                 plan(&conn, UNREAD_TOTAL, [1]),
             ),
             (
+                "READ_POSITION",
+                "PRIMARY KEY",
+                plan(&conn, READ_POSITION, (1, 2)),
+            ),
+            (
+                "COUNT_READ",
+                "PRIMARY KEY",
+                plan(&conn, COUNT_READ, (1, 2, 1, 0)),
+            ),
+            (
                 "MARK_READ_UP_TO",
-                "messages_unread",
-                plan(&conn, MARK_READ_UP_TO, (0, 1, 2, 10)),
+                "messages_conversation",
+                plan(&conn, MARK_READ_UP_TO, (0, 1, 2, 2, 0, 10)),
             ),
             (
                 "CONVERSATIONS",
@@ -257,8 +285,11 @@ mod tests {
         }
         let peers = plan(&conn, PEERS_ACTIVE_AFTER, (1, 0));
         assert!(!peers.contains("TEMP B-TREE"), "{peers}");
-        let conversations = plan(&conn, CONVERSATIONS, (1, i64::MAX, 20));
-        assert!(conversations.contains("messages_unread"), "{conversations}");
+        let read_up_to = plan(&conn, MARK_READ_UP_TO, (0, 1, 2, 2, 0, 10));
+        assert!(
+            read_up_to.contains("id>? AND id<?"),
+            "mark read up to is not a range: {read_up_to}"
+        );
         for update in [MARK_DELIVERED, MARK_READ] {
             let text = plan(&conn, update, (0, 1, 2));
             assert!(text.contains("INTEGER PRIMARY KEY"), "{update}: {text}");

@@ -152,8 +152,8 @@ async fn clones_share_one_database() {
     assert_eq!(other.get(id).await.unwrap(), None);
 }
 
-/// A database written by the first schema keeps its messages and its catch-up when a
-/// later release opens it.
+/// A database written by the first schema keeps its messages, its catch-up and its
+/// unread counts when a later release opens it.
 #[tokio::test]
 async fn a_first_schema_database_is_upgraded_with_its_messages() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,7 +165,9 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         conn.execute_batch(
             "INSERT INTO messages (sender_id, receiver_id, message, created_at, updated_at)
                  VALUES (1, 2, 'before the upgrade', 1, 1), (3, 1, 'another peer', 2, 2);
-             INSERT INTO conversations VALUES (1, 2, 1, 1), (2, 1, 1, 1), (3, 1, 2, 1), (1, 3, 2, 1);
+             INSERT INTO messages (sender_id, receiver_id, message, status, created_at, updated_at)
+                 VALUES (2, 1, 'already read', 'read', 3, 3);
+             INSERT INTO conversations VALUES (1, 2, 3, 2), (2, 1, 3, 2), (3, 1, 2, 1), (1, 3, 2, 1);
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -180,7 +182,30 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         .await
         .unwrap();
     let texts: Vec<&str> = caught_up.iter().map(|m| m.message.as_str()).collect();
-    assert_eq!(texts, ["before the upgrade", "another peer"]);
+    assert_eq!(
+        texts,
+        ["before the upgrade", "another peer", "already read"]
+    );
+    // Unread counts carried over: what each one has not read yet.
+    assert_eq!(store.unread_total(UserId::new(1)).await.unwrap(), 1);
+    assert_eq!(store.unread_total(UserId::new(2)).await.unwrap(), 1);
     let next = store.insert(record(2, 1, "after")).await.unwrap().message;
-    assert_eq!(next.id, MessageId::new(3));
+    assert_eq!(next.id, MessageId::new(4));
+    let read = store
+        .mark_read_up_to(
+            UserId::new(1),
+            UserId::new(2),
+            None,
+            chat_core::timestamp::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read, [next.id]);
+    assert_eq!(store.unread_total(UserId::new(1)).await.unwrap(), 1);
+    let list = store.conversations(UserId::new(1), None, 10).await.unwrap();
+    let unread: Vec<(i64, u64)> = list
+        .iter()
+        .map(|c| (c.counterpart.get(), c.unread_count))
+        .collect();
+    assert_eq!(unread, [(2, 0), (3, 1)]);
 }

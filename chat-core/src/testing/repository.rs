@@ -577,6 +577,121 @@ pub async fn unread_total_counts_every_conversation(repo: &dyn MessageRepository
     assert_eq!(repo.unread_total(u(3)).await.unwrap(), 1);
 }
 
+/// A fixed pseudo-random walk of sends, reads by id, deliveries and reads up to an id
+/// among four users; after every step each user's unread total, each conversation's
+/// unread count and the statuses agree with a model of the messages.
+/// A fixed xorshift sequence: the same walk on every run and every store.
+struct Walk(u64);
+
+impl Walk {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % u64::try_from(bound).unwrap()).unwrap()
+    }
+}
+
+pub async fn unread_counts_follow_every_way_of_reading(repo: &dyn MessageRepository) {
+    // (sender, receiver, status) by id, as the store should hold them.
+    let mut model: Vec<(MessageId, i64, i64, MessageStatus)> = Vec::new();
+    let mut walk = Walk(0x9e37_79b9_7f4a_7c15);
+    let users = [1_i64, 2, 3, 4];
+    for step in 0..300_u64 {
+        let me = users[walk.below(4)];
+        let peer = users[walk.below(4)];
+        let choice = walk.below(10);
+        if me == peer || model.is_empty() || choice < 4 {
+            if me != peer {
+                let sent = repo
+                    .insert(record(peer, me, &format!("step {step}")))
+                    .await
+                    .unwrap()
+                    .message;
+                model.push((sent.id, peer, me, MessageStatus::Sent));
+            }
+            continue;
+        }
+        // An id that may be unknown, another user's, or beyond the newest message.
+        let ids_so_far = usize::try_from(model.last().unwrap().0.get()).unwrap();
+        let mut pick = || m(1 + i64::try_from(walk.below(ids_so_far + 3)).unwrap());
+        match choice {
+            4..=6 => {
+                let ids: Vec<MessageId> = (0..3).map(|_| pick()).collect();
+                let status = if choice == 4 {
+                    MessageStatus::Delivered
+                } else {
+                    MessageStatus::Read
+                };
+                repo.set_status(u(me), &ids, status, at(i64::try_from(step).unwrap()))
+                    .await
+                    .unwrap();
+                for (id, _, receiver, current) in &mut model {
+                    if *receiver == me && ids.contains(id) && status > *current {
+                        *current = status;
+                    }
+                }
+            }
+            _ => {
+                let up_to = if choice == 9 { None } else { Some(pick()) };
+                let read = repo
+                    .mark_read_up_to(u(me), u(peer), up_to, at(i64::try_from(step).unwrap()))
+                    .await
+                    .unwrap();
+                let mut expected = Vec::new();
+                for (id, sender, receiver, current) in &mut model {
+                    let in_range = up_to.is_none_or(|up_to| *id <= up_to);
+                    if *sender == peer
+                        && *receiver == me
+                        && in_range
+                        && *current != MessageStatus::Read
+                    {
+                        *current = MessageStatus::Read;
+                        expected.push(*id);
+                    }
+                }
+                assert_eq!(
+                    read, expected,
+                    "step {step}: mark_read_up_to({me}, {peer}, {up_to:?})"
+                );
+            }
+        }
+        for &user in &users {
+            let unread = |from: Option<i64>| {
+                let count = model
+                    .iter()
+                    .filter(|(_, sender, receiver, status)| {
+                        *receiver == user
+                            && *status != MessageStatus::Read
+                            && from.is_none_or(|from| from == *sender)
+                    })
+                    .count();
+                u64::try_from(count).unwrap()
+            };
+            assert_eq!(
+                repo.unread_total(u(user)).await.unwrap(),
+                unread(None),
+                "step {step}: user {user}"
+            );
+            for summary in repo.conversations(u(user), None, 10).await.unwrap() {
+                let peer = summary.counterpart.get();
+                assert_eq!(
+                    summary.unread_count,
+                    unread(Some(peer)),
+                    "step {step}: {user} with {peer}"
+                );
+            }
+        }
+    }
+    for (id, _, _, status) in model {
+        assert_eq!(
+            repo.get(id).await.unwrap().unwrap().status,
+            status,
+            "message {id:?}"
+        );
+    }
+}
+
 pub async fn unicode_and_long_bodies_are_stored_byte_for_byte(repo: &dyn MessageRepository) {
     let bodies = [
         "héllo wörld — ñ".to_owned(),
