@@ -31,11 +31,13 @@
 //! # }).unwrap();
 //! ```
 
+mod backlog;
 mod catch_up;
 mod error;
 mod migrations;
 mod readers;
 mod sql;
+mod status;
 mod writer;
 
 use std::path::Path;
@@ -205,93 +207,6 @@ fn insert(conn: &Connection, record: NewMessageRecord) -> Result<Inserted, Store
     }
 }
 
-fn set_status(
-    conn: &Connection,
-    receiver: UserId,
-    mut ids: Vec<MessageId>,
-    status: MessageStatus,
-    at: OffsetDateTime,
-) -> Result<Vec<Message>, StoreError> {
-    let statement = match status {
-        MessageStatus::Sent => return Ok(Vec::new()),
-        MessageStatus::Delivered => sql::MARK_DELIVERED,
-        MessageStatus::Read => sql::MARK_READ,
-    };
-    ids.sort_unstable();
-    ids.dedup();
-    let at = to_unix_micros(at);
-    let mut stmt = conn.prepare_cached(statement)?;
-    let mut changed = Vec::new();
-    for id in ids {
-        if let Some(message) = stmt
-            .query_row(params![at, id.get(), receiver.get()], sql::message_from_row)
-            .optional()?
-        {
-            changed.push(message);
-        }
-    }
-    if status == MessageStatus::Read {
-        // Each conversation's unread count, once per sender.
-        let mut senders: Vec<i64> = changed.iter().map(|m| m.sender_id.get()).collect();
-        senders.sort_unstable();
-        for run in senders.chunk_by(|a, b| a == b) {
-            let read = i64::try_from(run.len()).unwrap_or(i64::MAX);
-            count_read(conn, receiver.get(), run[0], read, 0)?;
-        }
-    }
-    Ok(changed)
-}
-
-/// Takes `read` newly read messages from `sender` off `receiver`'s unread count; every
-/// message of theirs below `floor` is now read.
-fn count_read(
-    conn: &Connection,
-    receiver: i64,
-    sender: i64,
-    read: i64,
-    floor: i64,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(sql::COUNT_READ)?
-        .execute(params![receiver, sender, read, floor])?;
-    Ok(())
-}
-
-fn mark_read_up_to(
-    conn: &Connection,
-    receiver: UserId,
-    sender: UserId,
-    up_to: i64,
-    at: OffsetDateTime,
-) -> Result<Vec<MessageId>, StoreError> {
-    let position: Option<(i64, i64)> = conn
-        .prepare_cached(sql::READ_POSITION)?
-        .query_row(params![receiver.get(), sender.get()], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    // No conversation row: they never wrote to each other.
-    let Some((floor, last)) = position else {
-        return Ok(Vec::new());
-    };
-    // Ids above the newest message do not exist yet, and will be larger when they do.
-    let up_to = up_to.min(last);
-    if up_to < floor {
-        return Ok(Vec::new());
-    }
-    let (low, high) = sql::conversation_key(receiver, sender);
-    let mut ids: Vec<MessageId> = conn
-        .prepare_cached(sql::MARK_READ_UP_TO)?
-        .query_map(
-            params![to_unix_micros(at), low, high, receiver.get(), floor, up_to],
-            |row| row.get::<_, i64>(0).map(MessageId::new),
-        )?
-        .collect::<Result<_, _>>()?;
-    ids.sort_unstable();
-    let read = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-    count_read(conn, receiver.get(), sender.get(), read, up_to + 1)?;
-    Ok(ids)
-}
-
 /// A stored count as a `u64`; a negative one (never written by this store) reads as 0.
 fn count(stored: i64) -> u64 {
     u64::try_from(stored).unwrap_or(0)
@@ -390,7 +305,7 @@ impl MessageRepository for SqliteStore {
     ) -> Result<Vec<Message>, Error> {
         let ids = ids.to_vec();
         self.writer
-            .write(move |conn| set_status(conn, receiver, ids, status, at))
+            .write(move |conn| status::set(conn, receiver, ids, status, at))
             .await
     }
 
@@ -403,7 +318,7 @@ impl MessageRepository for SqliteStore {
     ) -> Result<Vec<MessageId>, Error> {
         let up_to = up_to.map_or(i64::MAX, MessageId::get);
         self.writer
-            .write(move |conn| mark_read_up_to(conn, receiver, sender, up_to, at))
+            .write(move |conn| status::mark_read_up_to(conn, receiver, sender, up_to, at))
             .await
     }
 
@@ -413,14 +328,9 @@ impl MessageRepository for SqliteStore {
         after: MessageId,
         limit_: u32,
     ) -> Result<Vec<Message>, Error> {
-        self.read(move |conn| {
-            collect_messages(
-                conn,
-                sql::UNDELIVERED,
-                params![receiver.get(), after.get(), limit(limit_)],
-            )
-        })
-        .await
+        let limit_ = usize::try_from(limit_).unwrap_or(usize::MAX);
+        self.read(move |conn| backlog::undelivered(conn, receiver, after, limit_))
+            .await
     }
 
     async fn after_messages_for(

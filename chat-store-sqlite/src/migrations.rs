@@ -13,7 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         3,
-        include_str!("../migrations/0003_unread_counts_on_conversations.sql"),
+        include_str!("../migrations/0003_counts_on_conversations.sql"),
     ),
 ];
 

@@ -23,25 +23,34 @@ pub(crate) const BY_CLIENT_ID: &str = concat!(
 );
 
 /// Both participants' conversation rows: the newest message, one more message, and
-/// one more unread for the receiver.
+/// one more unread and undelivered for the receiver.
 pub(crate) const TOUCH_CONVERSATIONS: &str = "INSERT INTO conversations \
-     (user_id, peer_id, last_message_id, message_count, unread_count) \
-     VALUES (?1, ?2, ?3, 1, 0), (?2, ?1, ?3, 1, 1) \
+     (user_id, peer_id, last_message_id, message_count, unread_count, undelivered_count) \
+     VALUES (?1, ?2, ?3, 1, 0, 0), (?2, ?1, ?3, 1, 1, 1) \
      ON CONFLICT (user_id, peer_id) DO UPDATE SET \
      last_message_id = excluded.last_message_id, message_count = message_count + 1, \
-     unread_count = unread_count + excluded.unread_count";
+     unread_count = unread_count + excluded.unread_count, \
+     undelivered_count = undelivered_count + excluded.undelivered_count";
 
 /// Where "mark read up to" starts in a conversation, and its newest message.
 pub(crate) const READ_POSITION: &str =
     "SELECT read_floor, last_message_id FROM conversations WHERE user_id = ?1 AND peer_id = ?2";
 
-/// `?3` messages from `?2` to `?1` were just read; every one below `?4` now is. When
-/// none is left unread, every message so far is read.
-pub(crate) const COUNT_READ: &str = "UPDATE conversations SET \
+/// Of the messages from `?2` to `?1`, `?3` were just read and `?5` just left `sent`;
+/// every one below `?4` is now read and every one below `?6` delivered. A count that
+/// reaches zero moves its floor past the newest message.
+pub(crate) const COUNT_STATUS_CHANGES: &str = "UPDATE conversations SET \
      unread_count = unread_count - ?3, \
      read_floor = max(read_floor, ?4, \
-        CASE WHEN unread_count = ?3 THEN last_message_id + 1 ELSE 0 END) \
+        CASE WHEN unread_count = ?3 THEN last_message_id + 1 ELSE 0 END), \
+     undelivered_count = undelivered_count - ?5, \
+     delivery_floor = max(delivery_floor, ?6, \
+        CASE WHEN undelivered_count = ?5 THEN last_message_id + 1 ELSE 0 END) \
      WHERE user_id = ?1 AND peer_id = ?2";
+
+/// The sender and status of a message to `?2`.
+pub(crate) const STATUS_OF: &str =
+    "SELECT sender_id, status FROM messages WHERE id = ?1 AND receiver_id = ?2";
 
 pub(crate) const GET: &str = concat!(
     "SELECT ",
@@ -93,11 +102,21 @@ pub(crate) const MARK_READ_UP_TO: &str = "UPDATE messages SET status = 'read', r
      WHERE low_user_id = ?2 AND high_user_id = ?3 AND id >= ?5 AND id <= ?6 \
      AND receiver_id = ?4 AND status <> 'read' RETURNING id";
 
-pub(crate) const UNDELIVERED: &str = concat!(
+/// How many of the messages [`MARK_READ_UP_TO`] is about to read are still `sent`.
+pub(crate) const SENT_UP_TO: &str = "SELECT count(*) FROM messages \
+     WHERE low_user_id = ?1 AND high_user_id = ?2 AND id >= ?4 AND id <= ?5 \
+     AND receiver_id = ?3 AND status = 'sent'";
+
+/// The peers with messages to `?1` still `sent`, and where those start.
+pub(crate) const PEERS_WITH_UNDELIVERED: &str = "SELECT peer_id, delivery_floor \
+     FROM conversations WHERE user_id = ?1 AND undelivered_count > 0";
+
+/// One conversation's messages to `?3` still `sent` with ids from `?4`, oldest first.
+pub(crate) const UNDELIVERED_FROM: &str = concat!(
     "SELECT ",
     message_columns!(),
-    " FROM messages WHERE receiver_id = ?1 AND status = 'sent' AND id > ?2 \
-     ORDER BY id LIMIT ?3"
+    " FROM messages WHERE low_user_id = ?1 AND high_user_id = ?2 AND id >= ?4 \
+     AND receiver_id = ?3 AND status = 'sent' ORDER BY id LIMIT ?5"
 );
 
 /// The peers of a user's conversations with a message after `?2`, oldest activity first.
@@ -236,9 +255,24 @@ mod tests {
                 plan(&conn, BY_CLIENT_ID, (1, "k")),
             ),
             (
-                "UNDELIVERED",
-                "messages_undelivered",
-                plan(&conn, UNDELIVERED, (1, 0, 50)),
+                "PEERS_WITH_UNDELIVERED",
+                "PRIMARY KEY",
+                plan(&conn, PEERS_WITH_UNDELIVERED, [1]),
+            ),
+            (
+                "UNDELIVERED_FROM",
+                "messages_conversation",
+                plan(&conn, UNDELIVERED_FROM, (1, 2, 2, 0, 50)),
+            ),
+            (
+                "SENT_UP_TO",
+                "messages_conversation",
+                plan(&conn, SENT_UP_TO, (1, 2, 2, 0, 10)),
+            ),
+            (
+                "STATUS_OF",
+                "INTEGER PRIMARY KEY",
+                plan(&conn, STATUS_OF, (1, 2)),
             ),
             (
                 "UNREAD_TOTAL",
@@ -251,9 +285,9 @@ mod tests {
                 plan(&conn, READ_POSITION, (1, 2)),
             ),
             (
-                "COUNT_READ",
+                "COUNT_STATUS_CHANGES",
                 "PRIMARY KEY",
-                plan(&conn, COUNT_READ, (1, 2, 1, 0)),
+                plan(&conn, COUNT_STATUS_CHANGES, (1, 2, 1, 0, 1, 0)),
             ),
             (
                 "MARK_READ_UP_TO",
@@ -283,6 +317,8 @@ mod tests {
                 "{name} scans: {text}"
             );
         }
+        let backlog = plan(&conn, UNDELIVERED_FROM, (1, 2, 2, 0, 50));
+        assert!(!backlog.contains("TEMP B-TREE"), "{backlog}");
         let peers = plan(&conn, PEERS_ACTIVE_AFTER, (1, 0));
         assert!(!peers.contains("TEMP B-TREE"), "{peers}");
         let read_up_to = plan(&conn, MARK_READ_UP_TO, (0, 1, 2, 2, 0, 10));

@@ -152,8 +152,8 @@ async fn clones_share_one_database() {
     assert_eq!(other.get(id).await.unwrap(), None);
 }
 
-/// A database written by the first schema keeps its messages, its catch-up and its
-/// unread counts when a later release opens it.
+/// A database written by the first schema keeps its messages, its catch-up, its
+/// unread counts and its undelivered backlogs when a later release opens it.
 #[tokio::test]
 async fn a_first_schema_database_is_upgraded_with_its_messages() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,9 +186,21 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         texts,
         ["before the upgrade", "another peer", "already read"]
     );
-    // Unread counts carried over: what each one has not read yet.
+    // Unread counts and backlogs carried over: what each one has not read or received.
     assert_eq!(store.unread_total(UserId::new(1)).await.unwrap(), 1);
     assert_eq!(store.unread_total(UserId::new(2)).await.unwrap(), 1);
+    let backlog = |user| {
+        let store = store.clone();
+        async move {
+            let pending = store
+                .undelivered(UserId::new(user), MessageId::new(0), 10)
+                .await
+                .unwrap();
+            pending.iter().map(|m| m.id.get()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(backlog(1).await, [2]);
+    assert_eq!(backlog(2).await, [1]);
     let next = store.insert(record(2, 1, "after")).await.unwrap().message;
     assert_eq!(next.id, MessageId::new(4));
     let read = store
@@ -208,4 +220,56 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         .map(|c| (c.counterpart.get(), c.unread_count))
         .collect();
     assert_eq!(unread, [(2, 0), (3, 1)]);
+}
+
+/// After the conformance walk of sends, receipts and reads up to an id, every
+/// conversation row's counts equal what they count and its floors hold: no unread
+/// message below `read_floor`, no undelivered one below `delivery_floor`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_counts_and_floors_match_the_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        chat_core::testing::repository::counts_and_backlogs_follow_every_way_of_reading(&store)
+            .await;
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let drift: Vec<(i64, i64, String)> = conn
+        .prepare(
+            "SELECT c.user_id, c.peer_id, 'unread_count' FROM conversations c
+               WHERE c.unread_count <> (SELECT count(*) FROM messages m
+                 WHERE m.receiver_id = c.user_id AND m.sender_id = c.peer_id
+                   AND m.status <> 'read')
+             UNION ALL
+             SELECT c.user_id, c.peer_id, 'undelivered_count' FROM conversations c
+               WHERE c.undelivered_count <> (SELECT count(*) FROM messages m
+                 WHERE m.receiver_id = c.user_id AND m.sender_id = c.peer_id
+                   AND m.status = 'sent')
+             UNION ALL
+             SELECT c.user_id, c.peer_id, 'read_floor' FROM conversations c
+               WHERE EXISTS (SELECT 1 FROM messages m
+                 WHERE m.receiver_id = c.user_id AND m.sender_id = c.peer_id
+                   AND m.status <> 'read' AND m.id < c.read_floor)
+             UNION ALL
+             SELECT c.user_id, c.peer_id, 'delivery_floor' FROM conversations c
+               WHERE EXISTS (SELECT 1 FROM messages m
+                 WHERE m.receiver_id = c.user_id AND m.sender_id = c.peer_id
+                   AND m.status = 'sent' AND m.id < c.delivery_floor)",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(drift.is_empty(), "rows out of step: {drift:?}");
+    // The floors moved: reading up to an id does not rescan from the first message.
+    let advanced: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM conversations WHERE read_floor > 0 AND delivery_floor > 0",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(advanced > 0);
 }

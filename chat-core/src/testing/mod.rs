@@ -112,7 +112,7 @@ macro_rules! message_repository_suite {
             conversations_are_newest_first_with_unread_counts,
             conversations_page_by_cursor,
             unread_total_counts_every_conversation,
-            unread_counts_follow_every_way_of_reading,
+            counts_and_backlogs_follow_every_way_of_reading,
             unicode_and_long_bodies_are_stored_byte_for_byte,
             sql_metacharacters_are_stored_verbatim,
             timestamps_round_trip,

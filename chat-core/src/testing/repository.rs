@@ -579,7 +579,8 @@ pub async fn unread_total_counts_every_conversation(repo: &dyn MessageRepository
 
 /// A fixed pseudo-random walk of sends, reads by id, deliveries and reads up to an id
 /// among four users; after every step each user's unread total, each conversation's
-/// unread count and the statuses agree with a model of the messages.
+/// unread count, each user's undelivered backlog and the statuses agree with a model
+/// of the messages.
 /// A fixed xorshift sequence: the same walk on every run and every store.
 struct Walk(u64);
 
@@ -592,7 +593,7 @@ impl Walk {
     }
 }
 
-pub async fn unread_counts_follow_every_way_of_reading(repo: &dyn MessageRepository) {
+pub async fn counts_and_backlogs_follow_every_way_of_reading(repo: &dyn MessageRepository) {
     // (sender, receiver, status) by id, as the store should hold them.
     let mut model: Vec<(MessageId, i64, i64, MessageStatus)> = Vec::new();
     let mut walk = Walk(0x9e37_79b9_7f4a_7c15);
@@ -673,6 +674,25 @@ pub async fn unread_counts_follow_every_way_of_reading(repo: &dyn MessageReposit
                 unread(None),
                 "step {step}: user {user}"
             );
+            // The undelivered backlog, fetched in pages of 3.
+            let expected: Vec<MessageId> = model
+                .iter()
+                .filter(|(_, _, receiver, status)| {
+                    *receiver == user && *status == MessageStatus::Sent
+                })
+                .map(|(id, ..)| *id)
+                .collect();
+            let mut backlog = Vec::new();
+            loop {
+                let after = backlog.last().copied().unwrap_or(m(0));
+                let page = repo.undelivered(u(user), after, 3).await.unwrap();
+                assert!(page.len() <= 3);
+                if page.is_empty() {
+                    break;
+                }
+                backlog.extend(id_list(&page));
+            }
+            assert_eq!(backlog, expected, "step {step}: backlog of {user}");
             for summary in repo.conversations(u(user), None, 10).await.unwrap() {
                 let peer = summary.counterpart.get();
                 assert_eq!(
