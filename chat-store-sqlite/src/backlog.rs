@@ -9,6 +9,7 @@ use chat_core::{Message, MessageId, UserId};
 use rusqlite::{Connection, params};
 
 use crate::error::StoreError;
+use crate::first_by_id::FirstById;
 use crate::sql;
 
 /// The first `limit` messages to `receiver` still `sent` with ids above `after`,
@@ -28,23 +29,24 @@ pub(crate) fn undelivered(
         .prepare_cached(sql::PEERS_WITH_UNDELIVERED)?
         .query_map([receiver.get()], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let per_conversation = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut backlog = Vec::new();
+    let mut first = FirstById::new(limit);
     let mut stmt = tx.prepare_cached(sql::UNDELIVERED_FROM)?;
     for (peer, floor) in peers {
         let (low, high) = sql::conversation_key(receiver, UserId::new(peer));
         let from = floor.max(after.get().saturating_add(1));
-        let rows = stmt.query_map(
-            params![low, high, receiver.get(), from, per_conversation],
+        first.add(stmt.query_map(
+            params![
+                low,
+                high,
+                receiver.get(),
+                from,
+                first.below(),
+                first.sql_limit()
+            ],
             sql::message_from_row,
-        )?;
-        for message in rows {
-            backlog.push(message?);
-        }
+        )?)?;
     }
     drop(stmt);
     tx.finish()?;
-    backlog.sort_unstable_by_key(|message| message.id);
-    backlog.truncate(limit);
-    Ok(backlog)
+    Ok(first.finish())
 }

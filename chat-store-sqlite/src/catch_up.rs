@@ -10,6 +10,7 @@ use chat_core::{Message, MessageId, UserId};
 use rusqlite::{Connection, params};
 
 use crate::error::StoreError;
+use crate::first_by_id::FirstById;
 use crate::sql;
 
 /// The first `limit` messages to or from `user` with ids above `after`, ascending.
@@ -29,28 +30,16 @@ pub(crate) fn after_for_user(
         .prepare_cached(sql::PEERS_ACTIVE_AFTER)?
         .query_map(params![user.get(), after.get()], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut found: Vec<Message> = Vec::new();
-    // Once `limit` messages are held, only smaller ids can still make the page.
-    let mut below = i64::MAX;
+    let mut first = FirstById::new(limit);
     let mut between = tx.prepare_cached(sql::HISTORY_BETWEEN)?;
-    let wanted = i64::try_from(limit).unwrap_or(i64::MAX);
     for peer in peers {
         let (low, high) = sql::conversation_key(user, UserId::new(peer));
-        let rows = between.query_map(
-            params![low, high, after.get(), below, wanted],
+        first.add(between.query_map(
+            params![low, high, after.get(), first.below(), first.sql_limit()],
             sql::message_from_row,
-        )?;
-        for message in rows {
-            found.push(message?);
-        }
-        if found.len() >= limit {
-            found.sort_unstable_by_key(|m| m.id);
-            found.truncate(limit);
-            below = found.last().map_or(i64::MAX, |m| m.id.get());
-        }
+        )?)?;
     }
     drop(between);
     tx.finish()?;
-    found.sort_unstable_by_key(|m| m.id);
-    Ok(found)
+    Ok(first.finish())
 }

@@ -34,6 +34,7 @@
 mod backlog;
 mod catch_up;
 mod error;
+mod first_by_id;
 mod migrations;
 mod readers;
 mod sql;

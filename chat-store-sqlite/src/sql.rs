@@ -111,12 +111,13 @@ pub(crate) const SENT_UP_TO: &str = "SELECT count(*) FROM messages \
 pub(crate) const PEERS_WITH_UNDELIVERED: &str = "SELECT peer_id, delivery_floor \
      FROM conversations WHERE user_id = ?1 AND undelivered_count > 0";
 
-/// One conversation's messages to `?3` still `sent` with ids from `?4`, oldest first.
+/// One conversation's messages to `?3` still `sent` with ids from `?4` and below `?5`,
+/// oldest first.
 pub(crate) const UNDELIVERED_FROM: &str = concat!(
     "SELECT ",
     message_columns!(),
-    " FROM messages WHERE low_user_id = ?1 AND high_user_id = ?2 AND id >= ?4 \
-     AND receiver_id = ?3 AND status = 'sent' ORDER BY id LIMIT ?5"
+    " FROM messages WHERE low_user_id = ?1 AND high_user_id = ?2 AND id >= ?4 AND id < ?5 \
+     AND receiver_id = ?3 AND status = 'sent' ORDER BY id LIMIT ?6"
 );
 
 /// The peers of a user's conversations with a message after `?2`, oldest activity first.
@@ -262,7 +263,7 @@ mod tests {
             (
                 "UNDELIVERED_FROM",
                 "messages_conversation",
-                plan(&conn, UNDELIVERED_FROM, (1, 2, 2, 0, 50)),
+                plan(&conn, UNDELIVERED_FROM, (1, 2, 2, 0, i64::MAX, 50)),
             ),
             (
                 "SENT_UP_TO",
@@ -317,7 +318,7 @@ mod tests {
                 "{name} scans: {text}"
             );
         }
-        let backlog = plan(&conn, UNDELIVERED_FROM, (1, 2, 2, 0, 50));
+        let backlog = plan(&conn, UNDELIVERED_FROM, (1, 2, 2, 0, i64::MAX, 50));
         assert!(!backlog.contains("TEMP B-TREE"), "{backlog}");
         let peers = plan(&conn, PEERS_ACTIVE_AFTER, (1, 0));
         assert!(!peers.contains("TEMP B-TREE"), "{peers}");
