@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::{AuthError, Error};
@@ -87,7 +87,9 @@ pub enum KeyError {
 /// Strict where the library is loose by default: exactly one algorithm, `exp` required,
 /// `nbf` checked when present, an explicit leeway ([`DEFAULT_LEEWAY`]), and once an
 /// issuer or audience is configured, tokens without it are refused. `sub` is the user
-/// id, as a decimal string or a JSON integer, and must be ≥ 1.
+/// id, as a canonical decimal string (`"7"`; not `"007"`, `"+7"` or `"7.0"`) or a JSON
+/// integer, and must be ≥ 1. A header with `crit` is refused: it names extensions the
+/// token needs understood, and this authenticator understands none (RFC 7515 §4.1.11).
 #[derive(Clone)]
 pub struct JwtAuthenticator {
     algorithm: JwtAlgorithm,
@@ -179,6 +181,7 @@ impl JwtAuthenticator {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
+        refuse_critical_extensions(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| auth_error(e.kind()))?;
         let user_id = data.claims.sub.user_id().ok_or(AuthError::InvalidSubject)?;
@@ -218,6 +221,63 @@ fn auth_error(kind: &ErrorKind) -> AuthError {
     }
 }
 
+/// Refuses a token whose header has a `crit` member, whatever its value.
+///
+/// RFC 7515 §4.1.11 makes a recipient refuse a token whose `crit` lists an extension it
+/// does not understand, and we understand none; an empty or non-array `crit` is invalid
+/// by the same section. jsonwebtoken parses `crit` but never enforces it, and reads
+/// `"crit": null` as absent, so the header segment is read here.
+fn refuse_critical_extensions(token: &str) -> Result<(), AuthError> {
+    let encoded = token.split('.').next().unwrap_or_default();
+    let json = decode_base64url(encoded).ok_or(AuthError::Malformed)?;
+    let header: HeaderProbe = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+    if header.crit {
+        return Err(AuthError::Malformed);
+    }
+    Ok(())
+}
+
+/// The one header member looked at before jsonwebtoken verifies the token.
+#[derive(Deserialize)]
+struct HeaderProbe {
+    /// Whether `crit` is present at all (`null` included).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(value).map(|_| true)
+}
+
+/// Unpadded base64url (RFC 7515 §2), as JWS segments are written; `None` for any other
+/// character or an impossible length.
+fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for byte in text.bytes() {
+        let sextet = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(sextet);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits).to_le_bytes()[0]);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 #[derive(Deserialize)]
 struct Claims {
     sub: Subject,
@@ -225,6 +285,8 @@ struct Claims {
 }
 
 /// `sub` as a decimal string (the standard) or a JSON integer (common in practice).
+///
+/// A JSON number with a fraction or an exponent (`7.0`) is neither, so it is refused.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Subject {
@@ -236,13 +298,23 @@ impl Subject {
     fn user_id(&self) -> Option<UserId> {
         let raw = match self {
             Self::Number(n) => *n,
-            Self::Text(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-                s.parse().ok()?
-            }
-            Self::Text(_) => return None,
+            Self::Text(s) => canonical_decimal(s)?,
         };
         (raw >= 1).then_some(UserId::new(raw))
     }
+}
+
+/// The value of `text` when it is written exactly as the id prints: ASCII digits, no
+/// sign, no space, no leading zero, within `i64`. One id has one spelling, so ids
+/// compared or logged as text elsewhere cannot disagree (`"007"` is not user 7).
+fn canonical_decimal(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let canonical = match bytes {
+        [] | [b'0', _, ..] => false,
+        _ => bytes.iter().all(u8::is_ascii_digit),
+    };
+    // `parse` alone would take a leading `+`; the check above refuses it first.
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 /// Mints tokens the matching `JwtAuthenticator` accepts: for development tools and
@@ -312,5 +384,48 @@ impl JwtIssuer {
             aud: self.audience.as_deref(),
         };
         jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(Error::internal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{canonical_decimal, decode_base64url};
+
+    #[test]
+    fn base64url_segments() {
+        assert_eq!(
+            decode_base64url("eyJhbGciOiJIUzI1NiJ9").as_deref(),
+            Some(&br#"{"alg":"HS256"}"#[..])
+        );
+        assert_eq!(decode_base64url("").as_deref(), Some(&b""[..]));
+        assert_eq!(decode_base64url("Zm9vYg").as_deref(), Some(&b"foob"[..]));
+        assert_eq!(decode_base64url("Zm9vYmE").as_deref(), Some(&b"fooba"[..]));
+        assert_eq!(
+            decode_base64url("-_-_").as_deref(),
+            Some(&[0xfb, 0xff, 0xbf][..])
+        );
+        for bad in ["A", "Zm9vYg==", "ab+c", "ab/c", "ab c", "é"] {
+            assert_eq!(decode_base64url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn canonical_decimals() {
+        assert_eq!(canonical_decimal("7"), Some(7));
+        assert_eq!(canonical_decimal("0"), Some(0));
+        assert_eq!(canonical_decimal("9223372036854775807"), Some(i64::MAX));
+        for bad in [
+            "",
+            "007",
+            "00",
+            "+7",
+            "-7",
+            " 7",
+            "7 ",
+            "7.0",
+            "9223372036854775808",
+        ] {
+            assert_eq!(canonical_decimal(bad), None, "{bad}");
+        }
     }
 }

@@ -74,6 +74,114 @@ async fn refuses_bad_subjects() {
     ));
 }
 
+/// A token over a hand-written header and claims, signed with HS256 and `secret`: for
+/// headers `jsonwebtoken::Header` cannot express.
+fn hs256_with_raw_header(header: &Value, claims: &Value, secret: &[u8]) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        chat_core::testing::base64url(header.to_string().as_bytes()),
+        chat_core::testing::base64url(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &EncodingKey::from_secret(secret),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{signing_input}.{signature}")
+}
+
+#[tokio::test]
+async fn subject_must_be_a_canonical_decimal_user_id() {
+    let auth = JwtAuthenticator::hs256(SECRET).unwrap();
+    let exp = now() + 600;
+    for (sub, expected) in [
+        (json!("7"), 7),
+        (json!(7), 7),
+        (json!("9223372036854775807"), i64::MAX),
+        (json!(i64::MAX), i64::MAX),
+    ] {
+        let token = hs256(&json!({"sub": sub, "exp": exp}), SECRET);
+        assert_eq!(
+            auth.authenticate(&token).await.unwrap().user_id,
+            UserId::new(expected),
+            "sub {sub}"
+        );
+    }
+    for sub in [
+        json!("007"),
+        json!("07"),
+        json!("00"),
+        json!("0"),
+        json!("+7"),
+        json!(" 7"),
+        json!("7 "),
+        json!("7.0"),
+        json!("7e0"),
+        json!("-7"),
+        json!("\u{0667}"),
+        json!("9223372036854775808"),
+        json!("99999999999999999999999"),
+        json!(0),
+        json!(-7),
+        json!(7.0),
+        json!(7.5),
+        json!(9_223_372_036_854_775_808_u64),
+        json!(true),
+        json!(["7"]),
+        json!({"id": 7}),
+    ] {
+        let token = hs256(&json!({"sub": sub, "exp": exp}), SECRET);
+        let reason = refused(&auth, &token).await;
+        assert!(
+            matches!(reason, AuthError::InvalidSubject | AuthError::Malformed),
+            "sub {sub}: {reason:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refuses_any_critical_header_extension() {
+    let auth = JwtAuthenticator::hs256(SECRET).unwrap();
+    let claims = json!({"sub": "1", "exp": now() + 600});
+    // The same signing path without `crit` is accepted, so each refusal below is the
+    // `crit` header's doing.
+    let plain = hs256_with_raw_header(&json!({"alg": "HS256", "typ": "JWT"}), &claims, SECRET);
+    auth.authenticate(&plain).await.unwrap();
+    for header in [
+        json!({"alg": "HS256", "crit": ["exp"], "exp": 1_900_000_000}),
+        json!({"alg": "HS256", "crit": ["b64"], "b64": false}),
+        json!({"alg": "HS256", "crit": []}),
+        json!({"alg": "HS256", "crit": "exp", "exp": 1}),
+        json!({"alg": "HS256", "crit": null}),
+        json!({"alg": "HS256", "crit": {}}),
+        json!({"alg": "HS256", "crit": [1]}),
+    ] {
+        let token = hs256_with_raw_header(&header, &claims, SECRET);
+        assert_eq!(refused(&auth, &token).await, AuthError::Malformed, "{header}");
+    }
+    // Spelled with an escape, it is still `crit`.
+    let escaped = r#"{"alg":"HS256","cr\u0069t":["exp"],"exp":1}"#;
+    let signing_input = format!(
+        "{}.{}",
+        chat_core::testing::base64url(escaped.as_bytes()),
+        chat_core::testing::base64url(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    let token = format!("{signing_input}.{signature}");
+    assert_eq!(refused(&auth, &token).await, AuthError::Malformed);
+    // Through the library's own header type too.
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp".to_owned()]);
+    let token = encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+    assert_eq!(refused(&auth, &token).await, AuthError::Malformed);
+}
+
 #[tokio::test]
 async fn refuses_alg_none_and_foreign_algorithms() {
     let auth = JwtAuthenticator::hs256(SECRET).unwrap();
