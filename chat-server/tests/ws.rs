@@ -409,6 +409,93 @@ async fn oversized_messages_close_with_1009_also_when_fragmented() {
     assert_eq!(fragmented.close_code().await, 1009);
 }
 
+/// A client pipelining sends is answered by one `sent` per send and never gets its
+/// own messages back as `message` frames, however many are in flight.
+async fn pipelined_sends_are_answered_by_sent_only() {
+    const SENDS: usize = 2000;
+    const IN_FLIGHT: usize = 64;
+    let server = server(&[
+        "--ws-messages-per-second",
+        "1000000",
+        "--ws-message-burst",
+        "1000000",
+    ])
+    .await;
+    let mut client = server.connect(1).await;
+    let frame =
+        |i: usize| json!({"type": "send", "receiver_id": 2, "message": format!("pipelined {i}")});
+    for i in 0..IN_FLIGHT {
+        client.send(frame(i)).await;
+    }
+    let mut issued = IN_FLIGHT;
+    let mut sent = BTreeSet::new();
+    let mut echoes = 0;
+    while sent.len() < SENDS {
+        let answer = client.next().await;
+        match answer["type"].as_str() {
+            Some("sent") => {
+                assert!(sent.insert(answer["data"]["id"].as_i64().unwrap()));
+                if issued < SENDS {
+                    client.send(frame(issued)).await;
+                    issued += 1;
+                }
+            }
+            Some("message") => echoes += 1,
+            _ => panic!("unexpected frame {answer}"),
+        }
+    }
+    echoes += ids_of(&client.drain().await, "message").len();
+    assert_eq!(echoes, 0, "own messages echoed on the sending connection");
+}
+
+/// A text frame that is not UTF-8 closes with 1007 (invalid payload data).
+async fn invalid_utf8_closes_with_1007() {
+    let server = server(&[]).await;
+    let mut client = server.connect(1).await;
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    client.socket.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(client.close_code().await, 1007);
+}
+
+/// A consumer that stops reading is closed within the write timeout, and its place
+/// among the user's connections is free as soon as it is closed.
+async fn a_dead_consumer_is_released_within_the_write_timeout() {
+    let server = server(&["--ws-max-connections-per-user", "1"]).await;
+    let dead = server.connect(2).await;
+    let chat = server.state.chat().clone();
+    // Large messages fill the socket buffers quickly; then every write waits.
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 3..35 {
+        let chat = chat.clone();
+        senders.spawn(async move {
+            for _ in 0..100 {
+                let input = chat_core::SendMessage {
+                    receiver_id: UserId::new(2),
+                    message: "x".repeat(3900),
+                    client_message_id: None,
+                };
+                chat.send(UserId::new(sender), input).await.unwrap();
+            }
+        });
+    }
+    senders.join_all().await;
+    let flooded = tokio::time::Instant::now();
+    let write_timeout = server.state.websocket().config().write_timeout;
+    let hub = server.state.websocket().hub().clone();
+    while hub.connections_of(UserId::new(2)) > 0 {
+        assert!(
+            flooded.elapsed() < write_timeout + Duration::from_secs(3),
+            "still held {:?} after the flood",
+            flooded.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The freed place takes a new connection, which resumes from the store.
+    let mut again = server.try_connect(2, "?after_id=0", None).await.unwrap();
+    assert_eq!(again.next().await["type"], "message");
+    drop(dead);
+}
+
 async fn flooding_closes_with_1008() {
     let server = server(&["--ws-messages-per-second", "1", "--ws-message-burst", "5"]).await;
     let mut client = server.connect(1).await;
@@ -580,6 +667,9 @@ crate::both_stores!("multi_thread";
     connections_per_user_are_limited,
     checks_before_the_upgrade,
     shutdown_closes_connections_with_1001,
+    pipelined_sends_are_answered_by_sent_only,
+    invalid_utf8_closes_with_1007,
+    a_dead_consumer_is_released_within_the_write_timeout,
 );
 
 crate::both_stores!("current_thread";

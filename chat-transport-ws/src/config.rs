@@ -43,7 +43,7 @@ impl Default for WsConfig {
             messages_per_second: 20,
             message_burst: 40,
             outbound_queue: 256,
-            write_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             max_connections_per_user: 16,
@@ -99,6 +99,10 @@ impl WsConfig {
 pub mod close_code {
     /// The server is shutting down; reconnect with `after_id` later.
     pub const GOING_AWAY: u16 = 1001;
+    /// A frame that breaks the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// Too many inbound messages per second.
     pub const POLICY_VIOLATION: u16 = 1008;
     /// An inbound message larger than the limit.

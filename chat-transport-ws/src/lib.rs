@@ -38,6 +38,7 @@
 
 mod config;
 mod hub;
+mod own_sends;
 pub mod protocol;
 mod session;
 

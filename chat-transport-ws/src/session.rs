@@ -3,7 +3,7 @@
 //! Written over any `Sink + Stream` of WebSocket messages, so the protocol can be
 //! driven without a network.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +15,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{WsConfig, close_code};
 use crate::hub::Registration;
+use crate::own_sends::OwnSends;
 use crate::protocol::{ClientFrame, ErrorData, ServerFrame, TypingData, encode};
 
 /// Far enough to stand for "never" without overflowing `Instant`.
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// How many of its own sends a connection remembers, to skip their echo from the
-/// notifier (the `sent` answer already carried them).
-const OWN_SENDS: usize = 16;
+/// How long closing may take once the server has decided to close: the write of the
+/// close frame, then the close of the socket. A peer that takes longer is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Everything a connection needs besides its socket.
 #[derive(Debug)]
@@ -85,16 +86,26 @@ where
         + Unpin
         + Send,
 {
+    let grace = session.config.write_timeout.min(CLOSE_GRACE);
     let closing = drive(&mut socket, &mut session).await;
+    // The user's place among its connections is free from here on, however long the
+    // peer takes to close.
+    drop(session);
     if let Closing(Some((code, reason))) = closing {
         let frame = WsMessage::Close(Some(CloseFrame {
             code,
             reason: reason.into(),
         }));
-        // Best effort: the peer may be gone already.
-        let _ = tokio::time::timeout(session.config.write_timeout, socket.send(frame)).await;
+        // Best effort: the peer may be gone, or not reading at all (a slow consumer),
+        // in which case the socket is dropped without waiting any longer.
+        if !matches!(
+            tokio::time::timeout(grace, socket.send(frame)).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
     }
-    let _ = tokio::time::timeout(session.config.write_timeout, socket.close()).await;
+    let _ = tokio::time::timeout(grace, socket.close()).await;
 }
 
 async fn drive<S>(socket: &mut S, session: &mut Session) -> Closing
@@ -123,7 +134,7 @@ where
 
     let config = Arc::clone(&session.config);
     let mut limit = InboundLimit::new(&config);
-    let mut own_sends: VecDeque<MessageId> = VecDeque::new();
+    let mut own_sends = OwnSends::new(config.outbound_queue);
     let mut heartbeat = tokio::time::interval_at(
         Instant::now() + config.heartbeat_interval,
         config.heartbeat_interval,
@@ -134,12 +145,15 @@ where
     tokio::pin!(expiry);
 
     loop {
+        // Biased: queued events are written before the next inbound frame is read, so
+        // a client pipelining requests cannot make its own queue overflow.
         let step = tokio::select! {
-            frame = socket.next() => Step::Inbound(frame),
-            event = events.next() => Step::Event(event),
-            _ = heartbeat.tick() => Step::Heartbeat,
-            () = &mut expiry => Step::Expired,
+            biased;
             _ = session.shutdown.changed() => Step::Shutdown,
+            () = &mut expiry => Step::Expired,
+            event = events.next() => Step::Event(event),
+            frame = socket.next() => Step::Inbound(frame),
+            _ = heartbeat.tick() => Step::Heartbeat,
         };
         match step {
             Step::Inbound(None) => return Closing(None),
@@ -203,8 +217,7 @@ where
                             backlog_ids = HashSet::new();
                         }
                     }
-                    if let Some(index) = own_sends.iter().position(|id| *id == message.id) {
-                        own_sends.remove(index);
+                    if message.sender_id == user && own_sends.take_echo(message.id) {
                         continue;
                     }
                 }
@@ -283,14 +296,23 @@ fn expiry_instant(identity: &Identity) -> Instant {
     Instant::now() + left.min(NEVER)
 }
 
+/// The close frame for a failed read, by the WebSocket layer's error type.
 fn inbound_error(error: &axum::Error) -> Closing {
-    let text = error.to_string();
-    // The WebSocket layer reports an over-long message or frame as a capacity error.
-    if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
-        Closing(Some((close_code::MESSAGE_TOO_BIG, "message too big")))
-    } else {
-        tracing::debug!(%error, "WebSocket read failed");
-        Closing(None)
+    use std::error::Error as _;
+    use tungstenite::Error as WsError;
+    match error.source().and_then(|e| e.downcast_ref::<WsError>()) {
+        Some(WsError::Capacity(_)) => {
+            Closing(Some((close_code::MESSAGE_TOO_BIG, "message too big")))
+        }
+        Some(WsError::Utf8(_)) => Closing(Some((
+            close_code::INVALID_PAYLOAD,
+            "text frames must be UTF-8",
+        ))),
+        Some(WsError::Protocol(_)) => Closing(Some((close_code::PROTOCOL_ERROR, "protocol error"))),
+        _ => {
+            tracing::debug!(%error, "WebSocket read failed");
+            Closing(None)
+        }
     }
 }
 
@@ -341,7 +363,7 @@ async fn handle_text(
     chat: &ChatService,
     user: UserId,
     text: &str,
-    own_sends: &mut VecDeque<MessageId>,
+    own_sends: &mut OwnSends,
 ) -> Option<String> {
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(frame) => frame,
@@ -367,10 +389,10 @@ async fn handle_text(
             };
             return Some(match chat.send(user, input).await {
                 Ok(outcome) => {
-                    if own_sends.len() == OWN_SENDS {
-                        own_sends.pop_front();
+                    // A replay publishes nothing, so it has no echo to skip.
+                    if !outcome.replay {
+                        own_sends.record(outcome.message.id);
                     }
-                    own_sends.push_back(outcome.message.id);
                     sent_frame(&outcome.message, outcome.replay)
                 }
                 Err(error) => error_frame((&error).into()),
