@@ -1,16 +1,18 @@
 //! Extractors whose rejections are `ApiError`s: JSON bodies, query strings, paths.
 
 use std::borrow::Cow;
-use std::str::FromStr;
+use std::cell::RefCell;
+use std::fmt;
+use std::num::IntErrorKind;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use chat_core::ValidationCode;
+use chat_core::{ValidationCode, ValidationErrors};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::error::ApiError;
 
@@ -42,7 +44,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let json = is_json(&req);
         let bytes = read_body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // The document declares the optional body as the object or null.
+        if bytes.trim_ascii().is_empty() || bytes.trim_ascii() == b"null" {
             return Ok(Self(None));
         }
         if !json {
@@ -86,7 +89,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde would read a struct from an array, positionally; only objects are inputs.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
-        check_syntax(bytes)?;
+        inspect(bytes)?;
         return Err(ApiError::invalid(
             "body",
             ValidationCode::InvalidType,
@@ -98,8 +101,9 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
-            // Malformed JSON is a 400 even where a shape error came first.
-            serde_json::error::Category::Data => check_syntax(bytes)
+            // Malformed JSON is a 400 even where a shape error came first, and a repeated
+            // key (which serde refuses without naming it) is named.
+            serde_json::error::Category::Data => inspect(bytes)
                 .err()
                 .unwrap_or_else(|| shape_error(&path, &inner.to_string())),
             _ => ApiError::MalformedJson(inner.to_string()),
@@ -111,12 +115,111 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// `Ok` when `bytes` is one well-formed JSON value.
-fn check_syntax(bytes: &[u8]) -> Result<(), ApiError> {
+/// `Ok` when `bytes` is one well-formed JSON value with no key repeated within an
+/// object; a 400 for malformed JSON, a 422 naming the first repeated key otherwise.
+fn inspect(bytes: &[u8]) -> Result<(), ApiError> {
+    let repeated = RefCell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde::de::IgnoredAny::deserialize(&mut deserializer)
+    let walked = KeyWalk {
+        prefix: String::new(),
+        repeated: &repeated,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end());
+    let Some(field) = repeated.into_inner() else {
+        return walked.map_err(|e| ApiError::MalformedJson(e.to_string()));
+    };
+    // The walk stopped at the repeated key; malformed JSON after it is still a 400.
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    IgnoredAny::deserialize(&mut deserializer)
         .and_then(|_| deserializer.end())
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let text = format!("The {field} field appears more than once.");
+    Err(ApiError::invalid(
+        field,
+        ValidationCode::InvalidFormat,
+        text,
+    ))
+}
+
+/// Walks a JSON value and records in `repeated` the path of the first key that appears
+/// twice in one object, then stops. serde_json keeps the last of a repeated key and
+/// derived structs refuse one without saying which, so neither can report it.
+struct KeyWalk<'a> {
+    /// The path of the value walked, `a.b.` style (empty at the root).
+    prefix: String,
+    repeated: &'a RefCell<Option<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyWalk<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyWalk<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0_usize;
+        while seq
+            .next_element_seed(KeyWalk {
+                prefix: format!("{}{index}.", self.prefix),
+                repeated: self.repeated,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Request objects have a handful of keys: a list beats hashing.
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                *self.repeated.borrow_mut() = Some(format!("{}{key}", self.prefix));
+                return Err(serde::de::Error::custom("a key appears more than once"));
+            }
+            map.next_value_seed(KeyWalk {
+                prefix: format!("{}{key}.", self.prefix),
+                repeated: self.repeated,
+            })?;
+            seen.push(key);
+        }
+        Ok(())
+    }
 }
 
 /// Turns a serde data error into a 422 naming the field, in Laravel's wording.
@@ -175,42 +278,144 @@ pub(crate) fn shape_error(path: &str, message: &str) -> ApiError {
     ApiError::invalid(field, code, text)
 }
 
-/// A query string parsed into `T`; a bad value is a 422 naming the parameter.
-#[derive(Debug)]
-pub(crate) struct ApiQuery<T>(pub T);
+/// An integer the API reads from a query string or a path, with the bounds the OpenAPI
+/// document declares for it; the extractors refuse what lies outside them, so the
+/// document and the server agree on every value.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IntegerBounds {
+    /// The smallest value accepted.
+    pub(crate) min: i64,
+    /// The largest value accepted.
+    pub(crate) max: i64,
+}
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
+/// Ids: 1 to the largest 64-bit integer.
+pub(crate) const ID: IntegerBounds = IntegerBounds {
+    min: 1,
+    max: i64::MAX,
+};
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(ApiQuery)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                let message = error.into_inner().to_string();
-                if message.contains("invalid digit") || message.contains("number") {
-                    let text = format!("The {path} field must be a positive integer.");
-                    ApiError::invalid(path, ValidationCode::InvalidType, text)
-                } else {
-                    shape_error(&path, &message)
-                }
-            })
+/// Parses `raw` as the integer field `name` within `bounds`; the error says which
+/// rule it broke, naming the bound, in Laravel's wording.
+fn parse_integer(
+    name: &str,
+    raw: &str,
+    bounds: IntegerBounds,
+) -> Result<i64, (ValidationCode, String)> {
+    let too_small = || {
+        let text = format!("The {name} field must be at least {}.", bounds.min);
+        (ValidationCode::OutOfRange, text)
+    };
+    let too_large = || {
+        let text = format!("The {name} field must not be greater than {}.", bounds.max);
+        (ValidationCode::OutOfRange, text)
+    };
+    match raw.parse::<i64>() {
+        Ok(value) if value < bounds.min => Err(too_small()),
+        Ok(value) if value > bounds.max => Err(too_large()),
+        Ok(value) => Ok(value),
+        // Classified by kind: a number beyond 64 bits is out of range, not malformed.
+        Err(error) => match error.kind() {
+            IntErrorKind::PosOverflow => Err(too_large()),
+            IntErrorKind::NegOverflow => Err(too_small()),
+            _ => Err((
+                ValidationCode::InvalidType,
+                format!("The {name} field must be an integer."),
+            )),
+        },
     }
 }
 
-/// The one path parameter of a route, parsed with `FromStr`; a value that does not
-/// parse is a 422 naming the parameter.
-#[derive(Debug)]
-pub(crate) struct ApiPath<T>(pub(crate) T);
+/// A query string type, read parameter by parameter through a [`QueryReader`].
+pub(crate) trait FromQuery: Sized {
+    /// Reads the parameters; problems are recorded in `query` and reported together.
+    fn from_query(query: &mut QueryReader<'_>) -> Self;
+}
 
-impl<T, S> FromRequestParts<S> for ApiPath<T>
-where
-    T: FromStr + Send,
-    S: Send + Sync,
-{
+/// The decoded pairs of a query string and the problems found reading them.
+#[derive(Debug)]
+pub(crate) struct QueryReader<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    errors: ValidationErrors,
+}
+
+impl<'a> QueryReader<'a> {
+    fn new(query: &'a str) -> Self {
+        Self {
+            pairs: form_urlencoded::parse(query.as_bytes()).collect(),
+            errors: ValidationErrors::default(),
+        }
+    }
+
+    /// The integer parameter `name`, if given once and within `bounds`. A parameter
+    /// given twice is refused rather than one of its values silently chosen.
+    /// Parameters that are never read are ignored, as before.
+    pub(crate) fn integer<T: TryFrom<i64>>(
+        &mut self,
+        name: &'static str,
+        bounds: IntegerBounds,
+    ) -> Option<T> {
+        let mut values = self
+            .pairs
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value);
+        let raw = values.next()?;
+        if values.next().is_some() {
+            self.errors.add(
+                name,
+                ValidationCode::InvalidFormat,
+                format!("The {name} parameter may be given only once."),
+            );
+            return None;
+        }
+        match parse_integer(name, raw, bounds) {
+            Ok(value) => {
+                let converted = T::try_from(value).ok();
+                if converted.is_none() {
+                    // The bounds are wider than the field's type: a mistake here, not
+                    // the caller's, but still no panic.
+                    tracing::error!(name, value, "query bounds wider than the field type");
+                    self.errors.add(
+                        name,
+                        ValidationCode::OutOfRange,
+                        format!("The {name} field is out of range."),
+                    );
+                }
+                converted
+            }
+            Err((code, text)) => {
+                self.errors.add(name, code, text);
+                None
+            }
+        }
+    }
+}
+
+/// A query string read into `T`; every bad parameter is named in one 422.
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T: FromQuery, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut reader = QueryReader::new(parts.uri.query().unwrap_or_default());
+        let value = T::from_query(&mut reader);
+        if reader.errors.is_empty() {
+            Ok(ApiQuery(value))
+        } else {
+            Err(ApiError::validation(reader.errors))
+        }
+    }
+}
+
+/// The one path parameter of a route, an id (see [`ID`]); a value that is not one is a
+/// 422 naming the parameter and the bound it broke.
+#[derive(Debug)]
+pub(crate) struct PathId(pub(crate) i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
@@ -218,12 +423,11 @@ where
             .await
             .map_err(|_| ApiError::BadRequest("The request path could not be read."))?;
         let Some((name, value)) = params.iter().next() else {
-            tracing::error!("a route without a path parameter uses ApiPath");
+            tracing::error!("a route without a path parameter uses PathId");
             return Err(ApiError::BadRequest("The request path could not be read."));
         };
-        value.parse().map(ApiPath).map_err(|_| {
-            let text = format!("The {name} field must be an integer.");
-            ApiError::invalid(name.to_owned(), ValidationCode::InvalidType, text)
-        })
+        parse_integer(name, value, ID)
+            .map(PathId)
+            .map_err(|(code, text)| ApiError::invalid(name.to_owned(), code, text))
     }
 }

@@ -57,7 +57,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use auth::{AuthThrottle, AuthUser, bearer_token};
 pub use error::ApiError;
 pub use metrics::{MeasuredRepository, Metrics};
-pub use openapi::{API_PREFIX, openapi, openapi_at};
+pub use openapi::{API_PREFIX, openapi, openapi_at, openapi_at_for, openapi_for};
 pub use startup::{StartError, build_state, dev_secret_path, mint_token};
 pub use state::{AppState, AppStateBuilder, DEFAULT_MAX_BODY_BYTES};
 
@@ -90,7 +90,10 @@ where
 pub fn app(state: AppState) -> Router {
     let (system, _) = openapi::system_routes().split_for_parts();
     system
-        .merge(SwaggerUi::new("/docs").url("/api/openapi.json", openapi()))
+        .merge(SwaggerUi::new("/docs").url(
+            "/api/openapi.json",
+            openapi_for(state.chat().config()),
+        ))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn_with_state(state.clone(), metrics::track_requests))

@@ -5,21 +5,49 @@
 
 use std::collections::BTreeMap;
 
-use chat_core::{Message, MessageId};
+use chat_core::{MAX_PAGE_SIZE, Message, MessageId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{FromQuery, ID, IntegerBounds, QueryReader};
+
+// The bounds below are also written as literals in the `param` attributes, which take
+// no constants; the API tests check the document against the server for every bound.
+
+/// Page numbers: 1 to the largest 32-bit integer, so they fit the `int32` the document
+/// declares (a page beyond it would start past two billion messages).
+pub(crate) const PAGE: IntegerBounds = IntegerBounds {
+    min: 1,
+    max: i32::MAX as i64,
+};
+
+/// Page sizes: 1 to the core's largest page.
+pub(crate) const PAGE_SIZE: IntegerBounds = IntegerBounds {
+    min: 1,
+    max: MAX_PAGE_SIZE as i64,
+};
+
+/// A catch-up cursor: 0 (from the beginning) or a message id.
+pub(crate) const CURSOR: IntegerBounds = IntegerBounds {
+    min: 0,
+    max: i64::MAX,
+};
 
 /// Body of `POST /api/chat/send`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendMessageRequest {
     /// Who the message is for (≥ 1, not yourself).
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub(crate) receiver_id: i64,
-    /// The text: trimmed, 1 to the configured maximum of characters.
+    /// The text: trimmed, 1 to the configured maximum of characters. (The document
+    /// states the configured maximum in a pattern: see `openapi::describe_limits`.)
+    #[schema(min_length = 1)]
     pub(crate) message: String,
     /// Optional idempotency key: 1–64 of `[A-Za-z0-9._:-]`. Sending again with the same
     /// key and content returns the original with 200.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     pub(crate) client_message_id: Option<String>,
 }
 
@@ -29,34 +57,64 @@ pub(crate) struct SendMessageRequest {
 pub(crate) struct MarkConversationReadRequest {
     /// Mark messages up to this id (inclusive); all when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub(crate) up_to_id: Option<i64>,
 }
 
 /// Query of `GET /api/chat/messages/{user_id}`: page mode (`page`, `per_page`) or
 /// cursor mode (`before_id` or `after_id`, with `limit`).
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryParams {
     /// Page number, from 1 (page mode, the default).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 2147483647)]
     pub(crate) page: Option<u32>,
     /// Messages per page, 1–100 (default 50).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub(crate) per_page: Option<u32>,
     /// Newest messages older than this id, newest first (cursor mode).
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub(crate) before_id: Option<i64>,
-    /// Oldest messages newer than this id, oldest first (cursor mode, catch-up).
+    /// Oldest messages newer than this id, oldest first (cursor mode, catch-up; 0 for
+    /// the beginning).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub(crate) after_id: Option<i64>,
     /// Messages per cursor page, 1–100 (default 50).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub(crate) limit: Option<u32>,
 }
 
+impl FromQuery for HistoryParams {
+    fn from_query(query: &mut QueryReader<'_>) -> Self {
+        Self {
+            page: query.integer("page", PAGE),
+            per_page: query.integer("per_page", PAGE_SIZE),
+            before_id: query.integer("before_id", ID),
+            after_id: query.integer("after_id", CURSOR),
+            limit: query.integer("limit", PAGE_SIZE),
+        }
+    }
+}
+
 /// Query of `GET /api/chat/conversations`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ConversationParams {
     /// Conversations whose last message id is below this (from `meta.next_before`).
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub(crate) before: Option<i64>,
     /// Conversations per page, 1–100 (default 20).
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub(crate) limit: Option<u32>,
+}
+
+impl FromQuery for ConversationParams {
+    fn from_query(query: &mut QueryReader<'_>) -> Self {
+        Self {
+            before: query.integer("before", ID),
+            limit: query.integer("limit", PAGE_SIZE),
+        }
+    }
 }
 
 /// `{"data": ...}`.

@@ -965,6 +965,383 @@ async fn websocket_handshakes_are_checked_before_the_upgrade() {
     );
 }
 
+// ---- error messages that name the real problem ----
+
+async fn repeated_json_keys_answer_422_naming_the_field() {
+    let app = TestApp::new().await;
+    let token = token(1);
+    let cases = [
+        (
+            "/api/chat/send",
+            r#"{"receiver_id": 2, "receiver_id": 3, "message": "x"}"#,
+            "receiver_id",
+        ),
+        (
+            "/api/chat/send",
+            r#"{"receiver_id": 2, "message": "x", "message": "y"}"#,
+            "message",
+        ),
+        (
+            "/api/chat/conversations/2/read",
+            r#"{"up_to_id": 1, "up_to_id": 2}"#,
+            "up_to_id",
+        ),
+    ];
+    for (uri, body, field) in cases {
+        let answer = app
+            .send(raw_post(uri, &token, "application/json", body))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            answer.text
+        );
+        let expected = format!("The {field} field appears more than once.");
+        assert_eq!(answer.body["errors"][field][0], expected, "{body}");
+        assert_eq!(answer.body["message"], expected, "{body}");
+    }
+    // Malformed JSON stays a 400, even with a repeated key before the error.
+    let malformed = app
+        .send(raw_post(
+            "/api/chat/send",
+            &token,
+            "application/json",
+            r#"{"receiver_id": 2, "receiver_id": 3, "message": "#,
+        ))
+        .await;
+    assert_eq!(
+        malformed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        malformed.text
+    );
+    // Nothing was stored.
+    assert_eq!(
+        app.get("/api/chat/messages/1", 2).await.body["meta"]["total"],
+        0
+    );
+}
+
+async fn repeated_query_parameters_answer_422_naming_the_parameter() {
+    let app = TestApp::new().await;
+    let cases = [
+        ("/api/chat/messages/2?page=1&page=2", "page"),
+        ("/api/chat/messages/2?per_page=10&per_page=10", "per_page"),
+        (
+            "/api/chat/messages/2?before_id=9&limit=5&before_id=3",
+            "before_id",
+        ),
+        ("/api/chat/messages/2?after_id=1&after_id=x", "after_id"),
+        ("/api/chat/conversations?limit=5&limit=6", "limit"),
+        ("/api/chat/conversations?before=5&before=6", "before"),
+    ];
+    for (uri, field) in cases {
+        let answer = app.get(uri, 1).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{uri}: {}",
+            answer.text
+        );
+        let expected = format!("The {field} parameter may be given only once.");
+        assert_eq!(answer.body["errors"][field][0], expected, "{uri}");
+    }
+    // Parameters the API does not read are ignored, repeated or not.
+    let ignored = app.get("/api/chat/conversations?utm=a&utm=b", 1).await;
+    assert_eq!(ignored.status, StatusCode::OK, "{}", ignored.text);
+}
+
+async fn out_of_range_integers_name_their_bounds() {
+    let app = TestApp::new().await;
+    let cases = [
+        (
+            "/api/chat/messages/2?page=1000000000000",
+            "page",
+            "The page field must not be greater than 2147483647.",
+        ),
+        (
+            "/api/chat/messages/2?page=2147483648",
+            "page",
+            "The page field must not be greater than 2147483647.",
+        ),
+        (
+            "/api/chat/messages/2?page=0",
+            "page",
+            "The page field must be at least 1.",
+        ),
+        (
+            "/api/chat/messages/2?page=-99999999999999999999",
+            "page",
+            "The page field must be at least 1.",
+        ),
+        (
+            "/api/chat/messages/2?page=abc",
+            "page",
+            "The page field must be an integer.",
+        ),
+        (
+            "/api/chat/messages/2?page=",
+            "page",
+            "The page field must be an integer.",
+        ),
+        (
+            "/api/chat/messages/2?per_page=99999999999",
+            "per_page",
+            "The per_page field must not be greater than 100.",
+        ),
+        (
+            "/api/chat/conversations?limit=0",
+            "limit",
+            "The limit field must be at least 1.",
+        ),
+        (
+            "/api/chat/messages/2?before_id=99999999999999999999",
+            "before_id",
+            "The before_id field must not be greater than 9223372036854775807.",
+        ),
+        (
+            "/api/chat/messages/99999999999999999999",
+            "user_id",
+            "The user_id field must not be greater than 9223372036854775807.",
+        ),
+        (
+            "/api/chat/messages/-1",
+            "user_id",
+            "The user_id field must be at least 1.",
+        ),
+    ];
+    for (uri, field, expected) in cases {
+        let answer = app.get(uri, 1).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{uri}: {}",
+            answer.text
+        );
+        assert_eq!(answer.body["errors"][field][0], expected, "{uri}");
+    }
+    let last = app.get("/api/chat/messages/2?page=2147483647", 1).await;
+    assert_eq!(last.status, StatusCode::OK, "{}", last.text);
+    assert_eq!(last.body["meta"]["current_page"], 2_147_483_647_i64);
+}
+
+// ---- the OpenAPI document says exactly what the server accepts ----
+
+/// Whether the server takes `status` as an accepted input (not refused as invalid).
+fn accepted(status: StatusCode) -> bool {
+    status != StatusCode::UNPROCESSABLE_ENTITY && status != StatusCode::BAD_REQUEST
+}
+
+async fn parameter_bounds_in_the_document_are_the_server_bounds() {
+    let app = TestApp::new().await;
+    let doc = serde_json::to_value(chat_server::openapi()).unwrap();
+    // A caller who is none of the ids tried below, so every id is another user.
+    let caller = 5;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        // The WebSocket handshake only answers 101 to an upgrade (tests/ws.rs).
+        if !path.starts_with("/api/chat/") || path == "/api/chat/ws" {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                let schema = &parameter["schema"];
+                assert_eq!(schema["type"], "integer", "{method} {path} {name}");
+                let (Some(min), Some(max)) =
+                    (schema["minimum"].as_i64(), schema["maximum"].as_i64())
+                else {
+                    panic!("{method} {path}: {name} declares no minimum and maximum: {schema}");
+                };
+                if schema["format"] == "int32" {
+                    assert!(
+                        max <= i64::from(i32::MAX),
+                        "{path} {name}: {max} is no int32"
+                    );
+                }
+                let cases = [
+                    (i128::from(min), true),
+                    (i128::from(max), true),
+                    (i128::from(min) - 1, false),
+                    (i128::from(max) + 1, false),
+                ];
+                for (value, valid) in cases {
+                    let mut uri = path.replace("{user_id}", "2").replace("{message_id}", "1");
+                    if parameter["in"] == "path" {
+                        uri = path.replace(&format!("{{{name}}}"), &value.to_string());
+                    } else {
+                        uri = format!("{uri}?{name}={value}");
+                    }
+                    let answer = app.call(method.clone(), &uri, Some(caller), None).await;
+                    assert_eq!(
+                        accepted(answer.status),
+                        valid,
+                        "{method} {uri}: the document says {}, the server answered {}",
+                        if valid { "valid" } else { "invalid" },
+                        answer.text
+                    );
+                    if !valid {
+                        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+                        assert!(
+                            answer.error_fields().contains(&name.to_owned()),
+                            "{uri}: {}",
+                            answer.text
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} cases");
+}
+
+async fn body_schemas_in_the_document_are_the_server_rules() {
+    let app =
+        TestApp::with_args(&["--send-burst", "1000", "--send-rate-per-minute", "60000"]).await;
+    let doc = serde_json::to_value(chat_server::openapi()).unwrap();
+    let validator = |name: &str| {
+        let mut schema = doc["components"]["schemas"][name].clone();
+        schema["components"] = doc["components"].clone();
+        jsonschema::draft202012::new(&schema).unwrap()
+    };
+    let send_schema = validator("SendMessageRequest");
+    let caller = 5;
+    let long = "x".repeat(4000);
+    let messages = [
+        String::new(),
+        " ".to_owned(),
+        " \t\r\n ".to_owned(),
+        "\u{3000}\u{a0}\u{2028}".to_owned(),
+        "x".to_owned(),
+        " x ".to_owned(),
+        "\u{3000}x\u{85}".to_owned(),
+        "a\u{0}b".to_owned(),
+        "a\u{1f}b".to_owned(),
+        "a\u{7f}b".to_owned(),
+        "a\u{9f}b".to_owned(),
+        "line one\nline two\ttabbed\r\n".to_owned(),
+        "\u{1c}x".to_owned(),
+        "\u{feff}".to_owned(),
+        "\u{200b}".to_owned(),
+        "😀".repeat(4000),
+        "😀".repeat(4001),
+        long.clone(),
+        format!("{long}x"),
+        format!("  {long}\n\n"),
+        format!(" {long}x "),
+    ];
+    for (i, message) in messages.iter().enumerate() {
+        // A fresh idempotency key per case, so no case replays another.
+        let body = json!({
+            "receiver_id": 2,
+            "message": message,
+            "client_message_id": format!("case-{i}"),
+        });
+        let answer = app.post("/api/chat/send", caller, body.clone()).await;
+        assert_eq!(
+            send_schema.is_valid(&body),
+            accepted(answer.status),
+            "message {:?}: the server answered {}",
+            message.chars().take(40).collect::<String>(),
+            answer.status
+        );
+    }
+    let keys = [
+        json!(null),
+        json!(""),
+        json!("a"),
+        json!("device-a:42_x.y"),
+        json!("k".repeat(64)),
+        json!("k".repeat(65)),
+        json!("bad id"),
+        json!("é"),
+        json!("abc\n"),
+        json!(5),
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let body =
+            json!({"receiver_id": 2, "message": format!("key {i}"), "client_message_id": key});
+        let answer = app.post("/api/chat/send", caller, body.clone()).await;
+        assert_eq!(
+            send_schema.is_valid(&body),
+            accepted(answer.status),
+            "client_message_id {key}: the server answered {}",
+            answer.text
+        );
+    }
+    let receivers = [
+        json!(0),
+        json!(-1),
+        json!(1),
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!("2"),
+        json!(2.5),
+        json!(null),
+    ];
+    for (i, receiver) in receivers.iter().enumerate() {
+        let body = json!({"receiver_id": receiver, "message": format!("to {i}")});
+        let answer = app.post("/api/chat/send", caller, body.clone()).await;
+        assert_eq!(
+            send_schema.is_valid(&body),
+            accepted(answer.status),
+            "receiver_id {receiver}: the server answered {}",
+            answer.text
+        );
+    }
+    let read_schema = validator("MarkConversationReadRequest");
+    let bounds = [
+        json!(null),
+        json!(0),
+        json!(1),
+        json!(i64::MAX),
+        json!(-5),
+        json!(u64::MAX),
+        json!("1"),
+    ];
+    for up_to_id in bounds {
+        let body = json!({ "up_to_id": up_to_id });
+        let answer = app
+            .post("/api/chat/conversations/2/read", caller, body.clone())
+            .await;
+        assert_eq!(
+            read_schema.is_valid(&body),
+            accepted(answer.status),
+            "up_to_id {up_to_id}: the server answered {}",
+            answer.text
+        );
+    }
+    // The body is optional: absent, empty or JSON null.
+    let token = token(caller);
+    for body in ["", "null", " null "] {
+        let answer = app
+            .send(raw_post(
+                "/api/chat/conversations/2/read",
+                &token,
+                "application/json",
+                body,
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{body:?}: {}", answer.text);
+    }
+}
+
+async fn the_document_follows_the_configured_message_limit() {
+    let app = TestApp::with_args(&["--max-message-chars", "10"]).await;
+    let served = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    let schema =
+        &served.body["components"]["schemas"]["SendMessageRequest"]["properties"]["message"];
+    let pattern = schema["pattern"].as_str().unwrap();
+    assert!(pattern.contains("{0,8}"), "{pattern}");
+    let ten = app.send_status(1, 2, "0123456789").await;
+    assert_eq!(ten, StatusCode::CREATED);
+    let eleven = app.send_status(1, 2, "0123456789x").await;
+    assert_eq!(eleven, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
 crate::both_stores!("current_thread";
     send_stores_and_answers_201_with_rate_headers,
     replay_answers_200_with_the_original_and_other_content_409,
@@ -985,4 +1362,10 @@ crate::both_stores!("current_thread";
     health_ready_and_metrics,
     openapi_document_is_served_and_complete,
     websocket_handshakes_are_checked_before_the_upgrade,
+    repeated_json_keys_answer_422_naming_the_field,
+    repeated_query_parameters_answer_422_naming_the_parameter,
+    out_of_range_integers_name_their_bounds,
+    parameter_bounds_in_the_document_are_the_server_bounds,
+    body_schemas_in_the_document_are_the_server_rules,
+    the_document_follows_the_configured_message_limit,
 );

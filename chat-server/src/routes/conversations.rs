@@ -8,7 +8,7 @@ use chat_core::{MessageId, UserId};
 use super::link;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::{ApiPath, ApiQuery, OptionalJson};
+use crate::extract::{ApiQuery, OptionalJson, PathId};
 use crate::resources::{
     ConversationItem, ConversationParams, ConversationsMeta, ConversationsSchema, CursorBody,
     CursorLinks, Data, ErrorBody, MarkConversationReadRequest, Updated, UpdatedEnvelope,
@@ -81,7 +81,7 @@ pub(crate) async fn list(
     operation_id = "mark_conversation_read",
     path = "/conversations/{user_id}/read",
     tag = "conversations",
-    params(("user_id" = i64, Path, description = "The other participant")),
+    params(("user_id" = i64, Path, description = "The other participant", minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
     request_body(content = Option<MarkConversationReadRequest>, description = "Optional; an empty body marks everything."),
     security(("bearer" = [])),
     responses(
@@ -98,7 +98,7 @@ pub(crate) async fn list(
 pub(crate) async fn mark_read(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiPath(other): ApiPath<i64>,
+    PathId(other): PathId,
     OptionalJson(body): OptionalJson<MarkConversationReadRequest>,
 ) -> Result<Json<Data<Updated>>, ApiError> {
     let up_to = body.unwrap_or_default().up_to_id.map(MessageId::new);

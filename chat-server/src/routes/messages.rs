@@ -12,7 +12,7 @@ use chat_core::{
 use super::link;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, rate_limit_headers};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::resources::{
     CursorBody, CursorLinks, CursorMeta, Data, ErrorBody, HistoryPageBody, HistoryParams,
     HistorySchema, MessageEnvelope, PageLinks, PageMeta, SendMessageRequest, ValidationErrorBody,
@@ -120,7 +120,7 @@ pub(crate) async fn send(
     operation_id = "get_history",
     path = "/messages/{user_id}",
     tag = "messages",
-    params(("user_id" = i64, Path, description = "The other participant"), HistoryParams),
+    params(("user_id" = i64, Path, description = "The other participant", minimum = 1, maximum = 9_223_372_036_854_775_807_i64), HistoryParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of the conversation.", body = HistorySchema),
@@ -133,7 +133,7 @@ pub(crate) async fn send(
 pub(crate) async fn history(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiPath(other): ApiPath<i64>,
+    PathId(other): PathId,
     ApiQuery(params): ApiQuery<HistoryParams>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
@@ -261,7 +261,7 @@ fn history_query(params: &HistoryParams) -> Result<HistoryQuery, ApiError> {
     operation_id = "mark_message_read",
     path = "/read/{message_id}",
     tag = "messages",
-    params(("message_id" = i64, Path, description = "The message")),
+    params(("message_id" = i64, Path, description = "The message", minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The message, read.", body = MessageEnvelope),
@@ -276,7 +276,7 @@ fn history_query(params: &HistoryParams) -> Result<HistoryQuery, ApiError> {
 pub(crate) async fn mark_read(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiPath(message_id): ApiPath<i64>,
+    PathId(message_id): PathId,
 ) -> Result<Json<Data<chat_core::Message>>, ApiError> {
     let message = state
         .chat()
