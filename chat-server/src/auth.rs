@@ -1,5 +1,11 @@
 //! Bearer authentication of API requests, with failed attempts limited per client
 //! address.
+//!
+//! The credential is checked first and only failures are limited: a valid credential
+//! is always served, because behind a NAT or a reverse proxy many users share one
+//! address and one of them guessing must not lock the others out. The client address
+//! is the connection's peer, or what a trusted proxy forwarded
+//! ([`TrustedProxies`](crate::client_address::TrustedProxies)).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,29 +40,30 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let client = client_address(parts);
-        authenticate(state, bearer_token(&parts.headers), &client)
+        authenticate(state, bearer_token(&parts.headers), parts)
             .await
             .map(Self)
     }
 }
 
-/// Checks `token` for a request from `client`: refused while the address is blocked,
-/// and a bad token counts against the address.
+/// Checks `token` for the request `parts` belong to. A valid token is accepted whatever
+/// its address did before; a bad one counts against the client address, and while that
+/// address is blocked it is answered 429 instead of 401.
 pub(crate) async fn authenticate(
     state: &AppState,
     token: &str,
-    client: &str,
+    parts: &Parts,
 ) -> Result<Identity, ApiError> {
-    state.auth_throttle().refuse_if_blocked(client)?;
     match state.authenticator().authenticate(token).await {
         Ok(identity) => Ok(identity),
         Err(Error::Unauthenticated(reason)) => {
             // A missing token is a client bug, not a guess; only bad ones count.
             if !token.is_empty() {
+                // Worked out only on failure: valid requests never pay for it.
+                let client = client_address(state, parts);
                 state
                     .auth_throttle()
-                    .record_failure(client, state.metrics())
+                    .record_failure(&client, state.metrics())
                     .await?;
             }
             Err(Error::Unauthenticated(reason).into())
@@ -77,17 +84,29 @@ pub fn bearer_token(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// The peer address of the connection (the limit key), when the server provides it.
-pub(crate) fn client_address(parts: &Parts) -> String {
+/// The client address of a request (the key of the failed-login limit): the
+/// connection's peer, or the client a trusted proxy forwarded for. `"unknown"` when the
+/// server does not record peers (a host serving without connect info), so such
+/// requests share one allowance.
+pub(crate) fn client_address(state: &AppState, parts: &Parts) -> String {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |info| {
+                state
+                    .trusted_proxies()
+                    .client_address(info.0.ip(), &parts.headers)
+                    .to_string()
+            },
+        )
 }
 
 /// Limits failed authentications per client address: after the allowance is spent,
-/// the address gets 429 without its credentials being looked at until the wait is
-/// over, so guessing tokens stays slow.
+/// every further bad credential from the address gets 429 until the wait is over, so
+/// guessing stays slow. Valid credentials are checked before this and never refused
+/// by it.
 pub struct AuthThrottle {
     limiter: Option<Arc<dyn RateLimiter>>,
     /// Blocked addresses: until when, and the limit that blocked them.
@@ -124,10 +143,15 @@ impl AuthThrottle {
         }
     }
 
+    /// Counts a failed authentication from `client`: 429 once its allowance is spent,
+    /// and for every failure until the wait is over.
     async fn record_failure(&self, client: &str, metrics: &Metrics) -> Result<(), ApiError> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
+        // While blocked, failures are refused without spending more of the allowance,
+        // so the wait does not grow with each attempt.
+        self.refuse_if_blocked(client)?;
         let key = format!("auth-failure:{client}");
         if let RateDecision::Denied { limit, retry_after } =
             limiter.check(&key, NonZeroU32::MIN).await?

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client_address::TrustedProxies;
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -93,6 +95,12 @@ pub struct Settings {
     /// Failed authentications a client address may make in a burst.
     #[arg(long, env = "CHAT_AUTH_FAILURE_BURST", default_value = "10")]
     pub auth_failure_burst: NonZeroU32,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers name the client
+    /// address (the key of the failed-login limit), comma-separated CIDR blocks or
+    /// single addresses (`10.0.0.0/8,::1/128`). Unset or blank: the connection's peer
+    /// address is the client, whatever the headers say.
+    #[arg(long, env = "CHAT_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
     /// Longest message, in characters.
     #[arg(long, env = "CHAT_MAX_MESSAGE_CHARS", default_value = "4000")]
     pub max_message_chars: NonZeroUsize,
@@ -148,6 +156,11 @@ impl Settings {
                 Duration::from_secs(u64::from(self.ws_idle_timeout_seconds.get())),
             )
             .with_max_connections_per_user(self.ws_max_connections_per_user.get())
+    }
+
+    /// The trusted proxies of these settings.
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        self.trusted_proxies.clone().unwrap_or_default()
     }
 }
 
@@ -241,6 +254,31 @@ mod tests {
             Database::parse("postgres://localhost/chat"),
             Ok(Database::Postgres("postgres://localhost/chat".into()))
         );
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["chat-server"].iter().chain(args)).map(|cli| cli.settings)
+        };
+        let settings = parse(&["--trusted-proxies", "10.0.0.0/8, ::1/128,192.0.2.1"]).unwrap();
+        let proxies = settings.trusted_proxies();
+        assert!(proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(proxies.contains("::1".parse().unwrap()));
+        assert!(proxies.contains("192.0.2.1".parse().unwrap()));
+        assert!(!proxies.contains("192.0.2.2".parse().unwrap()));
+        assert!(parse(&[]).unwrap().trusted_proxies().is_empty());
+        let blank = parse(&["--trusted-proxies", ""]).unwrap();
+        assert!(blank.trusted_proxies().is_empty());
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0.0/8,",
+            "localhost",
+            "10.0.0.0/8,::1/x",
+        ] {
+            let error = parse(&["--trusted-proxies", bad]).unwrap_err().to_string();
+            assert!(error.contains("--trusted-proxies"), "{bad}: {error}");
+        }
     }
 
     #[test]

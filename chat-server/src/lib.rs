@@ -26,6 +26,7 @@
 //! ```
 
 mod auth;
+pub mod client_address;
 pub mod config;
 mod dev_key;
 mod error;

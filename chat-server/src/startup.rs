@@ -232,6 +232,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
             settings.auth_failures_per_minute,
             settings.auth_failure_burst,
         )))
+        .trusted_proxies(settings.trusted_proxies())
         .metrics(metrics)
         .max_body_bytes(settings.max_body_bytes.get())
         .build())

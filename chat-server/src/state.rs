@@ -6,6 +6,7 @@ use chat_core::{Authenticator, ChatService, RateLimiter};
 use chat_transport_ws::{WsConfig, WsEndpoint};
 
 use crate::auth::AuthThrottle;
+use crate::client_address::TrustedProxies;
 use crate::metrics::Metrics;
 
 /// Default largest request body, in bytes.
@@ -22,6 +23,7 @@ struct Inner {
     chat: ChatService,
     authenticator: Arc<dyn Authenticator>,
     auth_throttle: AuthThrottle,
+    trusted_proxies: TrustedProxies,
     metrics: Metrics,
     max_body_bytes: usize,
     websocket: WsEndpoint,
@@ -32,6 +34,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("chat", &self.inner.chat)
             .field("max_body_bytes", &self.inner.max_body_bytes)
+            .field("trusted_proxies", &self.inner.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -41,6 +44,7 @@ pub struct AppStateBuilder {
     chat: ChatService,
     authenticator: Arc<dyn Authenticator>,
     auth_failure_limiter: Option<Arc<dyn RateLimiter>>,
+    trusted_proxies: TrustedProxies,
     metrics: Option<Metrics>,
     max_body_bytes: usize,
     websocket: Option<WsEndpoint>,
@@ -57,6 +61,14 @@ impl AppStateBuilder {
     /// Limits failed authentications per client address with `limiter`.
     pub fn auth_failure_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.auth_failure_limiter = Some(limiter);
+        self
+    }
+
+    /// Takes the client address from the forwarding headers of these proxies (default:
+    /// none, so the client address is the connection's peer). See
+    /// [`TrustedProxies::client_address`].
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
         self
     }
 
@@ -83,6 +95,7 @@ impl AppStateBuilder {
                 chat: self.chat,
                 authenticator: self.authenticator,
                 auth_throttle: AuthThrottle::new(self.auth_failure_limiter),
+                trusted_proxies: self.trusted_proxies,
                 metrics: self.metrics.unwrap_or_default(),
                 max_body_bytes: self.max_body_bytes,
             }),
@@ -97,6 +110,7 @@ impl AppState {
             chat,
             authenticator,
             auth_failure_limiter: None,
+            trusted_proxies: TrustedProxies::default(),
             metrics: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             websocket: None,
@@ -115,6 +129,11 @@ impl AppState {
 
     pub(crate) fn auth_throttle(&self) -> &AuthThrottle {
         &self.inner.auth_throttle
+    }
+
+    /// The proxies whose forwarding headers name the client address.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted_proxies
     }
 
     /// The metrics.

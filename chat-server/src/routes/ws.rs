@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chat_core::{MessageId, ValidationCode};
 
-use crate::auth::{authenticate, bearer_token, client_address};
+use crate::auth::{authenticate, bearer_token};
 use crate::error::ApiError;
 use crate::resources::{ErrorBody, ValidationErrorBody};
 use crate::state::AppState;
@@ -78,7 +78,8 @@ async fn open(
     } else {
         header_token
     };
-    let identity = authenticate(state, token, &client_address(parts)).await?;
+    // The same client address and failed-login rule as the REST API.
+    let identity = authenticate(state, token, parts).await?;
     let resume_after = match after_id {
         None => None,
         Some(raw) => match raw.parse::<i64>() {
