@@ -12,7 +12,9 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use chat_core::{ValidationCode, ValidationErrors};
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor,
+};
 
 use crate::error::ApiError;
 
@@ -222,6 +224,62 @@ impl<'de> Visitor<'de> for KeyWalk<'_> {
     }
 }
 
+/// Reads a JSON integer into an `i64`, also one written with a zero fraction (`2.0`,
+/// `1e3`): JSON Schema, and so the OpenAPI document, counts those as integers too.
+pub(crate) fn json_integer<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<i64, D::Error> {
+    deserializer.deserialize_any(JsonInteger)
+}
+
+/// [`json_integer`] for an optional field: `null` is `None`.
+pub(crate) fn optional_json_integer<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    Option::<JsonIntegerValue>::deserialize(deserializer).map(|value| value.map(|v| v.0))
+}
+
+/// An `i64` read by [`json_integer`].
+struct JsonIntegerValue(i64);
+
+impl<'de> Deserialize<'de> for JsonIntegerValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        json_integer(deserializer).map(JsonIntegerValue)
+    }
+}
+
+/// The visitor of [`json_integer`].
+struct JsonInteger;
+
+impl Visitor<'_> for JsonInteger {
+    type Value = i64;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an integer")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<i64, E> {
+        Ok(value)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<i64, E> {
+        i64::try_from(value).map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
+        // 2^63: every whole f64 in [-2^63, 2^63) converts to i64 exactly.
+        const LIMIT: f64 = -(i64::MIN as f64);
+        if value.fract() != 0.0 {
+            Err(E::invalid_type(Unexpected::Float(value), &self))
+        } else if (-LIMIT..LIMIT).contains(&value) {
+            #[allow(clippy::cast_possible_truncation)] // whole and in range, checked above
+            Ok(value as i64)
+        } else {
+            Err(E::invalid_value(Unexpected::Float(value), &self))
+        }
+    }
+}
+
 /// Turns a serde data error into a 422 naming the field, in Laravel's wording.
 pub(crate) fn shape_error(path: &str, message: &str) -> ApiError {
     let quoted = |prefix: &str| {
@@ -251,7 +309,7 @@ pub(crate) fn shape_error(path: &str, message: &str) -> ApiError {
             ValidationCode::Required,
             format!("The {field} field is required."),
         )
-    } else if message.starts_with("invalid value: integer") || message.contains("out of range") {
+    } else if message.starts_with("invalid value: ") || message.contains("out of range") {
         (
             ValidationCode::OutOfRange,
             format!("The {field} field is out of range."),

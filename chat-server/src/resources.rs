@@ -9,7 +9,9 @@ use chat_core::{MAX_PAGE_SIZE, Message, MessageId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{FromQuery, ID, IntegerBounds, QueryReader};
+use crate::extract::{
+    FromQuery, ID, IntegerBounds, QueryReader, json_integer, optional_json_integer,
+};
 
 // The bounds below are also written as literals in the `param` attributes, which take
 // no constants; the API tests check the document against the server for every bound.
@@ -38,6 +40,7 @@ pub(crate) const CURSOR: IntegerBounds = IntegerBounds {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendMessageRequest {
     /// Who the message is for (≥ 1, not yourself).
+    #[serde(deserialize_with = "json_integer")]
     #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub(crate) receiver_id: i64,
     /// The text: trimmed, 1 to the configured maximum of characters. (The document
@@ -56,7 +59,7 @@ pub(crate) struct SendMessageRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct MarkConversationReadRequest {
     /// Mark messages up to this id (inclusive); all when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_json_integer")]
     #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub(crate) up_to_id: Option<i64>,
 }

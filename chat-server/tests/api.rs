@@ -1140,14 +1140,19 @@ async fn parameter_bounds_in_the_document_are_the_server_bounds() {
     let caller = 5;
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
-        // The WebSocket handshake only answers 101 to an upgrade (tests/ws.rs).
-        if !path.starts_with("/api/chat/") || path == "/api/chat/ws" {
+        if !path.starts_with("/api/chat/") {
             continue;
         }
+        // Without an upgrade the WebSocket handshake answers 400 to any valid request
+        // (the upgrade itself is tested in tests/ws.rs); only a 422 is a refusal there.
+        let websocket = path == "/api/chat/ws";
         for (method, operation) in item.as_object().unwrap() {
             let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
             for parameter in operation["parameters"].as_array().into_iter().flatten() {
                 let name = parameter["name"].as_str().unwrap();
+                if websocket && name == "token" {
+                    continue;
+                }
                 let schema = &parameter["schema"];
                 assert_eq!(schema["type"], "integer", "{method} {path} {name}");
                 let (Some(min), Some(max)) =
@@ -1175,8 +1180,13 @@ async fn parameter_bounds_in_the_document_are_the_server_bounds() {
                         uri = format!("{uri}?{name}={value}");
                     }
                     let answer = app.call(method.clone(), &uri, Some(caller), None).await;
+                    let taken = if websocket {
+                        answer.status != StatusCode::UNPROCESSABLE_ENTITY
+                    } else {
+                        accepted(answer.status)
+                    };
                     assert_eq!(
-                        accepted(answer.status),
+                        taken,
                         valid,
                         "{method} {uri}: the document says {}, the server answered {}",
                         if valid { "valid" } else { "invalid" },
@@ -1195,7 +1205,7 @@ async fn parameter_bounds_in_the_document_are_the_server_bounds() {
             }
         }
     }
-    assert!(checked >= 40, "only {checked} cases");
+    assert!(checked >= 44, "only {checked} cases");
 }
 
 async fn body_schemas_in_the_document_are_the_server_rules() {
@@ -1281,6 +1291,11 @@ async fn body_schemas_in_the_document_are_the_server_rules() {
         json!("2"),
         json!(2.5),
         json!(null),
+        // JSON Schema counts a number with a zero fraction as an integer.
+        json!(483.0),
+        json!(1e3),
+        json!(1e19),
+        json!(-0.0),
     ];
     for (i, receiver) in receivers.iter().enumerate() {
         let body = json!({"receiver_id": receiver, "message": format!("to {i}")});
@@ -1301,6 +1316,8 @@ async fn body_schemas_in_the_document_are_the_server_rules() {
         json!(-5),
         json!(u64::MAX),
         json!("1"),
+        json!(7.0),
+        json!(0.5),
     ];
     for up_to_id in bounds {
         let body = json!({ "up_to_id": up_to_id });
