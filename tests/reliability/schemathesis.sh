@@ -6,7 +6,7 @@
 #
 # Usage: tests/reliability/schemathesis.sh [extra schemathesis run options]
 # Environment: CHAT_SERVER (default target/debug/chat-server, built first),
-#              SCHEMATHESIS_MAX_EXAMPLES (default 100 per operation),
+#              SCHEMATHESIS_MAX_EXAMPLES (default 300 per operation),
 #              SCHEMATHESIS_VENV (default target/ci-venv when it exists, else
 #              target/schemathesis-venv).
 set -euo pipefail
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 
 here=tests/reliability
 server=${CHAT_SERVER:-target/debug/chat-server}
-max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-100}
+max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-300}
 
 if [ ! -x "$server" ]; then
   echo "$server is missing: build it with cargo build -p chat-server" >&2
