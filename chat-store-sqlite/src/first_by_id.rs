@@ -40,13 +40,17 @@ impl FirstById {
         &mut self,
         rows: impl Iterator<Item = rusqlite::Result<Message>>,
     ) -> Result<(), StoreError> {
+        let held = self.found.len();
         for message in rows {
             self.found.push(message?);
         }
-        if self.found.len() >= self.limit {
-            self.found.sort_unstable_by_key(|m| m.id);
+        // Once the result is full, keep the `limit` smallest (a selection, not a sort:
+        // this runs for each conversation); most conversations then add nothing.
+        if self.found.len() > held && self.found.len() >= self.limit {
+            let last = self.limit.saturating_sub(1);
+            self.found.select_nth_unstable_by_key(last, |m| m.id);
             self.found.truncate(self.limit);
-            self.below = self.found.last().map_or(i64::MAX, |m| m.id.get());
+            self.below = self.found.get(last).map_or(i64::MAX, |m| m.id.get());
         }
         Ok(())
     }
