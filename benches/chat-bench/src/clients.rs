@@ -65,6 +65,17 @@ impl Target {
         token: &str,
         n: usize,
     ) -> Result<Socket, String> {
+        self.websocket_at(user, token, n, "").await
+    }
+
+    /// The same with a query string (`?after_id=…`) on the WebSocket URL.
+    pub(crate) async fn websocket_at(
+        &self,
+        user: i64,
+        token: &str,
+        n: usize,
+        query: &str,
+    ) -> Result<Socket, String> {
         let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
         socket
             .bind(SocketAddr::new(Self::source(n), 0))
@@ -74,7 +85,7 @@ impl Target {
             .await
             .map_err(|e| format!("connect: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let url = format!("ws://{}/api/chat/ws", self.address);
+        let url = format!("ws://{}/api/chat/ws{query}", self.address);
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
         let value = format!("Bearer {token}")
             .parse()

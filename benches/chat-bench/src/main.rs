@@ -13,6 +13,8 @@
 //!   connection (read from `/proc/<pid>/status`, so pass `--pid`).
 //! - `deliver`: holds many receivers connected while senders post at a steady rate,
 //!   and reports latency from send to arrival, with every message accounted for.
+//! - `catch-up`: a receiver with a large backlog connects and reads it as fast as it
+//!   can, once resuming with `after_id` and once as an undelivered backlog.
 //!
 //! Every loop is bounded in count and time; connections spread over several
 //! 127.0.0.x source addresses so ephemeral ports never run out.
@@ -54,6 +56,8 @@ enum Scenario {
     Idle(scenarios::idle::Args),
     /// Receivers connected, senders at a steady rate: latency from send to arrival.
     Deliver(scenarios::deliver::Args),
+    /// A large backlog read by one connection: messages per second.
+    CatchUp(scenarios::catch_up::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
             Scenario::History(args) => scenarios::history::run(&target, args).await,
             Scenario::Idle(args) => scenarios::idle::run(&target, args).await,
             Scenario::Deliver(args) => scenarios::deliver::run(&target, args).await,
+            Scenario::CatchUp(args) => scenarios::catch_up::run(&target, args).await,
         }
     });
     match result {

@@ -48,7 +48,7 @@ async fn total(http: &reqwest::Client, url: &str, token: &str) -> Result<u64, St
 
 /// Sends `count` messages with `seeders` concurrent clients, message `n` from
 /// `pairs[n % pairs.len()].0` to `.1`.
-async fn send_many(
+pub(crate) async fn send_many(
     target: &Target,
     seeders: usize,
     count: usize,

@@ -1,5 +1,6 @@
 //! One module per scenario.
 
+pub(crate) mod catch_up;
 pub(crate) mod deliver;
 pub(crate) mod history;
 pub(crate) mod idle;
