@@ -496,6 +496,74 @@ async fn a_dead_consumer_is_released_within_the_write_timeout() {
     drop(dead);
 }
 
+/// Reads until the server's close frame and returns its code, or `None` when the
+/// connection ended without one (a reset).
+async fn close_code_or_reset(socket: &mut Socket) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("not closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// A client still sending when the server closes it for a limit learns why: the
+/// server reads and discards what is in flight before it drops the socket, so no
+/// reset overtakes the close frame. Each case runs several times, as a reset was
+/// a race the client mostly lost.
+async fn a_client_still_sending_gets_the_close_code_not_a_reset() {
+    const MIB: usize = 1024 * 1024;
+    let server = server(&["--ws-messages-per-second", "1", "--ws-message-burst", "5"]).await;
+    for round in 0..3 {
+        // A 1 MiB message in 64 KiB fragments; the limit is 64 KiB.
+        let mut fragmented = server.connect(1).await;
+        let pieces = MIB / (64 * 1024);
+        for i in 0..pieces {
+            let opcode = if i == 0 {
+                OpCode::Data(Data::Text)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            let frame = Frame::message(vec![b'a'; 64 * 1024], opcode, i + 1 == pieces);
+            if fragmented.socket.send(Message::Frame(frame)).await.is_err() {
+                break;
+            }
+        }
+        assert_eq!(
+            close_code_or_reset(&mut fragmented.socket).await,
+            Some(1009),
+            "fragmented, round {round}"
+        );
+
+        // One 1 MiB frame.
+        let mut whole = server.connect(1).await;
+        let _ = whole.socket.send(Message::text("b".repeat(MIB))).await;
+        assert_eq!(
+            close_code_or_reset(&mut whole.socket).await,
+            Some(1009),
+            "one frame, round {round}"
+        );
+
+        // Too many frames, and more keep coming.
+        let mut flooding = server.connect(1).await;
+        let ping = Message::text(format!(r#"{{"type":"ping","pad":"{}"}}"#, "p".repeat(4000)));
+        for _ in 0..200 {
+            if flooding.socket.send(ping.clone()).await.is_err() {
+                break;
+            }
+        }
+        assert_eq!(
+            close_code_or_reset(&mut flooding.socket).await,
+            Some(1008),
+            "flooding, round {round}"
+        );
+    }
+}
+
 async fn flooding_closes_with_1008() {
     let server = server(&["--ws-messages-per-second", "1", "--ws-message-burst", "5"]).await;
     let mut client = server.connect(1).await;
@@ -670,6 +738,7 @@ crate::both_stores!("multi_thread";
     pipelined_sends_are_answered_by_sent_only,
     invalid_utf8_closes_with_1007,
     a_dead_consumer_is_released_within_the_write_timeout,
+    a_client_still_sending_gets_the_close_code_not_a_reset,
 );
 
 crate::both_stores!("current_thread";

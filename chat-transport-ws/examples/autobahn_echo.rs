@@ -5,26 +5,32 @@
 //! Run with: `cargo run --release -p chat-transport-ws --example autobahn_echo -- 127.0.0.1:9001`
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
-use chat_transport_ws::{WsConfig, configure};
+use axum::response::{IntoResponse, Response};
+use chat_transport_ws::{UpgradedSocket, WsConfig, WsUpgrade, WsUpgradeRejection};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
 
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-async fn upgrade(ws: WebSocketUpgrade) -> Response {
+async fn upgrade(ws: Result<WsUpgrade, WsUpgradeRejection>) -> Response {
     let mut config = WsConfig::default().with_max_message_bytes(MAX_MESSAGE);
     // An echo writes back what it reads: room for the largest message.
     config.max_write_buffer_bytes = 2 * MAX_MESSAGE;
-    configure(ws, &config).on_upgrade(echo)
+    match ws {
+        Ok(ws) => ws.on_upgrade(&config, echo),
+        Err(rejection) => rejection.into_response(),
+    }
 }
 
-async fn echo(mut socket: WebSocket) {
+async fn echo(mut socket: UpgradedSocket) {
     // Reading on after a close frame lets the WebSocket layer send its reply and
     // finish the closing handshake; the stream then ends.
-    while let Some(Ok(message)) = socket.recv().await {
+    while let Some(Ok(message)) = socket.next().await {
         let reply = match message {
             Message::Text(_) | Message::Binary(_) => message,
-            Message::Close(_) | Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                continue;
+            }
         };
         if socket.send(reply).await.is_err() {
             break;

@@ -56,6 +56,17 @@ impl Default for WsConfig {
 }
 
 impl WsConfig {
+    /// The WebSocket layer's settings for these limits: message and frame size, and
+    /// small buffers so an idle connection stays small.
+    pub fn websocket_config(&self) -> tungstenite::protocol::WebSocketConfig {
+        tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_bytes)
+            .write_buffer_size(self.write_buffer_bytes)
+            .max_write_buffer_size(self.max_write_buffer_bytes)
+            .max_message_size(Some(self.max_message_bytes))
+            .max_frame_size(Some(self.max_message_bytes))
+    }
+
     /// Sets the largest inbound message.
     pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;

@@ -15,14 +15,14 @@
 //! [`WsEndpoint::accept`]:
 //!
 //! ```
-//! use axum::extract::{State, WebSocketUpgrade};
+//! use axum::extract::State;
 //! use axum::http::StatusCode;
 //! use axum::response::{IntoResponse, Response};
 //! use axum::{Router, routing::get};
 //! use chat_core::{ChatService, Identity, UserId};
-//! use chat_transport_ws::{WsConfig, WsEndpoint};
+//! use chat_transport_ws::{WsConfig, WsEndpoint, WsUpgrade};
 //!
-//! async fn connect(State(ws): State<WsEndpoint>, upgrade: WebSocketUpgrade) -> Response {
+//! async fn connect(State(ws): State<WsEndpoint>, upgrade: WsUpgrade) -> Response {
 //!     // Authenticate the handshake the host's way; user 1 stands in for it here.
 //!     let identity = Identity { user_id: UserId::new(1), expires_at: None };
 //!     match ws.accept(upgrade, identity, None) {
@@ -36,22 +36,25 @@
 //! # let _ = app;
 //! ```
 
+mod closing;
 mod config;
 mod hub;
 mod own_sends;
 pub mod protocol;
 mod session;
+mod upgrade;
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use chat_core::{ChatService, Identity, MessageId};
 
+pub use closing::WsSocket;
 pub use config::{WsConfig, close_code};
 pub use hub::{ConnectionHub, Registration};
 pub use session::{Session, run};
+pub use upgrade::{UpgradedSocket, WsUpgrade, WsUpgradeRejection};
 
 /// The WebSocket side of a chat service: its limits, its connections, the origins it
 /// accepts. Cloning is cheap and shares the connections.
@@ -129,7 +132,7 @@ impl WsEndpoint {
     /// message) and then live events.
     pub fn accept(
         &self,
-        upgrade: WebSocketUpgrade,
+        upgrade: WsUpgrade,
         identity: Identity,
         resume_after: Option<MessageId>,
     ) -> Result<Response, TooManyConnections> {
@@ -147,17 +150,6 @@ impl WsEndpoint {
             shutdown: self.hub.shutdown_signal(),
             _registration: registration,
         };
-        Ok(configure(upgrade, &self.config).on_upgrade(move |socket| run(socket, session)))
+        Ok(upgrade.on_upgrade(&self.config, move |socket| run(socket, session)))
     }
-}
-
-/// Applies the limits of `config` to an upgrade: message and frame size, and small
-/// buffers so an idle connection stays small.
-pub fn configure(upgrade: WebSocketUpgrade, config: &WsConfig) -> WebSocketUpgrade {
-    upgrade
-        .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(config.write_buffer_bytes)
-        .max_write_buffer_size(config.max_write_buffer_bytes)
-        .max_message_size(config.max_message_bytes)
-        .max_frame_size(config.max_message_bytes)
 }

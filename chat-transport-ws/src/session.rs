@@ -1,18 +1,19 @@
 //! One WebSocket connection: backlog, then live events and client frames.
 //!
-//! Written over any `Sink + Stream` of WebSocket messages, so the protocol can be
-//! driven without a network.
+//! Written over any [`WsSocket`] (a `Sink + Stream` of WebSocket messages), so the
+//! protocol can be driven without a network.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage};
 use chat_core::{ChatService, Event, Identity, Message, MessageId, SendMessage, UserId};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
+use tungstenite::{Error as WsError, Message as WsMessage};
 
+use crate::closing::{Closing, WsSocket, close};
 use crate::config::{WsConfig, close_code};
 use crate::hub::Registration;
 use crate::own_sends::OwnSends;
@@ -20,9 +21,6 @@ use crate::protocol::{ClientFrame, ErrorData, ServerFrame, TypingData, encode};
 
 /// Far enough to stand for "never" without overflowing `Instant`.
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// How long closing may take once the server has decided to close: the write of the
-/// close frame, then the close of the socket. A peer that takes longer is dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Everything a connection needs besides its socket.
 #[derive(Debug)]
@@ -35,11 +33,8 @@ pub struct Session {
     pub(crate) _registration: Registration,
 }
 
-/// Why a session ended, as a close frame (or none when the socket is gone).
-struct Closing(Option<(u16, &'static str)>);
-
 enum Step {
-    Inbound(Option<Result<WsMessage, axum::Error>>),
+    Inbound(Option<Result<WsMessage, WsError>>),
     Event(Option<Event>),
     Heartbeat,
     Expired,
@@ -79,42 +74,16 @@ impl InboundLimit {
 }
 
 /// Runs a connection until it closes.
-pub async fn run<S>(mut socket: S, mut session: Session)
-where
-    S: Stream<Item = Result<WsMessage, axum::Error>>
-        + Sink<WsMessage, Error = axum::Error>
-        + Unpin
-        + Send,
-{
-    let grace = session.config.write_timeout.min(CLOSE_GRACE);
+pub async fn run<S: WsSocket>(mut socket: S, mut session: Session) {
+    let write_timeout = session.config.write_timeout;
     let closing = drive(&mut socket, &mut session).await;
     // The user's place among its connections is free from here on, however long the
     // peer takes to close.
     drop(session);
-    if let Closing(Some((code, reason))) = closing {
-        let frame = WsMessage::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
-        // Best effort: the peer may be gone, or not reading at all (a slow consumer),
-        // in which case the socket is dropped without waiting any longer.
-        if !matches!(
-            tokio::time::timeout(grace, socket.send(frame)).await,
-            Ok(Ok(()))
-        ) {
-            return;
-        }
-    }
-    let _ = tokio::time::timeout(grace, socket.close()).await;
+    close(&mut socket, closing, write_timeout).await;
 }
 
-async fn drive<S>(socket: &mut S, session: &mut Session) -> Closing
-where
-    S: Stream<Item = Result<WsMessage, axum::Error>>
-        + Sink<WsMessage, Error = axum::Error>
-        + Unpin
-        + Send,
-{
+async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
     let user = session.identity.user_id;
     let chat = session.chat.clone();
     // Subscribe before loading the backlog: whatever commits in between arrives on
@@ -123,7 +92,7 @@ where
         Ok(events) => events,
         Err(error) => {
             tracing::warn!(%error, "cannot subscribe a WebSocket");
-            return Closing(Some((close_code::INTERNAL_ERROR, "unavailable")));
+            return Closing::with(close_code::INTERNAL_ERROR, "unavailable");
         }
     };
     let mut backlog_ids = match Box::pin(send_backlog(socket, session)).await {
@@ -156,17 +125,17 @@ where
             _ = heartbeat.tick() => Step::Heartbeat,
         };
         match step {
-            Step::Inbound(None) => return Closing(None),
+            Step::Inbound(None) => return Closing::ByPeer,
             Step::Inbound(Some(Err(error))) => return inbound_error(&error),
             Step::Inbound(Some(Ok(frame))) => {
                 last_heard = Instant::now();
                 match frame {
                     WsMessage::Text(text) => {
                         if !limit.allow() {
-                            return Closing(Some((
+                            return Closing::with(
                                 close_code::POLICY_VIOLATION,
                                 "too many messages",
-                            )));
+                            );
                         }
                         // Boxed: the handler's state is large and would otherwise sit in
                         // every idle connection's future.
@@ -180,10 +149,10 @@ where
                     }
                     WsMessage::Binary(_) => {
                         if !limit.allow() {
-                            return Closing(Some((
+                            return Closing::with(
                                 close_code::POLICY_VIOLATION,
                                 "too many messages",
-                            )));
+                            );
                         }
                         let reply = encode(&ServerFrame::Error {
                             data: ErrorData::new(
@@ -195,16 +164,17 @@ where
                             return closing;
                         }
                     }
-                    WsMessage::Close(_) => return Closing(None),
-                    // Pings are answered by the WebSocket layer; pongs only prove life.
-                    WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+                    WsMessage::Close(_) => return Closing::ByPeer,
+                    // Pings are answered by the WebSocket layer; pongs only prove life;
+                    // raw frames are never read.
+                    WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
                 }
             }
             Step::Event(None) => {
-                return Closing(Some((
+                return Closing::with(
                     close_code::SLOW_CONSUMER,
                     "too far behind; reconnect with after_id",
-                )));
+                );
             }
             Step::Event(Some(event)) => {
                 if let Event::Message(message) = &event {
@@ -229,7 +199,7 @@ where
             }
             Step::Heartbeat => {
                 if last_heard.elapsed() >= config.idle_timeout {
-                    return Closing(Some((close_code::IDLE_TIMEOUT, "idle timeout")));
+                    return Closing::with(close_code::IDLE_TIMEOUT, "idle timeout");
                 }
                 if let Err(closing) =
                     send_within(socket, &config, WsMessage::Ping(Default::default())).await
@@ -238,10 +208,10 @@ where
                 }
             }
             Step::Expired => {
-                return Closing(Some((close_code::TOKEN_EXPIRED, "token expired")));
+                return Closing::with(close_code::TOKEN_EXPIRED, "token expired");
             }
             Step::Shutdown => {
-                return Closing(Some((close_code::GOING_AWAY, "server shutting down")));
+                return Closing::with(close_code::GOING_AWAY, "server shutting down");
             }
         }
     }
@@ -251,7 +221,7 @@ where
 /// Returns the ids sent, to drop their duplicates from the live stream.
 async fn send_backlog<S>(socket: &mut S, session: &Session) -> Result<HashSet<MessageId>, Closing>
 where
-    S: Sink<WsMessage, Error = axum::Error> + Unpin + Send,
+    S: Sink<WsMessage, Error = WsError> + Unpin + Send,
 {
     let user = session.identity.user_id;
     let batch = session.config.backlog_batch;
@@ -266,19 +236,19 @@ where
             Ok(page) => page,
             Err(error) => {
                 tracing::warn!(%error, "cannot load a WebSocket backlog");
-                return Err(Closing(Some((close_code::INTERNAL_ERROR, "unavailable"))));
+                return Err(Closing::with(close_code::INTERNAL_ERROR, "unavailable"));
             }
         };
         for message in &page {
             let frame = encode(&ServerFrame::Message { data: message });
             if socket.feed(WsMessage::Text(frame.into())).await.is_err() {
-                return Err(Closing(None));
+                return Err(Closing::ByPeer);
             }
             sent.insert(message.id);
         }
         match tokio::time::timeout(session.config.write_timeout, socket.flush()).await {
             Ok(Ok(())) => {}
-            _ => return Err(Closing(None)),
+            _ => return Err(Closing::ByPeer),
         }
         match page.last() {
             Some(last) if page.len() == batch as usize => after = last.id,
@@ -297,21 +267,20 @@ fn expiry_instant(identity: &Identity) -> Instant {
 }
 
 /// The close frame for a failed read, by the WebSocket layer's error type.
-fn inbound_error(error: &axum::Error) -> Closing {
-    use std::error::Error as _;
-    use tungstenite::Error as WsError;
-    match error.source().and_then(|e| e.downcast_ref::<WsError>()) {
-        Some(WsError::Capacity(_)) => {
-            Closing(Some((close_code::MESSAGE_TOO_BIG, "message too big")))
+fn inbound_error(error: &WsError) -> Closing {
+    match error {
+        WsError::Capacity(_) => {
+            Closing::after_bad_input(close_code::MESSAGE_TOO_BIG, "message too big")
         }
-        Some(WsError::Utf8(_)) => Closing(Some((
-            close_code::INVALID_PAYLOAD,
-            "text frames must be UTF-8",
-        ))),
-        Some(WsError::Protocol(_)) => Closing(Some((close_code::PROTOCOL_ERROR, "protocol error"))),
+        WsError::Utf8(_) => {
+            Closing::after_bad_input(close_code::INVALID_PAYLOAD, "text frames must be UTF-8")
+        }
+        WsError::Protocol(_) => {
+            Closing::after_bad_input(close_code::PROTOCOL_ERROR, "protocol error")
+        }
         _ => {
             tracing::debug!(%error, "WebSocket read failed");
-            Closing(None)
+            Closing::ByPeer
         }
     }
 }
@@ -333,7 +302,7 @@ fn event_frame(event: &Event) -> Option<String> {
 
 async fn write<S>(socket: &mut S, config: &WsConfig, text: &str) -> Result<(), Closing>
 where
-    S: Sink<WsMessage, Error = axum::Error> + Unpin,
+    S: Sink<WsMessage, Error = WsError> + Unpin,
 {
     send_within(socket, config, WsMessage::Text(text.to_owned().into())).await
 }
@@ -341,15 +310,15 @@ where
 /// A write that does not finish within the write timeout marks a slow consumer.
 async fn send_within<S>(socket: &mut S, config: &WsConfig, frame: WsMessage) -> Result<(), Closing>
 where
-    S: Sink<WsMessage, Error = axum::Error> + Unpin,
+    S: Sink<WsMessage, Error = WsError> + Unpin,
 {
     match tokio::time::timeout(config.write_timeout, socket.send(frame)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(Closing(None)),
-        Err(_) => Err(Closing(Some((
+        Ok(Err(_)) => Err(Closing::ByPeer),
+        Err(_) => Err(Closing::with(
             close_code::SLOW_CONSUMER,
             "too far behind; reconnect with after_id",
-        )))),
+        )),
     }
 }
 

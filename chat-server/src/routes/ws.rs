@@ -1,12 +1,11 @@
 //! `GET /api/chat/ws`: the WebSocket, authenticated before the upgrade.
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chat_core::{MessageId, ValidationCode};
+use chat_transport_ws::{WsUpgrade, WsUpgradeRejection};
 
 use crate::auth::{authenticate, bearer_token};
 use crate::error::ApiError;
@@ -45,7 +44,7 @@ pub(crate) async fn connect(
     State(state): State<AppState>,
     parts: Parts,
     RawQuery(query): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<WsUpgrade, WsUpgradeRejection>,
 ) -> Response {
     match open(&state, &parts, query.as_deref(), upgrade).await {
         Ok(response) => response,
@@ -57,7 +56,7 @@ async fn open(
     state: &AppState,
     parts: &Parts,
     query: Option<&str>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<WsUpgrade, WsUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let endpoint = state.websocket();
     if !endpoint.origin_allowed(parts.headers.get(header::ORIGIN)) {
@@ -93,8 +92,9 @@ async fn open(
             }
         },
     };
-    let upgrade = upgrade
-        .map_err(|rejection| ApiError::NotUpgradable(rejection.status(), rejection.body_text()))?;
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::NotUpgradable(rejection.status(), rejection.body_text().to_owned())
+    })?;
     endpoint
         .accept(upgrade, identity, resume_after)
         .map_err(|refused| ApiError::TooManyConnections(refused.limit))
