@@ -124,6 +124,10 @@ pub struct Settings {
     /// Events a WebSocket may fall behind before it is closed as a slow consumer (4008).
     #[arg(long, env = "CHAT_WS_OUTBOUND_QUEUE", default_value = "256")]
     pub ws_outbound_queue: NonZeroUsize,
+    /// Seconds one write to a WebSocket may take; a client that does not read for
+    /// that long is closed as a slow consumer (4008) and its place freed.
+    #[arg(long, env = "CHAT_WS_WRITE_TIMEOUT_SECONDS", default_value = "5")]
+    pub ws_write_timeout_seconds: NonZeroU32,
     /// Seconds between server pings.
     #[arg(long, env = "CHAT_WS_HEARTBEAT_SECONDS", default_value = "30")]
     pub ws_heartbeat_seconds: NonZeroU32,
@@ -142,6 +146,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The chat rules' limits of these settings.
+    pub fn chat_config(&self) -> chat_core::ChatConfig {
+        chat_core::ChatConfig::default().with_max_message_chars(self.max_message_chars.get())
+    }
+
     /// The WebSocket limits of these settings.
     pub fn ws_config(&self) -> chat_transport_ws::WsConfig {
         chat_transport_ws::WsConfig::default()
@@ -156,6 +165,9 @@ impl Settings {
                 Duration::from_secs(u64::from(self.ws_idle_timeout_seconds.get())),
             )
             .with_max_connections_per_user(self.ws_max_connections_per_user.get())
+            .with_write_timeout(Duration::from_secs(u64::from(
+                self.ws_write_timeout_seconds.get(),
+            )))
     }
 
     /// The trusted proxies of these settings.

@@ -353,6 +353,12 @@ pub(crate) const ID: IntegerBounds = IntegerBounds {
     max: i64::MAX,
 };
 
+/// Cursors: 0 (before every message) to the largest 64-bit integer.
+pub(crate) const CURSOR: IntegerBounds = IntegerBounds {
+    min: 0,
+    max: i64::MAX,
+};
+
 /// Parses `raw` as the integer field `name` within `bounds`; the error says which
 /// rule it broke, naming the bound, in Laravel's wording.
 fn parse_integer(
@@ -398,11 +404,41 @@ pub(crate) struct QueryReader<'a> {
 }
 
 impl<'a> QueryReader<'a> {
-    fn new(query: &'a str) -> Self {
+    pub(crate) fn new(query: &'a str) -> Self {
         Self {
             pairs: form_urlencoded::parse(query.as_bytes()).collect(),
             errors: ValidationErrors::default(),
         }
+    }
+
+    /// The only value of parameter `name`, if given; a parameter given twice is
+    /// recorded as an error and read as absent.
+    fn single(&mut self, name: &'static str) -> Option<&Cow<'a, str>> {
+        let mut values = self
+            .pairs
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value);
+        let first = values.next()?;
+        if values.next().is_some() {
+            self.errors.add(
+                name,
+                ValidationCode::InvalidFormat,
+                format!("The {name} parameter may be given only once."),
+            );
+            return None;
+        }
+        Some(first)
+    }
+
+    /// The text parameter `name`, if given once.
+    pub(crate) fn text(&mut self, name: &'static str) -> Option<String> {
+        self.single(name).map(|value| value.clone().into_owned())
+    }
+
+    /// The problems found so far, as one 422; `None` when there were none.
+    pub(crate) fn into_error(self) -> Option<ApiError> {
+        (!self.errors.is_empty()).then(|| ApiError::validation(self.errors))
     }
 
     /// The integer parameter `name`, if given once and within `bounds`. A parameter
@@ -413,20 +449,7 @@ impl<'a> QueryReader<'a> {
         name: &'static str,
         bounds: IntegerBounds,
     ) -> Option<T> {
-        let mut values = self
-            .pairs
-            .iter()
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| value);
-        let raw = values.next()?;
-        if values.next().is_some() {
-            self.errors.add(
-                name,
-                ValidationCode::InvalidFormat,
-                format!("The {name} parameter may be given only once."),
-            );
-            return None;
-        }
+        let raw = self.single(name)?;
         match parse_integer(name, raw, bounds) {
             Ok(value) => {
                 let converted = T::try_from(value).ok();
@@ -460,10 +483,9 @@ impl<T: FromQuery, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let mut reader = QueryReader::new(parts.uri.query().unwrap_or_default());
         let value = T::from_query(&mut reader);
-        if reader.errors.is_empty() {
-            Ok(ApiQuery(value))
-        } else {
-            Err(ApiError::validation(reader.errors))
+        match reader.into_error() {
+            None => Ok(ApiQuery(value)),
+            Some(error) => Err(error),
         }
     }
 }

@@ -26,13 +26,16 @@ fn main() -> ExitCode {
             }
             Err(error) => fail(&error),
         },
-        Command::Openapi => match chat_server::openapi().to_pretty_json() {
-            Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
+        // The document states the configured limits, as the served one does.
+        Command::Openapi => {
+            match chat_server::openapi_for(&cli.settings.chat_config()).to_pretty_json() {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
             }
-            Err(error) => fail(&error),
-        },
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers.
 
 use chat_core::ChatConfig;
-use utoipa::Number;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
@@ -104,33 +103,7 @@ pub fn openapi_at_for(prefix: &str, config: &ChatConfig) -> utoipa::openapi::Ope
         .split_for_parts()
         .1;
     describe_limits(&mut document, config);
-    declare_websocket_cursor(&mut document, prefix);
     document
-}
-
-/// Declares the bounds of the handshake's `after_id` (0 to 2^63 - 1, as the handler
-/// parses it) where its attribute leaves them out, so the document is no looser than
-/// the server; the attribute in `routes/ws.rs` is the better place, and once it says
-/// so this changes nothing.
-fn declare_websocket_cursor(document: &mut utoipa::openapi::OpenApi, prefix: &str) {
-    let operation = document
-        .paths
-        .paths
-        .get_mut(&format!("{prefix}/ws"))
-        .and_then(|item| item.get.as_mut());
-    let parameters = operation.and_then(|operation| operation.parameters.as_mut());
-    for parameter in parameters.into_iter().flatten() {
-        let RefOr::T(parameter) = parameter else {
-            continue;
-        };
-        if parameter.name != "after_id" {
-            continue;
-        }
-        if let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() {
-            schema.minimum.get_or_insert(Number::Int(0));
-            schema.maximum.get_or_insert(Number::from(i64::MAX));
-        }
-    }
 }
 
 /// Writes the configured message limit into the `message` field of the send body: the

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chat_core::jwt::KeyError;
 use chat_core::{
-    Authenticator, ChatConfig, ChatService, GovernorRateLimiter, InProcessNotifier, JwtAlgorithm,
+    Authenticator, ChatService, GovernorRateLimiter, InProcessNotifier, JwtAlgorithm,
     JwtAuthenticator, JwtIssuer, MessageRepository,
 };
 #[cfg(feature = "postgres")]
@@ -219,7 +219,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     // Each WebSocket's outbound queue is its subscription to the notifier.
     let notifier = InProcessNotifier::with_capacity(ws_config.outbound_queue);
     let chat = ChatService::new(repository, Arc::new(notifier))
-        .with_config(ChatConfig::default().with_max_message_chars(settings.max_message_chars.get()))
+        .with_config(settings.chat_config())
         .with_send_limiter(Arc::new(GovernorRateLimiter::per_minute(
             settings.send_rate_per_minute,
             settings.send_burst,

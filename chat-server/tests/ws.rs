@@ -460,7 +460,13 @@ async fn invalid_utf8_closes_with_1007() {
 /// A consumer that stops reading is closed within the write timeout, and its place
 /// among the user's connections is free as soon as it is closed.
 async fn a_dead_consumer_is_released_within_the_write_timeout() {
-    let server = server(&["--ws-max-connections-per-user", "1"]).await;
+    let server = server(&[
+        "--ws-max-connections-per-user",
+        "1",
+        "--ws-write-timeout-seconds",
+        "2",
+    ])
+    .await;
     let dead = server.connect(2).await;
     let chat = server.state.chat().clone();
     // Large messages fill the socket buffers quickly; then every write waits.
@@ -712,6 +718,12 @@ async fn checks_before_the_upgrade() {
         .err()
         .unwrap();
     assert_eq!(refusal_status(bad_cursor), 422);
+    let twice = server
+        .try_connect(1, "?after_id=1&after_id=2", None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refusal_status(twice), 422, "a repeated cursor is refused");
 }
 
 async fn shutdown_closes_connections_with_1001() {

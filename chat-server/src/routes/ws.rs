@@ -4,11 +4,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use chat_core::{MessageId, ValidationCode};
+use chat_core::MessageId;
 use chat_transport_ws::{WsUpgrade, WsUpgradeRejection};
 
 use crate::auth::{authenticate, bearer_token};
 use crate::error::ApiError;
+use crate::extract::{CURSOR, QueryReader};
 use crate::resources::{ErrorBody, ValidationErrorBody};
 use crate::state::AppState;
 
@@ -25,7 +26,7 @@ use crate::state::AppState;
     tag = "websocket",
     params(
         ("token" = Option<String>, Query, description = "Bearer token, for clients that cannot set headers"),
-        ("after_id" = Option<i64>, Query, description = "Resume: send every message after this id first"),
+        ("after_id" = Option<i64>, Query, minimum = 0, maximum = 9_223_372_036_854_775_807_i64, description = "Resume: send every message after this id first"),
     ),
     security(("bearer" = []), ("query_token" = [])),
     responses(
@@ -62,15 +63,11 @@ async fn open(
     if !endpoint.origin_allowed(parts.headers.get(header::ORIGIN)) {
         return Err(ApiError::OriginNotAllowed);
     }
-    let mut query_token = None;
-    let mut after_id = None;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "token" => query_token = Some(value.into_owned()),
-            "after_id" => after_id = Some(value.into_owned()),
-            _ => {}
-        }
-    }
+    // Read as the REST API reads its queries: each parameter at most once, the cursor
+    // within its bounds; the problems are answered after authentication.
+    let mut reader = QueryReader::new(query.unwrap_or_default());
+    let query_token = reader.text("token");
+    let after_id = reader.integer::<i64>("after_id", CURSOR);
     let header_token = bearer_token(&parts.headers);
     let token = if header_token.is_empty() {
         query_token.as_deref().unwrap_or_default()
@@ -79,19 +76,10 @@ async fn open(
     };
     // The same client address and failed-login rule as the REST API.
     let identity = authenticate(state, token, parts).await?;
-    let resume_after = match after_id {
-        None => None,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(id) if id >= 0 => Some(MessageId::new(id)),
-            _ => {
-                return Err(ApiError::invalid(
-                    "after_id",
-                    ValidationCode::OutOfRange,
-                    "The after_id field must be an integer of at least 0.".to_owned(),
-                ));
-            }
-        },
-    };
+    if let Some(error) = reader.into_error() {
+        return Err(error);
+    }
+    let resume_after = after_id.map(MessageId::new);
     let upgrade = upgrade.map_err(|rejection| {
         ApiError::NotUpgradable(rejection.status(), rejection.body_text().to_owned())
     })?;
