@@ -383,6 +383,31 @@ fn terminated_postgres_backends_answer_201_or_503_and_store_exactly_the_201s() {
         );
         assert!(terminated > 0, "no backend of {application} was terminated");
 
+        let mut lost = Vec::new();
+        let mut duplicated = Vec::new();
+        let mut unavailable_stored = Vec::new();
+        for (sender, log) in (1..=FAULT_SENDERS).zip(&logs) {
+            let messages = conversation(&client, &server.base(), receiver_of(sender), sender).await;
+            let keys = count_keys(&messages);
+            for (key, id) in &log.created {
+                match keys.get(key) {
+                    None => lost.push(key.clone()),
+                    Some((1, stored)) => assert_eq!(stored, id, "{key} under another id"),
+                    Some(_) => duplicated.push(key.clone()),
+                }
+            }
+            unavailable_stored.extend(log.unavailable.iter().filter(|k| keys.contains_key(*k)));
+        }
+        let created: usize = logs.iter().map(|l| l.created.len()).sum();
+        let unavailable: usize = logs.iter().map(|l| l.unavailable.len()).sum();
+        assert!(lost.is_empty(), "acknowledged sends lost: {lost:?}");
+        assert!(duplicated.is_empty(), "sends stored twice: {duplicated:?}");
+        assert!(
+            unavailable_stored.is_empty(),
+            "sends answered 503 were stored anyway: {unavailable_stored:?}"
+        );
+        assert!(created > 0, "nothing was sent during the faults");
+
         // Sends succeed again, without a restart: the first within a few seconds, then
         // every one.
         let recovery = Instant::now();
@@ -425,30 +450,6 @@ fn terminated_postgres_backends_answer_201_or_503_and_store_exactly_the_201s() {
             assert_eq!(answer.status, 201, "after recovery: {}", answer.body);
         }
 
-        let mut lost = Vec::new();
-        let mut duplicated = Vec::new();
-        let mut unavailable_stored = Vec::new();
-        for (sender, log) in (1..=FAULT_SENDERS).zip(&logs) {
-            let messages = conversation(&client, &server.base(), receiver_of(sender), sender).await;
-            let keys = count_keys(&messages);
-            for (key, id) in &log.created {
-                match keys.get(key) {
-                    None => lost.push(key.clone()),
-                    Some((1, stored)) => assert_eq!(stored, id, "{key} under another id"),
-                    Some(_) => duplicated.push(key.clone()),
-                }
-            }
-            unavailable_stored.extend(log.unavailable.iter().filter(|k| keys.contains_key(*k)));
-        }
-        let created: usize = logs.iter().map(|l| l.created.len()).sum();
-        let unavailable: usize = logs.iter().map(|l| l.unavailable.len()).sum();
-        assert!(lost.is_empty(), "acknowledged sends lost: {lost:?}");
-        assert!(duplicated.is_empty(), "sends stored twice: {duplicated:?}");
-        assert!(
-            unavailable_stored.is_empty(),
-            "sends answered 503 were stored anyway: {unavailable_stored:?}"
-        );
-        assert!(created > 0, "nothing was sent during the faults");
         println!(
             "postgres faults: {TERMINATION_ROUNDS} rounds of pg_terminate_backend every \
              {TERMINATION_PAUSE:?} ended {terminated} backends while {FAULT_SENDERS} senders \

@@ -393,14 +393,26 @@ pub async fn conversation(
     let mut after = 0_i64;
     // Bounded: a page holds at least one message, and no test stores a million.
     for _ in 0..10_000 {
-        let answer = client
-            .get(format!(
-                "{base}/api/chat/messages/{other}?after_id={after}&limit=100"
-            ))
+        let url = format!("{base}/api/chat/messages/{other}?after_id={after}&limit=100");
+        let mut answer = client
+            .get(&url)
             .bearer_auth(token(user))
             .send()
             .await
             .unwrap();
+        // A store recovering from a fault may answer 503 for a moment.
+        for _ in 0..50 {
+            if answer.status() != 503 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            answer = client
+                .get(&url)
+                .bearer_auth(token(user))
+                .send()
+                .await
+                .unwrap();
+        }
         assert_eq!(answer.status(), 200, "history of {user} with {other}");
         let page: Value = answer.json().await.unwrap();
         let messages = page["data"].as_array().unwrap().clone();
