@@ -51,7 +51,8 @@ pub mod postgres {
 #[cfg(feature = "ws")]
 pub mod ws {
     pub use chat_transport_ws::{
-        ConnectionHub, Registration, WsConfig, WsEndpoint, close_code, protocol,
+        ConnectionHub, Registration, WsConfig, WsEndpoint, WsUpgrade, WsUpgradeRejection,
+        close_code, protocol,
     };
 }
 
