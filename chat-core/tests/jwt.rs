@@ -158,7 +158,11 @@ async fn refuses_any_critical_header_extension() {
         json!({"alg": "HS256", "crit": [1]}),
     ] {
         let token = hs256_with_raw_header(&header, &claims, SECRET);
-        assert_eq!(refused(&auth, &token).await, AuthError::Malformed, "{header}");
+        assert_eq!(
+            refused(&auth, &token).await,
+            AuthError::Malformed,
+            "{header}"
+        );
     }
     // Spelled with an escape, it is still `crit`.
     let escaped = r#"{"alg":"HS256","cr\u0069t":["exp"],"exp":1}"#;

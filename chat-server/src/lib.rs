@@ -91,10 +91,7 @@ where
 pub fn app(state: AppState) -> Router {
     let (system, _) = openapi::system_routes().split_for_parts();
     system
-        .merge(SwaggerUi::new("/docs").url(
-            "/api/openapi.json",
-            openapi_for(state.chat().config()),
-        ))
+        .merge(SwaggerUi::new("/docs").url("/api/openapi.json", openapi_for(state.chat().config())))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn_with_state(state.clone(), metrics::track_requests))
