@@ -463,3 +463,183 @@ fn terminated_postgres_backends_answer_201_or_503_and_store_exactly_the_201s() {
         drop(database);
     });
 }
+
+/// A TCP proxy on loopback between the server and Postgres that can cut every
+/// connection through it at once, in either direction, at any byte: unlike
+/// `pg_terminate_backend`, a cut can fall after a `COMMIT` reached Postgres and before
+/// its answer reached the server.
+struct CuttingProxy {
+    address: std::net::SocketAddr,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let connections = Arc::clone(&connections);
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    let mut list = connections.lock().unwrap();
+                    list.retain(|t| !t.is_finished());
+                    list.push(task);
+                }
+            })
+        };
+        Self {
+            address,
+            connections,
+            accept,
+        }
+    }
+
+    /// Drops every connection through the proxy; returns how many.
+    fn cut(&self) -> usize {
+        let list = std::mem::take(&mut *self.connections.lock().unwrap());
+        let live = list.iter().filter(|t| !t.is_finished()).count();
+        for task in list {
+            task.abort();
+        }
+        live
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// The Postgres URL with its host and port replaced by `proxy`.
+fn through(url: &str, proxy: std::net::SocketAddr) -> (String, std::net::SocketAddr) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (credentials, host) = match authority.rsplit_once('@') {
+        Some((credentials, host)) => (format!("{credentials}@"), host),
+        None => (String::new(), authority),
+    };
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&host)
+        .unwrap()
+        .next()
+        .unwrap();
+    (format!("{scheme}://{credentials}{proxy}/{path}"), upstream)
+}
+
+/// Rounds of cutting every connection between the server and Postgres.
+const CUT_ROUNDS: usize = 15;
+/// Pause between cuts.
+const CUT_PAUSE: Duration = Duration::from_millis(400);
+
+#[test]
+fn connections_to_postgres_cut_mid_commit_answer_201_or_503_and_store_exactly_the_201s() {
+    let Some(url) = process::postgres_url() else {
+        return;
+    };
+    let _serial = serial();
+    runtime().block_on(async {
+        let started = Instant::now();
+        let mut database = Database::postgres(&url, "cuts").await;
+        // The proxy must exist before the URL that names it.
+        let (_, upstream) = through(&url, "127.0.0.1:1".parse().unwrap());
+        let proxy = CuttingProxy::start(upstream).await;
+        let (proxied, _) = through(&url, proxy.address);
+        // The server connects through the proxy; the cleanup goes direct.
+        let direct = database.replace_url(proxied);
+        let server = Server::start(&database, &NO_SEND_LIMIT).await;
+        database.replace_url(direct);
+        run_cuts(&server, &proxy, started).await;
+        drop(server);
+        drop(database);
+    });
+}
+
+async fn run_cuts(server: &Server, proxy: &CuttingProxy, started: Instant) {
+    let client = http_client(REQUEST_TIMEOUT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (1..=FAULT_SENDERS)
+        .map(|sender| {
+            tokio::spawn(send_through_faults(
+                client.clone(),
+                server.base(),
+                sender,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    let mut cut = 0;
+    for _ in 0..CUT_ROUNDS {
+        tokio::time::sleep(CUT_PAUSE).await;
+        cut += proxy.cut();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut logs = Vec::new();
+    for task in senders {
+        logs.push(task.await.unwrap());
+    }
+    let fault_phase = started.elapsed();
+    let wrong: Vec<&String> = logs.iter().flat_map(|l| &l.wrong).collect();
+    assert!(
+        wrong.is_empty(),
+        "answers other than 201 or 503 with Retry-After: {wrong:?}"
+    );
+    let mut lost = Vec::new();
+    let mut duplicated = Vec::new();
+    let mut unavailable_stored = Vec::new();
+    for (sender, log) in (1..=FAULT_SENDERS).zip(&logs) {
+        let messages = conversation(&client, &server.base(), receiver_of(sender), sender).await;
+        let keys = count_keys(&messages);
+        for (key, id) in &log.created {
+            match keys.get(key) {
+                None => lost.push(key.clone()),
+                Some((1, stored)) => assert_eq!(stored, id, "{key} under another id"),
+                Some(_) => duplicated.push(key.clone()),
+            }
+        }
+        unavailable_stored.extend(log.unavailable.iter().filter(|k| keys.contains_key(*k)));
+    }
+    let created: usize = logs.iter().map(|l| l.created.len()).sum();
+    let unavailable: usize = logs.iter().map(|l| l.unavailable.len()).sum();
+    println!(
+        "postgres cuts: {CUT_ROUNDS} cuts every {CUT_PAUSE:?} dropped {cut} connections while \
+         {FAULT_SENDERS} senders sent {} ({created} answered 201, {} lost; {unavailable} \
+         answered 503 with Retry-After, {} of them stored) in {fault_phase:.1?}",
+        created + unavailable,
+        lost.len(),
+        unavailable_stored.len(),
+    );
+    assert!(lost.is_empty(), "acknowledged sends lost: {lost:?}");
+    assert!(duplicated.is_empty(), "sends stored twice: {duplicated:?}");
+    assert!(
+        unavailable_stored.is_empty(),
+        "sends answered 503 were stored anyway: {unavailable_stored:?}"
+    );
+    assert!(created > 0 && cut > 0, "nothing was sent, or nothing cut");
+    for n in 0..50 {
+        let key = format!("steady-{n}");
+        let answer = send(
+            &client,
+            &server.base(),
+            2,
+            receiver_of(2),
+            &text_of(&key),
+            &key,
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, 201, "after the cuts: {}", answer.body);
+    }
+}

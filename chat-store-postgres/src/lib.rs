@@ -8,7 +8,9 @@
 //! - **Idempotent under concurrency.** A unique index on `(sender_id,
 //!   client_message_id)` decides; the loser of a race gets the original row.
 //! - **Errors.** A lost connection is `Error::Unavailable`; the pool tests connections
-//!   before handing them out, so it recovers by itself after Postgres restarts.
+//!   before handing them out, so it recovers by itself after Postgres restarts. An
+//!   insert whose `COMMIT` lost its answer is looked up on a fresh connection before
+//!   it is reported unavailable, so a stored message is not answered as a failure.
 //! - **Schemas.** [`PostgresStore::connect_with_schema`] keeps the tables in a schema
 //!   of their own, so tenants or test runs can share one database.
 //!
@@ -42,6 +44,8 @@ pub use sqlx;
 
 /// Connections in a pool made by [`PostgresStore::connect`].
 const POOL_SIZE: u32 = 16;
+/// Attempts to find out whether a commit whose answer was lost succeeded.
+const RESOLUTION_ATTEMPTS: usize = 5;
 /// How long a request waits for a free connection before the store reports itself
 /// unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -151,6 +155,67 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Decides an insert whose `COMMIT` failed with a lost connection. The commit may
+    /// have reached Postgres and succeeded with only its answer lost, so `Unavailable`
+    /// (a 503 the client retries after) could stand for a stored message. A fresh
+    /// transaction takes the same participant locks, which the broken transaction holds
+    /// until it has committed or aborted, then looks the new id up: stored means
+    /// committed. Replays wrote nothing, so their answer stands either way. If the
+    /// question cannot be answered (the database is still out of reach, or the old
+    /// backend keeps its locks past the lock timeout), the original error stands.
+    async fn resolve_lost_commit(
+        &self,
+        inserted: Inserted,
+        (low, high): (i64, i64),
+        lost: Error,
+    ) -> Result<Inserted, Error> {
+        if !inserted.created {
+            return Ok(inserted);
+        }
+        let mut resolved = Err(sqlx::Error::PoolClosed);
+        // A few attempts: the fault that broke the commit often breaks the next
+        // connection too. Each attempt opens or tests a connection first, which paces them.
+        for _ in 0..RESOLUTION_ATTEMPTS {
+            resolved = self.stored(inserted.message.id, (low, high)).await;
+            if resolved.is_ok() {
+                break;
+            }
+        }
+        match resolved {
+            Ok(true) => {
+                tracing::info!(
+                    id = inserted.message.id.get(),
+                    "a commit whose answer was lost had succeeded"
+                );
+                Ok(inserted)
+            }
+            Ok(false) => Err(lost),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether a lost commit succeeded");
+                Err(lost)
+            }
+        }
+    }
+
+    /// Whether message `id` is stored, asked once its participants' locks are free.
+    async fn stored(&self, id: MessageId, (low, high): (i64, i64)) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        tx.execute(sql::RESOLUTION_LOCK_TIMEOUT).await?;
+        sqlx::query(sql::LOCK_PARTICIPANTS)
+            .bind(low)
+            .bind(high)
+            .execute(&mut *tx)
+            .await?;
+        let found = sqlx::query(sql::GET)
+            .bind(id.get())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(found.is_some())
+    }
+}
+
 fn count(value: i64, column: &'static str) -> Result<u64, Error> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(column).into())
 }
@@ -191,8 +256,15 @@ impl MessageRepository for PostgresStore {
                 }
             }
         };
-        db(tx.commit().await)?;
-        Ok(inserted)
+        match tx.commit().await {
+            Ok(()) => Ok(inserted),
+            Err(failure) => match Error::from(StoreError::from(failure)) {
+                lost @ Error::Unavailable { .. } => {
+                    self.resolve_lost_commit(inserted, (low, high), lost).await
+                }
+                other => Err(other),
+            },
+        }
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {

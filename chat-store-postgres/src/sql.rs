@@ -18,6 +18,9 @@ macro_rules! message_columns {
 pub(crate) const LOCK_PARTICIPANTS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('chat-user', $1)), \
             pg_advisory_xact_lock(hashtextextended('chat-user', $2))";
 
+/// How long the check of a lost commit waits for the broken transaction's locks.
+pub(crate) const RESOLUTION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+
 /// Inserts unless the idempotency key is taken, and counts the message in both
 /// participants' conversation rows, in one statement.
 pub(crate) const INSERT: &str = "WITH inserted AS ( \

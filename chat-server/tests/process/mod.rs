@@ -105,6 +105,15 @@ impl Database {
         }
     }
 
+    /// Points a Postgres database at another URL (the same server through a proxy);
+    /// returns the URL it had.
+    pub fn replace_url(&mut self, new: String) -> String {
+        match self {
+            Self::Postgres { url, .. } => std::mem::replace(url, new),
+            Self::Sqlite { .. } => panic!("not a Postgres database"),
+        }
+    }
+
     /// The Postgres schema, if this is one.
     pub fn schema(&self) -> Option<&str> {
         match self {
