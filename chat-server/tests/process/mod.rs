@@ -60,7 +60,8 @@ impl Database {
 
     /// A schema of its own in the database at `url`, named after the test and this
     /// process so parallel runs never share one. Schemas that earlier runs of the same
-    /// test left behind (a run killed before its cleanup) are dropped first.
+    /// test left behind (a run killed before its cleanup) are dropped first, unless
+    /// their process is still running.
     pub async fn postgres(url: &str, test: &str) -> Self {
         let prefix = format!("chat_rel_{test}_");
         let pool = sqlx::PgPool::connect(url).await.unwrap();
@@ -72,7 +73,12 @@ impl Database {
         .await
         .unwrap();
         for name in stale {
-            drop_schema(&pool, &name).await;
+            // Only schemas of processes that are gone: a run of the same test in
+            // another process keeps its own.
+            let owner = name.strip_prefix(&prefix).unwrap_or_default();
+            if !std::path::Path::new(&format!("/proc/{owner}")).exists() {
+                drop_schema(&pool, &name).await;
+            }
         }
         pool.close().await;
         Self::Postgres {
