@@ -1,0 +1,67 @@
+//! Arbitrary bytes as the JSON body of the send and mark-read endpoints, in the real
+//! router: the body extractors, their error messages (malformed JSON, repeated keys,
+//! unknown fields, wrong types) and the handlers behind them. The first byte picks the
+//! endpoint, the content type and the caller. Never a 5xx or a panic, and a body is
+//! refused as malformed (400) exactly when it is not well-formed JSON.
+#![no_main]
+
+use axum::http::Method;
+use chat_fuzz::rest::{Caller, check, rest};
+use chat_fuzz::shown;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let caller = if selector & 0x80 == 0 {
+        Caller::Alice
+    } else {
+        Caller::Bob
+    };
+    let read_path = format!("/api/chat/conversations/{}/read", caller.counterpart());
+    let (path, content_type, expected): (&str, Option<&str>, &[u16]) = match selector % 4 {
+        0 => (
+            "/api/chat/send",
+            Some("application/json"),
+            &[200, 201, 400, 409, 422],
+        ),
+        1 => (&read_path, Some("application/json"), &[200, 400, 422]),
+        // A structured-syntax suffix with parameters is JSON too.
+        2 => (
+            "/api/chat/send",
+            Some("application/vnd.chat+json; charset=utf-8"),
+            &[200, 201, 400, 409, 422],
+        ),
+        // The optional body without a content type: empty or null is no body, the rest 415.
+        _ => (&read_path, None, &[200, 415]),
+    };
+    let answer = rest().call(caller, Method::POST, path, content_type, body);
+    let request = format_args!("POST {path} {}", shown(body));
+    check(&answer, expected, &request);
+    // An empty optional body is no body at all, not malformed JSON.
+    let no_body = path == read_path && body.trim_ascii().is_empty();
+    if content_type.is_some() && !no_body {
+        let well_formed = serde_json::from_slice::<serde_json::Value>(body).is_ok();
+        if known_repeated_key_defect(body, &answer) {
+            return;
+        }
+        assert_eq!(
+            answer.status == 400,
+            !well_formed,
+            "{} for {request} (well-formed JSON: {well_formed}): {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+});
+
+/// A known defect, left out of the check until it is fixed (see fuzz/README.md): after
+/// a repeated key, the server checks the rest of the body with serde's `IgnoredAny`,
+/// which serde_json does not check for UTF-8 inside strings, so a body that is not
+/// UTF-8 past a repeated key is a 422 naming the key instead of a 400.
+fn known_repeated_key_defect(body: &[u8], answer: &chat_fuzz::rest::Answer) -> bool {
+    answer.status == 422
+        && std::str::from_utf8(body).is_err()
+        && String::from_utf8_lossy(&answer.body).contains("appears more than once")
+}
