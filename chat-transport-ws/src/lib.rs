@@ -39,7 +39,6 @@
 mod closing;
 mod config;
 mod hub;
-mod own_sends;
 pub mod protocol;
 mod session;
 mod upgrade;

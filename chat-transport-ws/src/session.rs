@@ -3,7 +3,6 @@
 //! Written over any [`WsSocket`] (a `Sink + Stream` of WebSocket messages), so the
 //! protocol can be driven without a network.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use tungstenite::{Error as WsError, Message as WsMessage};
 use crate::closing::{Closing, WsSocket, close};
 use crate::config::{WsConfig, close_code};
 use crate::hub::Registration;
-use crate::own_sends::OwnSends;
 use crate::protocol::{ClientFrame, ErrorData, ServerFrame, TypingData, encode};
 
 /// Far enough to stand for "never" without overflowing `Instant`.
@@ -87,7 +85,7 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
     let user = session.identity.user_id;
     let chat = session.chat.clone();
     // Subscribe before loading the backlog: whatever commits in between arrives on
-    // the stream and is dropped below if the backlog had it already.
+    // the stream, and is written only if the backlog did not have it.
     let mut events = match Box::pin(chat.subscribe(user)).await {
         Ok(events) => events,
         Err(error) => {
@@ -95,15 +93,18 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
             return Closing::with(close_code::INTERNAL_ERROR, "unavailable");
         }
     };
-    let mut backlog_ids = match Box::pin(send_backlog(socket, session)).await {
-        Ok(ids) => ids,
-        Err(closing) => return closing,
-    };
-    let backlog_high = backlog_ids.iter().max().copied();
-
     let config = Arc::clone(&session.config);
+    let mut writer = Writer {
+        chat: &chat,
+        user,
+        config: &config,
+        cursor: MessageId::new(0),
+    };
+    if let Err(closing) = Box::pin(writer.backlog(socket, session.resume_after)).await {
+        return closing;
+    }
+
     let mut limit = InboundLimit::new(&config);
-    let mut own_sends = OwnSends::new(config.outbound_queue);
     let mut heartbeat = tokio::time::interval_at(
         Instant::now() + config.heartbeat_interval,
         config.heartbeat_interval,
@@ -139,11 +140,15 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
                         }
                         // Boxed: the handler's state is large and would otherwise sit in
                         // every idle connection's future.
-                        let reply =
-                            Box::pin(handle_text(&chat, user, text.as_str(), &mut own_sends)).await;
-                        if let Some(reply) = reply
-                            && let Err(closing) = write(socket, &config, &reply).await
-                        {
+                        let reply = Box::pin(handle_text(&chat, user, text.as_str())).await;
+                        let written = match reply {
+                            Some(Reply::Frame(reply)) => write(socket, &config, &reply).await,
+                            Some(Reply::Sent(message, replay)) => {
+                                Box::pin(writer.through_sent(socket, &message, replay)).await
+                            }
+                            None => Ok(()),
+                        };
+                        if let Err(closing) = written {
                             return closing;
                         }
                     }
@@ -176,21 +181,18 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
                     "too far behind; reconnect with after_id",
                 );
             }
-            Step::Event(Some(event)) => {
-                if let Event::Message(message) = &event {
-                    // Already in the backlog, or the echo of this connection's own send.
-                    if !backlog_ids.is_empty() {
-                        if backlog_ids.remove(&message.id) {
-                            continue;
-                        }
-                        if backlog_high.is_some_and(|high| message.id > high) {
-                            backlog_ids = HashSet::new();
-                        }
-                    }
-                    if message.sender_id == user && own_sends.take_echo(message.id) {
-                        continue;
-                    }
+            Step::Event(Some(Event::Message(message))) => {
+                // Events of concurrent sends arrive in any order: the event only says
+                // that there is news, and the store says what, in id order. A message
+                // at or below the cursor was written already (in the backlog, by an
+                // earlier read, or as the `sent` answer to this connection's send).
+                if message.id > writer.cursor
+                    && let Err(closing) = Box::pin(writer.catch_up(socket)).await
+                {
+                    return closing;
                 }
+            }
+            Step::Event(Some(event)) => {
                 if let Some(frame) = event_frame(&event)
                     && let Err(closing) = write(socket, &config, &frame).await
                 {
@@ -217,44 +219,150 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
     }
 }
 
-/// Sends the backlog: undelivered messages, or everything after the resume cursor.
-/// Returns the ids sent, to drop their duplicates from the live stream.
-async fn send_backlog<S>(socket: &mut S, session: &Session) -> Result<HashSet<MessageId>, Closing>
-where
-    S: Sink<WsMessage, Error = WsError> + Unpin + Send,
-{
-    let user = session.identity.user_id;
-    let batch = session.config.backlog_batch;
-    let mut after = session.resume_after.unwrap_or(MessageId::new(0));
-    let mut sent = HashSet::new();
-    loop {
-        let page = match session.resume_after {
-            Some(_) => session.chat.messages_after(user, after, batch).await,
-            None => session.chat.undelivered(user, after, batch).await,
-        };
-        let page = match page {
-            Ok(page) => page,
-            Err(error) => {
-                tracing::warn!(%error, "cannot load a WebSocket backlog");
-                return Err(Closing::with(close_code::INTERNAL_ERROR, "unavailable"));
-            }
-        };
-        for message in &page {
-            let frame = encode(&ServerFrame::Message { data: message });
-            if socket.feed(WsMessage::Text(frame.into())).await.is_err() {
-                return Err(Closing::ByPeer);
-            }
-            sent.insert(message.id);
+/// Writes the user's messages to the connection in id order, none skipped.
+///
+/// `cursor` is the id up to which every message to or from the user has been written
+/// (for a connection without a resume cursor: every undelivered one, and every one
+/// since it connected). A client resuming with the highest id it received therefore
+/// misses nothing: nothing below that id can still be on its way.
+struct Writer<'a> {
+    chat: &'a ChatService,
+    user: UserId,
+    config: &'a WsConfig,
+    cursor: MessageId,
+}
+
+impl Writer<'_> {
+    /// The backlog: everything after `resume_after`, or without it every undelivered
+    /// message; the cursor then stands after it.
+    async fn backlog<S: WsSocket>(
+        &mut self,
+        socket: &mut S,
+        resume_after: Option<MessageId>,
+    ) -> Result<(), Closing> {
+        if let Some(after) = resume_after {
+            self.cursor = after;
+            return self.catch_up(socket).await;
         }
-        match tokio::time::timeout(session.config.write_timeout, socket.flush()).await {
-            Ok(Ok(())) => {}
-            _ => return Err(Closing::ByPeer),
-        }
-        match page.last() {
-            Some(last) if page.len() == batch as usize => after = last.id,
-            _ => return Ok(sent),
+        // New messages are followed from the newest one now; older ones only while
+        // no device has them (the undelivered backlog).
+        let newest = self.chat.latest_message_id(self.user).await;
+        self.cursor = newest.map_err(store_failed)?.unwrap_or(MessageId::new(0));
+        let batch = self.config.backlog_batch;
+        let mut after = MessageId::new(0);
+        loop {
+            let page = self.chat.undelivered(self.user, after, batch).await;
+            let page = page.map_err(store_failed)?;
+            for message in &page {
+                self.feed(socket, &message_frame(message), message.id)
+                    .await?;
+            }
+            self.flush(socket).await?;
+            match page.last() {
+                Some(last) if page.len() == batch as usize => after = last.id,
+                _ => return Ok(()),
+            }
         }
     }
+
+    /// Writes every message after the cursor, from the store, oldest first.
+    async fn catch_up<S: WsSocket>(&mut self, socket: &mut S) -> Result<(), Closing> {
+        self.write_after_cursor(socket, None).await.map(drop)
+    }
+
+    /// Answers a `send` with `sent`, in its place among the user's messages: every
+    /// message before it is written first, so the `sent` id is a safe cursor too.
+    async fn through_sent<S: WsSocket>(
+        &mut self,
+        socket: &mut S,
+        message: &Message,
+        replay: bool,
+    ) -> Result<(), Closing> {
+        let answer = sent_frame(message, replay);
+        if message.id > self.cursor
+            && self
+                .write_after_cursor(socket, Some((message.id, &answer)))
+                .await?
+        {
+            return Ok(());
+        }
+        write(socket, self.config, &answer).await
+    }
+
+    /// Writes the messages after the cursor, `answer` standing in for the message it
+    /// answers; whether `answer` was written.
+    async fn write_after_cursor<S: WsSocket>(
+        &mut self,
+        socket: &mut S,
+        answer: Option<(MessageId, &str)>,
+    ) -> Result<bool, Closing> {
+        let batch = self.config.backlog_batch;
+        let mut answered = false;
+        loop {
+            let page = self
+                .chat
+                .messages_after(self.user, self.cursor, batch)
+                .await;
+            let page = page.map_err(store_failed)?;
+            for message in &page {
+                match answer {
+                    Some((id, text)) if id == message.id => {
+                        answered = true;
+                        self.feed(socket, text, message.id).await?;
+                    }
+                    _ => {
+                        self.feed(socket, &message_frame(message), message.id)
+                            .await?
+                    }
+                }
+            }
+            self.flush(socket).await?;
+            if page.len() < batch as usize {
+                return Ok(answered);
+            }
+        }
+    }
+
+    /// Queues one frame and moves the cursor past `id`.
+    async fn feed<S: WsSocket>(
+        &mut self,
+        socket: &mut S,
+        text: &str,
+        id: MessageId,
+    ) -> Result<(), Closing> {
+        let frame = WsMessage::Text(text.to_owned().into());
+        match tokio::time::timeout(self.config.write_timeout, socket.feed(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Closing::ByPeer),
+            Err(_) => return Err(slow_consumer()),
+        }
+        self.cursor = self.cursor.max(id);
+        Ok(())
+    }
+
+    async fn flush<S: WsSocket>(&mut self, socket: &mut S) -> Result<(), Closing> {
+        match tokio::time::timeout(self.config.write_timeout, socket.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Closing::ByPeer),
+            Err(_) => Err(slow_consumer()),
+        }
+    }
+}
+
+fn store_failed(error: chat_core::Error) -> Closing {
+    tracing::warn!(%error, "cannot read a WebSocket's messages");
+    Closing::with(close_code::INTERNAL_ERROR, "unavailable")
+}
+
+fn slow_consumer() -> Closing {
+    Closing::with(
+        close_code::SLOW_CONSUMER,
+        "too far behind; reconnect with after_id",
+    )
+}
+
+fn message_frame(message: &Message) -> String {
+    encode(&ServerFrame::Message { data: message })
 }
 
 fn expiry_instant(identity: &Identity) -> Instant {
@@ -287,7 +395,8 @@ fn inbound_error(error: &WsError) -> Closing {
 
 fn event_frame(event: &Event) -> Option<String> {
     Some(encode(&match event {
-        Event::Message(message) => ServerFrame::Message { data: message },
+        // Messages are written from the store, in id order (`Writer`).
+        Event::Message(_) => return None,
         Event::Receipt(receipt) => ServerFrame::Receipt {
             data: receipt.into(),
         },
@@ -315,10 +424,7 @@ where
     match tokio::time::timeout(config.write_timeout, socket.send(frame)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Closing::ByPeer),
-        Err(_) => Err(Closing::with(
-            close_code::SLOW_CONSUMER,
-            "too far behind; reconnect with after_id",
-        )),
+        Err(_) => Err(slow_consumer()),
     }
 }
 
@@ -328,24 +434,27 @@ fn error_frame(data: ErrorData) -> String {
 
 /// Handles one text frame and returns the answer frame, if the frame has one (`ack`,
 /// `read` and `typing` are answered only when they fail).
-async fn handle_text(
-    chat: &ChatService,
-    user: UserId,
-    text: &str,
-    own_sends: &mut OwnSends,
-) -> Option<String> {
+/// What to write back for a client frame.
+enum Reply {
+    /// This frame.
+    Frame(String),
+    /// `sent` for this message (`true`: a replay), in its place among the messages.
+    Sent(Message, bool),
+}
+
+async fn handle_text(chat: &ChatService, user: UserId, text: &str) -> Option<Reply> {
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(frame) => frame,
         Err(error) => {
-            return Some(error_frame(ErrorData::new(
+            return Some(Reply::Frame(error_frame(ErrorData::new(
                 "invalid_frame",
                 format!("not a frame of this protocol: {error}"),
-            )));
+            ))));
         }
     };
     let ids = |raw: Vec<i64>| raw.into_iter().map(MessageId::new).collect::<Vec<_>>();
     let outcome = match frame {
-        ClientFrame::Ping => return Some(encode(&ServerFrame::Pong)),
+        ClientFrame::Ping => return Some(Reply::Frame(encode(&ServerFrame::Pong))),
         ClientFrame::Send {
             receiver_id,
             message,
@@ -357,14 +466,8 @@ async fn handle_text(
                 client_message_id,
             };
             return Some(match chat.send(user, input).await {
-                Ok(outcome) => {
-                    // A replay publishes nothing, so it has no echo to skip.
-                    if !outcome.replay {
-                        own_sends.record(outcome.message.id);
-                    }
-                    sent_frame(&outcome.message, outcome.replay)
-                }
-                Err(error) => error_frame((&error).into()),
+                Ok(outcome) => Reply::Sent(outcome.message, outcome.replay),
+                Err(error) => Reply::Frame(error_frame((&error).into())),
             });
         }
         ClientFrame::Ack { ids: raw } => chat.mark_delivered(user, &ids(raw)).await.map(drop),
@@ -388,7 +491,9 @@ async fn handle_text(
         )),
         ClientFrame::Typing { receiver_id } => chat.typing(user, UserId::new(receiver_id)).await,
     };
-    outcome.err().map(|error| error_frame((&error).into()))
+    outcome
+        .err()
+        .map(|error| Reply::Frame(error_frame((&error).into())))
 }
 
 fn sent_frame(message: &Message, replay: bool) -> String {

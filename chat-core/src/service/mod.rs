@@ -457,6 +457,16 @@ impl ChatService {
             .await
     }
 
+    /// The newest message to or from `caller`, if any: where a device that starts
+    /// without a cursor begins to follow new messages.
+    pub async fn latest_message_id(&self, caller: UserId) -> Result<Option<MessageId>, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "user_id", caller.get());
+        errors.into_result()?;
+        let newest = self.repository.conversations(caller, None, 1).await?;
+        Ok(newest.first().map(|c| c.last_message.id))
+    }
+
     /// Tells `receiver` that `caller` is typing.
     pub async fn typing(&self, caller: UserId, receiver: UserId) -> Result<(), Error> {
         let mut errors = ValidationErrors::default();
