@@ -94,19 +94,33 @@ fn start_server() -> u16 {
 }
 
 impl WsClient {
+    /// Opens a connection. libFuzzer's timer signal may interrupt the handshake, which
+    /// then starts over on a new connection; any other failure is the server's.
     fn connect(&self) -> WebSocket<TcpStream> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the server accepts");
-        stream.set_nodelay(true).expect("TCP_NODELAY");
-        stream
-            .set_read_timeout(Some(ANSWER_TIMEOUT))
-            .expect("a read timeout");
         let url = format!(
             "ws://127.0.0.1:{}/api/chat/ws?token={}",
             self.port, self.token
         );
-        match tungstenite::client(url.as_str(), stream) {
-            Ok((socket, _)) => socket,
-            Err(error) => panic!("the WebSocket handshake failed: {error}"),
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let stream = match TcpStream::connect(("127.0.0.1", self.port)) {
+                Ok(stream) => stream,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted && attempts < 10 => {
+                    continue;
+                }
+                Err(error) => panic!("the server does not accept: {error}"),
+            };
+            stream.set_nodelay(true).expect("TCP_NODELAY");
+            stream
+                .set_read_timeout(Some(ANSWER_TIMEOUT))
+                .expect("a read timeout");
+            match tungstenite::client(url.as_str(), stream) {
+                Ok((socket, _)) => return socket,
+                Err(tungstenite::HandshakeError::Failure(error))
+                    if interrupted(&error) && attempts < 10 => {}
+                Err(error) => panic!("the WebSocket handshake failed: {error}"),
+            }
         }
     }
 
