@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chat_store_postgres::sqlx;
-use process::{Database, NO_SEND_LIMIT, Server, conversation, count_keys, http_client, send};
+use process::{
+    Database, NO_SEND_LIMIT, Server, conversation, count_keys, http_client, runtime, send, serial,
+};
 
 /// Concurrent HTTP senders, each its own user writing to its own receiver.
 const SENDERS: i64 = 16;
@@ -39,21 +41,6 @@ fn receiver_of(sender: i64) -> i64 {
 
 fn text_of(key: &str) -> String {
     format!("durable message {key}")
-}
-
-/// The heavy tests of this file run one at a time, so each has both cores.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// What became of one attempted send.
@@ -294,6 +281,76 @@ struct FaultLog {
     wrong: Vec<String>,
 }
 
+/// What the store holds of the answers of a run under faults.
+struct Audit {
+    /// Sends answered 201.
+    created: usize,
+    /// Sends answered 503.
+    unavailable: usize,
+    /// Keys answered 201 that are not stored.
+    lost: Vec<String>,
+    /// Keys stored more than once.
+    duplicated: Vec<String>,
+    /// Keys answered 503 that are stored all the same.
+    unavailable_stored: Vec<String>,
+}
+
+impl Audit {
+    fn assert_exact(&self) {
+        let Self {
+            lost,
+            duplicated,
+            unavailable_stored,
+            ..
+        } = self;
+        assert!(lost.is_empty(), "acknowledged sends lost: {lost:?}");
+        assert!(duplicated.is_empty(), "sends stored twice: {duplicated:?}");
+        assert!(
+            unavailable_stored.is_empty(),
+            "sends answered 503 were stored anyway: {unavailable_stored:?}"
+        );
+    }
+}
+
+/// Checks that every answer was 201 or 503 with `Retry-After`, then reads every
+/// sender's conversation back and compares it with the answers.
+async fn audit(client: &reqwest::Client, server: &Server, logs: &[FaultLog]) -> Audit {
+    let wrong: Vec<&String> = logs.iter().flat_map(|l| &l.wrong).collect();
+    assert!(
+        wrong.is_empty(),
+        "answers other than 201 or 503 with Retry-After: {wrong:?}"
+    );
+    let mut lost = Vec::new();
+    let mut duplicated = Vec::new();
+    let mut unavailable_stored = Vec::new();
+    for (sender, log) in (1..=FAULT_SENDERS).zip(logs) {
+        let messages = conversation(client, &server.base(), receiver_of(sender), sender).await;
+        let keys = count_keys(&messages);
+        for (key, id) in &log.created {
+            match keys.get(key) {
+                None => lost.push(key.clone()),
+                Some((1, stored)) => assert_eq!(stored, id, "{key} under another id"),
+                Some(_) => duplicated.push(key.clone()),
+            }
+        }
+        unavailable_stored.extend(
+            log.unavailable
+                .iter()
+                .filter(|k| keys.contains_key(*k))
+                .cloned(),
+        );
+    }
+    let created: usize = logs.iter().map(|l| l.created.len()).sum();
+    let unavailable: usize = logs.iter().map(|l| l.unavailable.len()).sum();
+    Audit {
+        created,
+        unavailable,
+        lost,
+        duplicated,
+        unavailable_stored,
+    }
+}
+
 async fn send_through_faults(
     client: reqwest::Client,
     base: String,
@@ -376,36 +433,14 @@ fn terminated_postgres_backends_answer_201_or_503_and_store_exactly_the_201s() {
         admin.close().await;
         let fault_phase = started.elapsed();
 
-        let wrong: Vec<&String> = logs.iter().flat_map(|l| &l.wrong).collect();
-        assert!(
-            wrong.is_empty(),
-            "answers other than 201 or 503 with Retry-After: {wrong:?}"
-        );
         assert!(terminated > 0, "no backend of {application} was terminated");
-
-        let mut lost = Vec::new();
-        let mut duplicated = Vec::new();
-        let mut unavailable_stored = Vec::new();
-        for (sender, log) in (1..=FAULT_SENDERS).zip(&logs) {
-            let messages = conversation(&client, &server.base(), receiver_of(sender), sender).await;
-            let keys = count_keys(&messages);
-            for (key, id) in &log.created {
-                match keys.get(key) {
-                    None => lost.push(key.clone()),
-                    Some((1, stored)) => assert_eq!(stored, id, "{key} under another id"),
-                    Some(_) => duplicated.push(key.clone()),
-                }
-            }
-            unavailable_stored.extend(log.unavailable.iter().filter(|k| keys.contains_key(*k)));
-        }
-        let created: usize = logs.iter().map(|l| l.created.len()).sum();
-        let unavailable: usize = logs.iter().map(|l| l.unavailable.len()).sum();
-        assert!(lost.is_empty(), "acknowledged sends lost: {lost:?}");
-        assert!(duplicated.is_empty(), "sends stored twice: {duplicated:?}");
-        assert!(
-            unavailable_stored.is_empty(),
-            "sends answered 503 were stored anyway: {unavailable_stored:?}"
-        );
+        let audit = audit(&client, &server, &logs).await;
+        audit.assert_exact();
+        let Audit {
+            created,
+            unavailable,
+            ..
+        } = audit;
         assert!(created > 0, "nothing was sent during the faults");
 
         // Sends succeed again, without a restart: the first within a few seconds, then
@@ -591,28 +626,14 @@ async fn run_cuts(server: &Server, proxy: &CuttingProxy, started: Instant) {
         logs.push(task.await.unwrap());
     }
     let fault_phase = started.elapsed();
-    let wrong: Vec<&String> = logs.iter().flat_map(|l| &l.wrong).collect();
-    assert!(
-        wrong.is_empty(),
-        "answers other than 201 or 503 with Retry-After: {wrong:?}"
-    );
-    let mut lost = Vec::new();
-    let mut duplicated = Vec::new();
-    let mut unavailable_stored = Vec::new();
-    for (sender, log) in (1..=FAULT_SENDERS).zip(&logs) {
-        let messages = conversation(&client, &server.base(), receiver_of(sender), sender).await;
-        let keys = count_keys(&messages);
-        for (key, id) in &log.created {
-            match keys.get(key) {
-                None => lost.push(key.clone()),
-                Some((1, stored)) => assert_eq!(stored, id, "{key} under another id"),
-                Some(_) => duplicated.push(key.clone()),
-            }
-        }
-        unavailable_stored.extend(log.unavailable.iter().filter(|k| keys.contains_key(*k)));
-    }
-    let created: usize = logs.iter().map(|l| l.created.len()).sum();
-    let unavailable: usize = logs.iter().map(|l| l.unavailable.len()).sum();
+    let audit = audit(&client, server, &logs).await;
+    let Audit {
+        created,
+        unavailable,
+        ref lost,
+        ref unavailable_stored,
+        ..
+    } = audit;
     println!(
         "postgres cuts: {CUT_ROUNDS} cuts every {CUT_PAUSE:?} dropped {cut} connections while \
          {FAULT_SENDERS} senders sent {} ({created} answered 201, {} lost; {unavailable} \
@@ -621,12 +642,7 @@ async fn run_cuts(server: &Server, proxy: &CuttingProxy, started: Instant) {
         lost.len(),
         unavailable_stored.len(),
     );
-    assert!(lost.is_empty(), "acknowledged sends lost: {lost:?}");
-    assert!(duplicated.is_empty(), "sends stored twice: {duplicated:?}");
-    assert!(
-        unavailable_stored.is_empty(),
-        "sends answered 503 were stored anyway: {unavailable_stored:?}"
-    );
+    audit.assert_exact();
     assert!(created > 0 && cut > 0, "nothing was sent, or nothing cut");
     for n in 0..50 {
         let key = format!("steady-{n}");

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use process::{Database, NO_SEND_LIMIT, Server, http_client, send, token};
+use process::{Database, NO_SEND_LIMIT, Server, http_client, runtime, send, serial, token};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -40,21 +40,6 @@ const FAST_INBOUND: [&str; 4] = [
     "--ws-message-burst",
     "100000",
 ];
-
-/// The heavy tests of this file run one at a time, so each has both cores.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A small deterministic generator (xorshift), so a failing run can be repeated.
 struct Rng(u64);

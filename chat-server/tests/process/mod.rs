@@ -456,3 +456,19 @@ pub fn count_keys(messages: &[Value]) -> HashMap<String, (usize, i64)> {
     }
     counts
 }
+
+/// The heavy tests of a file run one at a time, so each has both cores.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A runtime of two worker threads, as the machine has two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
