@@ -6,8 +6,8 @@ use std::fmt;
 use std::num::IntErrorKind;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use chat_core::{ValidationCode, ValidationErrors};
@@ -120,6 +120,14 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// `Ok` when `bytes` is one well-formed JSON value with no key repeated within an
 /// object; a 400 for malformed JSON, a 422 naming the first repeated key otherwise.
 fn inspect(bytes: &[u8]) -> Result<(), ApiError> {
+    // JSON is UTF-8; serde_json checks it only in strings it reads, not in the ones the
+    // second pass below skips, so a body that is not UTF-8 is a 400 before anything.
+    if let Err(error) = std::str::from_utf8(bytes) {
+        return Err(ApiError::MalformedJson(format!(
+            "the body is not UTF-8 (at byte {})",
+            error.valid_up_to()
+        )));
+    }
     let repeated = RefCell::new(None);
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let walked = KeyWalk {
@@ -499,9 +507,17 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::BadRequest("The request path could not be read."))?;
+        let params = match RawPathParams::from_request_parts(parts, state).await {
+            Ok(params) => params,
+            // Percent-encoded bytes that are not UTF-8 are not an integer either.
+            Err(RawPathParamsRejection::InvalidUtf8InPathParam(rejection)) => {
+                let name = path_parameter_name(parts).unwrap_or_else(|| "id".to_owned());
+                tracing::debug!(%rejection, "a path parameter that is not UTF-8");
+                let text = format!("The {name} field must be an integer.");
+                return Err(ApiError::invalid(name, ValidationCode::InvalidType, text));
+            }
+            Err(_) => return Err(ApiError::BadRequest("The request path could not be read.")),
+        };
         let Some((name, value)) = params.iter().next() else {
             tracing::error!("a route without a path parameter uses PathId");
             return Err(ApiError::BadRequest("The request path could not be read."));
@@ -510,4 +526,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
             .map(PathId)
             .map_err(|(code, text)| ApiError::invalid(name.to_owned(), code, text))
     }
+}
+
+/// The name of the matched route's one path parameter (`user_id` of
+/// `/messages/{user_id}`).
+fn path_parameter_name(parts: &Parts) -> Option<String> {
+    let template = parts.extensions.get::<MatchedPath>()?.as_str();
+    let start = template.find('{')? + 1;
+    let end = start + template[start..].find('}')?;
+    Some(template[start..end].to_owned())
 }

@@ -398,6 +398,7 @@ async fn bad_history_parameters_answer_422() {
         ("/api/chat/messages/0", "user_id"),
         ("/api/chat/messages/abc", "user_id"),
         ("/api/chat/messages/99999999999999999999", "user_id"),
+        ("/api/chat/messages/%FF", "user_id"),
     ];
     for (uri, field) in cases {
         let answer = app.get(uri, 1).await;
@@ -1002,6 +1003,21 @@ async fn repeated_json_keys_answer_422_naming_the_field() {
         assert_eq!(answer.body["errors"][field][0], expected, "{body}");
         assert_eq!(answer.body["message"], expected, "{body}");
     }
+    // A body that is not UTF-8 is malformed JSON (400), also after a repeated key.
+    let not_utf8 = app
+        .send(raw_post(
+            "/api/chat/send",
+            &token,
+            "application/json",
+            b"{\"receiver_id\": 2, \"receiver_id\": 3, \"mes\xC3age\": \"x\"}".to_vec(),
+        ))
+        .await;
+    assert_eq!(
+        not_utf8.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        not_utf8.text
+    );
     // Malformed JSON stays a 400, even with a repeated key before the error.
     let malformed = app
         .send(raw_post(

@@ -32,11 +32,11 @@ fuzz_target!(|data: &[u8]| {
             let (id, query) = input.split_at(split);
             let path = format!("/api/chat/messages/{}", segment_from_bytes(id));
             let uri = with_query(&path, query.get(1..).unwrap_or_default());
-            // axum refuses a path that is not UTF-8 once decoded before the id is read.
+            // An id that is not UTF-8 once decoded is not an integer either: 422.
             if std::str::from_utf8(id).is_ok() {
                 (uri, &[200, 404, 422])
             } else {
-                (uri, &[400])
+                (uri, &[422])
             }
         }
     };
