@@ -22,6 +22,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const PATIENCE: Duration = Duration::from_secs(10);
+/// Users of the heavy tests, apart from everyone else's: on Postgres every test shares
+/// one database, and a send locks its two participants database-wide, so a flood to
+/// user 2 would hold up the other tests' sends to user 2.
+const PIPELINING: i64 = 91_000;
+const DEAD: i64 = 92_000;
 const QUIET: Duration = Duration::from_millis(300);
 
 struct Server {
@@ -421,9 +426,8 @@ async fn pipelined_sends_are_answered_by_sent_only() {
         "1000000",
     ])
     .await;
-    let mut client = server.connect(1).await;
-    let frame =
-        |i: usize| json!({"type": "send", "receiver_id": 2, "message": format!("pipelined {i}")});
+    let mut client = server.connect(PIPELINING).await;
+    let frame = |i: usize| json!({"type": "send", "receiver_id": PIPELINING + 1, "message": format!("pipelined {i}")});
     for i in 0..IN_FLIGHT {
         client.send(frame(i)).await;
     }
@@ -467,16 +471,16 @@ async fn a_dead_consumer_is_released_within_the_write_timeout() {
         "2",
     ])
     .await;
-    let dead = server.connect(2).await;
+    let dead = server.connect(DEAD).await;
     let chat = server.state.chat().clone();
     // Large messages fill the socket buffers quickly; then every write waits.
     let mut senders = tokio::task::JoinSet::new();
-    for sender in 3..35 {
+    for sender in DEAD + 1..DEAD + 33 {
         let chat = chat.clone();
         senders.spawn(async move {
             for _ in 0..100 {
                 let input = chat_core::SendMessage {
-                    receiver_id: UserId::new(2),
+                    receiver_id: UserId::new(DEAD),
                     message: "x".repeat(3900),
                     client_message_id: None,
                 };
@@ -488,7 +492,7 @@ async fn a_dead_consumer_is_released_within_the_write_timeout() {
     let flooded = tokio::time::Instant::now();
     let write_timeout = server.state.websocket().config().write_timeout;
     let hub = server.state.websocket().hub().clone();
-    while hub.connections_of(UserId::new(2)) > 0 {
+    while hub.connections_of(UserId::new(DEAD)) > 0 {
         assert!(
             flooded.elapsed() < write_timeout + Duration::from_secs(3),
             "still held {:?} after the flood",
@@ -497,7 +501,7 @@ async fn a_dead_consumer_is_released_within_the_write_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The freed place takes a new connection, which resumes from the store.
-    let mut again = server.try_connect(2, "?after_id=0", None).await.unwrap();
+    let mut again = server.try_connect(DEAD, "?after_id=0", None).await.unwrap();
     assert_eq!(again.next().await["type"], "message");
     drop(dead);
 }
