@@ -58,8 +58,10 @@ pub use page::{
     MAX_PAGE_SIZE,
 };
 pub use ports::{
-    Authenticator, EventStream, Identity, MessageRepository, Notifier, RateDecision, RateLimiter,
+    Authenticator, EventStream, Identity, MessageRepository, Notice, Notifier, RateDecision,
+    RateLimiter,
 };
 pub use service::{
-    ChatConfig, ChatService, MAX_BACKLOG_BATCH, MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus,
+    ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,
+    MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus,
 };

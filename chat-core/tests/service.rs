@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chat_core::{
     ChatConfig, ChatService, Error, Event, EventStream, GovernorRateLimiter, HistoryPosition,
     HistoryQuery, InMemoryRepository, InProcessNotifier, MessageId, MessageRepository,
-    MessageStatus, Notifier, SendMessage, UserId, ValidationCode,
+    MessageStatus, Notice, Notifier, SendMessage, UserId, ValidationCode,
 };
 use futures_util::StreamExt;
 
@@ -182,7 +182,7 @@ async fn idempotent_send_replays_and_conflicts() {
     );
     // Bob heard of two messages, not of the replay.
     let mut ids = Vec::new();
-    while let Ok(Some(Event::Message(m))) =
+    while let Ok(Some(Notice::Event(Event::Message(m)))) =
         tokio::time::timeout(Duration::from_millis(50), bob_events.next()).await
     {
         ids.push(m.id);
@@ -293,10 +293,10 @@ async fn receipts_reach_the_sender_after_each_change() {
     );
 
     let mut receipts = Vec::new();
-    while let Ok(Some(event)) =
+    while let Ok(Some(notice)) =
         tokio::time::timeout(Duration::from_millis(50), alice_events.next()).await
     {
-        if let Event::Receipt(r) = event {
+        if let Notice::Event(Event::Receipt(r)) = notice {
             assert_eq!((r.sender_id, r.receiver_id), (ALICE, BOB));
             receipts.push((r.id, r.status));
         }
@@ -598,7 +598,7 @@ async fn typing_reaches_the_receiver_only() {
     let mut carol = chat.subscribe(CAROL).await.unwrap();
     chat.typing(ALICE, BOB).await.unwrap();
     match bob.next().await {
-        Some(Event::Typing(t)) => assert_eq!(t.user_id, ALICE),
+        Some(Notice::Event(Event::Typing(t))) => assert_eq!(t.user_id, ALICE),
         other => panic!("expected typing, got {other:?}"),
     }
     assert!(

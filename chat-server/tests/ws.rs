@@ -214,6 +214,30 @@ async fn a_message_reaches_every_device_of_both_users() {
     }
 }
 
+/// A device counts as connected once its handshake is answered: a message sent right
+/// after that reaches it, also when it is the sender's own message from another device.
+async fn a_message_sent_right_after_the_handshake_reaches_the_new_device() {
+    let server = server(&[]).await;
+    for round in 0..30 {
+        // Users of each round's own, so no round has a backlog.
+        let (from, to) = (93_000 + 2 * round, 93_001 + 2 * round);
+        let mut sender = server.connect(from).await;
+        let mut tablet = server.connect(from).await;
+        let mut phone = server.connect(to).await;
+        sender
+            .send(json!({"type": "send", "receiver_id": to, "message": "right after connecting"}))
+            .await;
+        let id = sender.next_of("sent").await["data"]["id"].clone();
+        for device in [&mut tablet, &mut phone] {
+            assert_eq!(
+                device.next_of("message").await["data"]["id"],
+                id,
+                "round {round}"
+            );
+        }
+    }
+}
+
 async fn offline_messages_arrive_on_connect_in_order_then_live() {
     let server = server(&[]).await;
     let mut sent = Vec::new();
@@ -740,6 +764,7 @@ async fn shutdown_closes_connections_with_1001() {
 
 crate::both_stores!("multi_thread";
     a_message_reaches_every_device_of_both_users,
+    a_message_sent_right_after_the_handshake_reaches_the_new_device,
     offline_messages_arrive_on_connect_in_order_then_live,
     resume_after_a_disconnect_mid_burst_misses_nothing,
     receipts_reach_the_sender,

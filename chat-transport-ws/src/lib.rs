@@ -6,9 +6,9 @@
 //! `ping` frames. The protocol is described for client authors in
 //! `docs/websocket-protocol.md`.
 //!
-//! Each connection subscribes to the [`chat_core::Notifier`] for its user, so every
-//! device of a user gets its own bounded queue; the send path never waits on a socket,
-//! and a connection that falls behind is closed (4008) and resumes from the store.
+//! Each connection follows its user's [`chat_core::Feed`], so every device of a user
+//! gets its own bounded queue of events; the send path never waits on a socket, and a
+//! connection that falls behind is closed (4008) and resumes from the store.
 //!
 //! [`WsEndpoint`] holds what the transport needs; the server (or a host) authenticates
 //! the upgrade request, checks [`WsEndpoint::origin_allowed`], and calls
@@ -19,15 +19,18 @@
 //! use axum::http::StatusCode;
 //! use axum::response::{IntoResponse, Response};
 //! use axum::{Router, routing::get};
-//! use chat_core::{ChatService, Identity, UserId};
-//! use chat_transport_ws::{WsConfig, WsEndpoint, WsUpgrade};
+//! use chat_core::{ChatService, FeedStart, Identity, UserId};
+//! use chat_transport_ws::{AcceptError, WsConfig, WsEndpoint, WsUpgrade};
 //!
 //! async fn connect(State(ws): State<WsEndpoint>, upgrade: WsUpgrade) -> Response {
 //!     // Authenticate the handshake the host's way; user 1 stands in for it here.
 //!     let identity = Identity { user_id: UserId::new(1), expires_at: None };
-//!     match ws.accept(upgrade, identity, None) {
+//!     match ws.accept(upgrade, identity, FeedStart::Undelivered).await {
 //!         Ok(response) => response,
-//!         Err(too_many) => (StatusCode::TOO_MANY_REQUESTS, too_many.to_string()).into_response(),
+//!         Err(error @ AcceptError::TooManyConnections { .. }) => {
+//!             (StatusCode::TOO_MANY_REQUESTS, error.to_string()).into_response()
+//!         }
+//!         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
 //!     }
 //! }
 //!
@@ -38,8 +41,11 @@
 
 mod closing;
 mod config;
+mod delivery;
 mod hub;
+mod inbound_limit;
 pub mod protocol;
+mod requests;
 mod session;
 mod upgrade;
 
@@ -47,7 +53,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 use axum::response::Response;
-use chat_core::{ChatService, Identity, MessageId};
+use chat_core::{ChatService, FeedStart, Identity};
 
 pub use closing::WsSocket;
 pub use config::{WsConfig, close_code};
@@ -65,20 +71,39 @@ pub struct WsEndpoint {
     allowed_origins: Option<Arc<[String]>>,
 }
 
-/// The user already holds the most connections allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooManyConnections {
-    /// The limit.
-    pub limit: usize,
+/// Why a connection was not accepted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The user already holds the most connections allowed.
+    TooManyConnections {
+        /// The limit.
+        limit: usize,
+    },
+    /// The connection's feed could not be opened: an invalid resume cursor
+    /// (`Error::Validation`), or the store or notifier is unavailable.
+    Chat(chat_core::Error),
 }
 
-impl std::fmt::Display for TooManyConnections {
+impl std::fmt::Display for AcceptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "at most {} connections per user", self.limit)
+        match self {
+            Self::TooManyConnections { limit } => {
+                write!(f, "at most {limit} connections per user")
+            }
+            Self::Chat(error) => write!(f, "cannot open the connection's feed: {error}"),
+        }
     }
 }
 
-impl std::error::Error for TooManyConnections {}
+impl std::error::Error for AcceptError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::TooManyConnections { .. } => None,
+            Self::Chat(error) => Some(error),
+        }
+    }
+}
 
 impl WsEndpoint {
     /// An endpoint for `chat` with `config`, accepting every origin.
@@ -127,24 +152,32 @@ impl WsEndpoint {
     }
 
     /// Upgrades an authenticated request for `identity`: the connection receives its
-    /// backlog (everything after `resume_after` when given, else every undelivered
-    /// message) and then live events.
-    pub fn accept(
+    /// backlog (every undelivered message, or everything after a resume cursor) and
+    /// then live events.
+    ///
+    /// The connection's feed is opened before the handshake is answered, so a message
+    /// committed once the client sees the answer reaches it.
+    pub async fn accept(
         &self,
         upgrade: WsUpgrade,
         identity: Identity,
-        resume_after: Option<MessageId>,
-    ) -> Result<Response, TooManyConnections> {
-        let registration = self
-            .hub
-            .register(identity.user_id)
-            .ok_or(TooManyConnections {
-                limit: self.config.max_connections_per_user,
-            })?;
+        start: FeedStart,
+    ) -> Result<Response, AcceptError> {
+        let registration =
+            self.hub
+                .register(identity.user_id)
+                .ok_or(AcceptError::TooManyConnections {
+                    limit: self.config.max_connections_per_user,
+                })?;
+        let feed = self
+            .chat
+            .open_feed(identity.user_id, start, self.config.backlog_batch)
+            .await
+            .map_err(AcceptError::Chat)?;
         let session = Session {
             chat: self.chat.clone(),
             identity,
-            resume_after,
+            feed,
             config: Arc::clone(&self.config),
             shutdown: self.hub.shutdown_signal(),
             _registration: registration,

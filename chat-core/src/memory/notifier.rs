@@ -10,7 +10,7 @@ use futures_core::Stream;
 use crate::error::Error;
 use crate::event::Event;
 use crate::ids::UserId;
-use crate::ports::{EventStream, Notifier};
+use crate::ports::{EventStream, Notice, Notifier};
 
 /// Default number of events a subscriber may fall behind before it is dropped.
 const DEFAULT_CAPACITY: usize = 1024;
@@ -158,15 +158,15 @@ struct Subscription {
 }
 
 impl Stream for Subscription {
-    type Item = Event;
+    type Item = Notice;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
         let mut state = lock(&self.queue.state);
         if let Some(event) = state.events.pop_front() {
             if state.events.is_empty() && state.events.capacity() > KEEP_SLOTS {
                 state.events = VecDeque::new();
             }
-            return Poll::Ready(Some(event));
+            return Poll::Ready(Some(Notice::Event(event)));
         }
         if state.closed {
             return Poll::Ready(None);

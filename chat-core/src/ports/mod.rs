@@ -6,6 +6,6 @@ mod rate_limiter;
 mod repository;
 
 pub use authenticator::{Authenticator, Identity};
-pub use notifier::{EventStream, Notifier};
+pub use notifier::{EventStream, Notice, Notifier};
 pub use rate_limiter::{RateDecision, RateLimiter};
 pub use repository::MessageRepository;

@@ -7,8 +7,21 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::ids::UserId;
 
-/// A user's events, in publication order.
-pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send + 'static>>;
+/// A user's events, in publication order, with the gaps the notifier knows of.
+pub type EventStream = Pin<Box<dyn Stream<Item = Notice> + Send + 'static>>;
+
+/// What a subscription yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// An event published for the user.
+    Event(Event),
+    /// Events published for the user may have been lost just before this point, for a
+    /// reason other than the subscriber's pace (a broker connection was re-established,
+    /// say). The subscriber re-reads from the store what it may have missed; the stream
+    /// goes on.
+    Gap,
+}
 
 /// Fans events out to the connections of a user, on this node or on many.
 ///
@@ -22,7 +35,12 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send + 'static>>;
 ///   they were published for its user.
 /// - **No blocking on consumers.** `publish` never waits for a slow subscriber. A
 ///   subscriber that falls too far behind is dropped: its stream ends, and its owner
-///   resumes from the store.
+///   resumes from the store. A stream ends for no other reason while it is held.
+/// - **Gaps.** When events may have been lost for any other reason (the broker
+///   connection dropped and came back), the stream yields [`Notice::Gap`] where they
+///   would have been and goes on; a notifier that cannot tell must say so with a gap
+///   rather than stay silent. The live feed answers a gap by re-reading the store after
+///   the last message it handed out, so a lost event never loses a message.
 /// - **Lifetime.** A stream receives events published after `subscribe` returned, until
 ///   it is dropped; dropping it unsubscribes. Publishing for a user with no subscriber
 ///   succeeds and does nothing.

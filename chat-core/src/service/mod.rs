@@ -1,6 +1,7 @@
 //! `ChatService`: every chat rule, in one place.
 
 mod config;
+mod feed;
 pub(crate) mod validation;
 
 use std::num::NonZeroU32;
@@ -17,6 +18,7 @@ use crate::ports::{EventStream, MessageRepository, Notifier, RateDecision, RateL
 use crate::timestamp;
 
 pub use config::ChatConfig;
+pub use feed::{Feed, FeedStart, FeedUpdate};
 pub use validation::MAX_CLIENT_MESSAGE_ID_CHARS;
 
 /// A sender's send allowance after an attempt.
@@ -455,16 +457,6 @@ impl ChatService {
         self.repository
             .after_messages_for(caller, after_id, limit)
             .await
-    }
-
-    /// The newest message to or from `caller`, if any: where a device that starts
-    /// without a cursor begins to follow new messages.
-    pub async fn latest_message_id(&self, caller: UserId) -> Result<Option<MessageId>, Error> {
-        let mut errors = ValidationErrors::default();
-        validation::positive_id(&mut errors, "user_id", caller.get());
-        errors.into_result()?;
-        let newest = self.repository.conversations(caller, None, 1).await?;
-        Ok(newest.first().map(|c| c.last_message.id))
     }
 
     /// Tells `receiver` that `caller` is typing.

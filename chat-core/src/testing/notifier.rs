@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 
 use crate::event::{Event, Typing};
 use crate::ids::UserId;
-use crate::ports::{EventStream, Notifier};
+use crate::ports::{EventStream, Notice, Notifier};
 
 /// Long enough for any healthy notifier; only a hang reaches it.
 const HANG: Duration = Duration::from_secs(10);
@@ -27,15 +27,24 @@ fn marker_of(event: &Event) -> i64 {
     }
 }
 
+/// The event a notice carries; a healthy notifier in one test has no gaps.
+fn event_of(notice: Notice) -> Event {
+    match notice {
+        Notice::Event(event) => event,
+        other => panic!("unexpected notice {other:?}"),
+    }
+}
+
 async fn next(stream: &mut EventStream) -> Option<Event> {
     tokio::time::timeout(HANG, stream.next())
         .await
         .expect("no event within the hang limit")
+        .map(event_of)
 }
 
 async fn nothing_arrives(stream: &mut EventStream) {
-    if let Ok(Some(event)) = tokio::time::timeout(QUIET, stream.next()).await {
-        panic!("unexpected event {event:?}");
+    if let Ok(Some(notice)) = tokio::time::timeout(QUIET, stream.next()).await {
+        panic!("unexpected notice {notice:?}");
     }
 }
 
@@ -101,8 +110,12 @@ pub async fn slow_subscriber_never_blocks_publish(notifier: &dyn Notifier) {
         .await
         .expect("publish waited for a subscriber that does not read");
     let mut expected = 0;
-    while let Ok(Some(event)) = tokio::time::timeout(QUIET, stalled.next()).await {
-        assert_eq!(marker_of(&event), expected, "events skipped or reordered");
+    while let Ok(Some(notice)) = tokio::time::timeout(QUIET, stalled.next()).await {
+        assert_eq!(
+            marker_of(&event_of(notice)),
+            expected,
+            "events skipped or reordered"
+        );
         expected += 1;
     }
     assert!(expected <= EVENTS);

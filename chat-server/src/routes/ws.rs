@@ -4,8 +4,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use chat_core::MessageId;
-use chat_transport_ws::{WsUpgrade, WsUpgradeRejection};
+use chat_core::{FeedStart, MessageId};
+use chat_transport_ws::{AcceptError, WsUpgrade, WsUpgradeRejection};
 
 use crate::auth::{authenticate, bearer_token};
 use crate::error::ApiError;
@@ -38,7 +38,7 @@ use crate::state::AppState;
         (status = 422, description = "Invalid after_id.", body = ValidationErrorBody),
         (status = 426, description = "The connection cannot be upgraded.", body = ErrorBody),
         (status = 429, description = "Too many connections for this user, or too many failed logins.", body = ErrorBody),
-        (status = 503, description = "The authentication backend is unavailable.", body = ErrorBody),
+        (status = 503, description = "The authentication backend or the store is unavailable.", body = ErrorBody),
     )
 )]
 pub(crate) async fn connect(
@@ -79,11 +79,18 @@ async fn open(
     if let Some(error) = reader.into_error() {
         return Err(error);
     }
-    let resume_after = after_id.map(MessageId::new);
+    let start = after_id.map_or(FeedStart::Undelivered, |after| {
+        FeedStart::After(MessageId::new(after))
+    });
     let upgrade = upgrade.map_err(|rejection| {
         ApiError::NotUpgradable(rejection.status(), rejection.body_text().to_owned())
     })?;
     endpoint
-        .accept(upgrade, identity, resume_after)
-        .map_err(|refused| ApiError::TooManyConnections(refused.limit))
+        .accept(upgrade, identity, start)
+        .await
+        .map_err(|refused| match refused {
+            AcceptError::TooManyConnections { limit } => ApiError::TooManyConnections(limit),
+            AcceptError::Chat(error) => ApiError::Chat(error),
+            other => ApiError::Chat(chat_core::Error::internal(other)),
+        })
 }

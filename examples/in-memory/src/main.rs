@@ -3,7 +3,7 @@
 //! Alice and Bob chat through `ChatService` on the in-memory adapters: Alice's device
 //! listens for events, Bob reads, and the history and receipts are printed.
 
-use chat::{ChatService, Event, HistoryQuery, SendMessage, UserId};
+use chat::{ChatService, Event, HistoryQuery, Notice, SendMessage, UserId};
 use futures_util::{FutureExt, StreamExt};
 
 #[tokio::main]
@@ -47,10 +47,10 @@ async fn main() -> Result<(), chat::Error> {
     // Events are queued before `send` returns: take what is there, without waiting.
     while let Some(Some(event)) = alice_events.next().now_or_never() {
         match event {
-            Event::Message(m) => {
+            Notice::Event(Event::Message(m)) => {
                 println!("  message #{} from {}: {:?}", m.id, m.sender_id, m.message)
             }
-            Event::Receipt(r) => println!("  receipt: #{} is {}", r.id, r.status),
+            Notice::Event(Event::Receipt(r)) => println!("  receipt: #{} is {}", r.id, r.status),
             other => println!("  {other:?}"),
         }
     }

@@ -1,0 +1,73 @@
+//! What a client's text frames ask for, carried out through the `ChatService`.
+
+use chat_core::{ChatService, Message, MessageId, SendMessage, UserId};
+
+use crate::protocol::{ClientFrame, ErrorData, ServerFrame, encode};
+
+/// What to write back for a client frame.
+pub(crate) enum Reply {
+    /// This frame.
+    Frame(String),
+    /// `sent` for this message (`true`: a replay), in its place among the messages.
+    Sent(Message, bool),
+}
+
+/// Carries out one text frame; the answer, if it has one (`ack`, `read` and `typing`
+/// are answered only when they fail).
+pub(crate) async fn handle_text(chat: &ChatService, user: UserId, text: &str) -> Option<Reply> {
+    let frame: ClientFrame = match serde_json::from_str(text) {
+        Ok(frame) => frame,
+        Err(error) => {
+            return Some(Reply::Frame(error_frame(ErrorData::new(
+                "invalid_frame",
+                format!("not a frame of this protocol: {error}"),
+            ))));
+        }
+    };
+    let ids = |raw: Vec<i64>| raw.into_iter().map(MessageId::new).collect::<Vec<_>>();
+    let outcome = match frame {
+        ClientFrame::Ping => return Some(Reply::Frame(encode(&ServerFrame::Pong))),
+        ClientFrame::Send {
+            receiver_id,
+            message,
+            client_message_id,
+        } => {
+            let input = SendMessage {
+                receiver_id: UserId::new(receiver_id),
+                message,
+                client_message_id,
+            };
+            return Some(match chat.send(user, input).await {
+                Ok(outcome) => Reply::Sent(outcome.message, outcome.replay),
+                Err(error) => Reply::Frame(error_frame((&error).into())),
+            });
+        }
+        ClientFrame::Ack { ids: raw } => chat.mark_delivered(user, &ids(raw)).await.map(drop),
+        ClientFrame::Read {
+            ids: Some(raw),
+            user_id: None,
+            up_to_id: None,
+        } => chat.mark_read_ids(user, &ids(raw)).await.map(drop),
+        ClientFrame::Read {
+            ids: None,
+            user_id: Some(other),
+            up_to_id,
+        } => chat
+            .mark_conversation_read(user, UserId::new(other), up_to_id.map(MessageId::new))
+            .await
+            .map(drop),
+        ClientFrame::Read { .. } => Err(chat_core::Error::invalid(
+            "ids",
+            chat_core::ValidationCode::Exclusive,
+            "A read frame takes either ids, or user_id with an optional up_to_id.",
+        )),
+        ClientFrame::Typing { receiver_id } => chat.typing(user, UserId::new(receiver_id)).await,
+    };
+    outcome
+        .err()
+        .map(|error| Reply::Frame(error_frame((&error).into())))
+}
+
+fn error_frame(data: ErrorData) -> String {
+    encode(&ServerFrame::Error { data })
+}
