@@ -9,8 +9,14 @@ pub(crate) enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the database schema is version {found}; this release knows up to {supported}")]
     NewerSchema { found: i64, supported: i64 },
+    #[error("the store's writer thread could not be started: {0}")]
+    WriterNotStarted(String),
     #[error("the store's writer thread has stopped")]
     WriterStopped,
+    #[error("a write batch could not begin: {0}")]
+    BatchNotStarted(String),
+    #[error("a write batch was rolled back whole: {0}")]
+    BatchAborted(String),
     #[error("a commit failed: {0}")]
     CommitFailed(String),
     #[error("a blocking reader task failed: {0}")]
@@ -40,7 +46,11 @@ impl From<StoreError> for chat_core::Error {
                 ),
                 None => false,
             },
-            StoreError::WriterStopped | StoreError::CommitFailed(_) => true,
+            StoreError::WriterNotStarted(_)
+            | StoreError::WriterStopped
+            | StoreError::BatchNotStarted(_)
+            | StoreError::BatchAborted(_)
+            | StoreError::CommitFailed(_) => true,
             StoreError::NewerSchema { .. } | StoreError::ReaderTask(_) | StoreError::Corrupt(_) => {
                 false
             }
