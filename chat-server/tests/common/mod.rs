@@ -76,21 +76,49 @@ tokio::task_local! {
 static SCHEMAS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 static SWEEP: std::sync::Once = std::sync::Once::new();
 
-/// Drops the schemas earlier test processes left behind.
+/// Schemas older than this belong to no live test process, whatever their name says.
+const STALE_SCHEMA_SECONDS: u64 = 6 * 3600;
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Whether the test process that named a schema `chat_e2e_<pid>_<created>_<n>` is
+/// certainly gone: its pid is not running (where `/proc` tells) or the schema is
+/// older than any test run. Schemas of live processes, this one's or a parallel
+/// runner's, are never dropped.
+fn abandoned(name: &str) -> bool {
+    let mut parts = name.trim_start_matches("chat_e2e_").split('_');
+    let (Some(Ok(pid)), Some(Ok(created))) = (
+        parts.next().map(str::parse::<u32>),
+        parts.next().map(str::parse::<u64>),
+    ) else {
+        // Named by an older harness, which ran long ago.
+        return true;
+    };
+    if unix_seconds().saturating_sub(created) > STALE_SCHEMA_SECONDS {
+        return true;
+    }
+    let proc = std::path::Path::new("/proc");
+    pid != std::process::id() && proc.is_dir() && !proc.join(pid.to_string()).exists()
+}
+
+/// Drops the schemas that test processes no longer running left behind.
 fn sweep_old_schemas(url: &str) {
     let url = url.to_owned();
-    let me = format!("chat_e2e_{}_", std::process::id());
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
             let Ok(pool) = chat_store_postgres::sqlx::PgPool::connect(&url).await else { return };
             let names: Vec<String> = chat_store_postgres::sqlx::query_scalar(
-                "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name LIKE 'chat_e2e_%'",
+                "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name LIKE 'chat\\_e2e\\_%'",
             )
             .fetch_all(&pool)
             .await
             .unwrap_or_default();
-            for name in names.into_iter().filter(|n| !n.starts_with(&me)) {
+            for name in names.into_iter().filter(|name| abandoned(name)) {
                 let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
                 let _ = chat_store_postgres::sqlx::raw_sql(chat_store_postgres::sqlx::AssertSqlSafe(sql)).execute(&pool).await;
             }
@@ -112,8 +140,9 @@ pub fn settings(extra: &[&str]) -> chat_server::config::Settings {
             let url = std::env::var("CHAT_TEST_POSTGRES_URL").expect("CHAT_TEST_POSTGRES_URL");
             SWEEP.call_once(|| sweep_old_schemas(&url));
             let schema = format!(
-                "chat_e2e_{}_{}",
+                "chat_e2e_{}_{}_{}",
                 std::process::id(),
+                unix_seconds(),
                 SCHEMAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             );
             args.extend([
