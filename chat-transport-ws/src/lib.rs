@@ -44,6 +44,7 @@ mod config;
 mod delivery;
 mod hub;
 mod inbound_limit;
+mod pair_socket;
 pub mod protocol;
 mod requests;
 mod session;
@@ -58,7 +59,8 @@ use chat_core::{ChatService, FeedStart, Identity};
 pub use closing::WsSocket;
 pub use config::{WsConfig, close_code};
 pub use hub::{ConnectionHub, Registration};
-pub use session::{Session, run};
+pub use pair_socket::PairSocket;
+pub use session::Session;
 pub use upgrade::{UpgradedSocket, WsUpgrade, WsUpgradeRejection};
 
 /// The WebSocket side of a chat service: its limits, its connections, the origins it
@@ -163,6 +165,18 @@ impl WsEndpoint {
         identity: Identity,
         start: FeedStart,
     ) -> Result<Response, AcceptError> {
+        let session = self.session(identity, start).await?;
+        Ok(upgrade.on_upgrade(&self.config, move |socket| session.run(socket)))
+    }
+
+    /// A connection of `identity` without a handshake: its place among the user's
+    /// connections is taken and its feed opened; [`Session::run`] then speaks the
+    /// protocol over any [`WsSocket`], a [`PairSocket`] of channels for instance.
+    pub async fn session(
+        &self,
+        identity: Identity,
+        start: FeedStart,
+    ) -> Result<Session, AcceptError> {
         let registration =
             self.hub
                 .register(identity.user_id)
@@ -174,14 +188,13 @@ impl WsEndpoint {
             .open_feed(identity.user_id, start, self.config.backlog_batch)
             .await
             .map_err(AcceptError::Chat)?;
-        let session = Session {
+        Ok(Session {
             chat: self.chat.clone(),
             identity,
             feed,
             config: Arc::clone(&self.config),
             shutdown: self.hub.shutdown_signal(),
             _registration: registration,
-        };
-        Ok(upgrade.on_upgrade(&self.config, move |socket| run(socket, session)))
+        })
     }
 }

@@ -23,7 +23,9 @@ use crate::requests::{Reply, handle_text};
 /// Far enough to stand for "never" without overflowing `Instant`.
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Everything a connection needs besides its socket.
+/// One connection of a user: its feed, limits and place among the user's
+/// connections. Made by [`WsEndpoint::session`](crate::WsEndpoint::session) (or
+/// `accept`, which runs it on the upgraded socket).
 #[derive(Debug)]
 pub struct Session {
     pub(crate) chat: ChatService,
@@ -42,14 +44,18 @@ enum Step {
     Shutdown,
 }
 
-/// Runs a connection until it closes.
-pub async fn run<S: WsSocket>(mut socket: S, mut session: Session) {
-    let write_timeout = session.config.write_timeout;
-    let closing = drive(&mut socket, &mut session).await;
-    // The user's place among its connections is free from here on, however long the
-    // peer takes to close.
-    drop(session);
-    close(&mut socket, closing, write_timeout).await;
+impl Session {
+    /// Speaks the protocol over `socket` until the connection closes: the feed's
+    /// messages and events out, the client's frames in, heartbeats, limits, and the
+    /// close frame that says why it ended.
+    pub async fn run<S: WsSocket>(mut self, mut socket: S) {
+        let write_timeout = self.config.write_timeout;
+        let closing = drive(&mut socket, &mut self).await;
+        // The user's place among its connections is free from here on, however long
+        // the peer takes to close.
+        drop(self);
+        close(&mut socket, closing, write_timeout).await;
+    }
 }
 
 async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
