@@ -288,3 +288,40 @@ async fn a_feed_checks_its_start_and_batch() {
         assert_eq!(errors.errors()[0].field, field, "{error}");
     }
 }
+
+#[tokio::test]
+async fn by_default_a_device_may_fall_256_events_behind() {
+    let chat = ChatService::in_memory();
+    let mut behind = chat
+        .open_feed(BOB, FeedStart::After(MessageId::new(0)), BATCH)
+        .await
+        .unwrap();
+    let mut within = chat
+        .open_feed(BOB, FeedStart::After(MessageId::new(0)), BATCH)
+        .await
+        .unwrap();
+    for _ in 0..256 {
+        chat.typing(ALICE, BOB).await.unwrap();
+    }
+    // `within` takes everything queued so far; `behind` takes nothing.
+    drain(&mut within).await;
+    for _ in 0..256 {
+        assert!(matches!(
+            update(&mut within).await,
+            Some(FeedUpdate::Typing(_))
+        ));
+    }
+    chat.typing(ALICE, BOB).await.unwrap();
+    drain(&mut behind).await;
+    for _ in 0..256 {
+        assert!(matches!(
+            update(&mut behind).await,
+            Some(FeedUpdate::Typing(_))
+        ));
+    }
+    assert_eq!(update(&mut behind).await, Some(FeedUpdate::Ended));
+    assert!(matches!(
+        update(&mut within).await,
+        Some(FeedUpdate::Typing(_))
+    ));
+}

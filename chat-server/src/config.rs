@@ -159,7 +159,6 @@ impl Settings {
                 self.ws_messages_per_second.get(),
                 self.ws_message_burst.get(),
             )
-            .with_outbound_queue(self.ws_outbound_queue.get())
             .with_heartbeat(
                 Duration::from_secs(u64::from(self.ws_heartbeat_seconds.get())),
                 Duration::from_secs(u64::from(self.ws_idle_timeout_seconds.get())),

@@ -13,7 +13,6 @@ use chat_core::{
 use chat_store_postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 use chat_store_sqlite::SqliteStore;
-use chat_transport_ws::WsEndpoint;
 
 use crate::config::{Database, Settings};
 use crate::dev_key;
@@ -215,19 +214,17 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let metrics = Metrics::new();
     let repository: Arc<dyn MessageRepository> =
         Arc::new(MeasuredRepository::new(store, metrics.clone()));
-    let ws_config = settings.ws_config();
     // Each WebSocket's outbound queue is its subscription to the notifier.
-    let notifier = InProcessNotifier::with_capacity(ws_config.outbound_queue);
+    let notifier = InProcessNotifier::with_capacity(settings.ws_outbound_queue.get());
     let chat = ChatService::new(repository, Arc::new(notifier))
         .with_config(settings.chat_config())
         .with_send_limiter(Arc::new(GovernorRateLimiter::per_minute(
             settings.send_rate_per_minute,
             settings.send_burst,
         )));
-    let websocket = WsEndpoint::new(chat.clone(), ws_config)
-        .with_allowed_origins(settings.allowed_origins.iter().cloned());
     Ok(AppState::builder(chat, authenticator)
-        .websocket(websocket)
+        .websocket(settings.ws_config())
+        .allowed_origins(settings.allowed_origins.iter().cloned())
         .auth_failure_limiter(Arc::new(GovernorRateLimiter::per_minute(
             settings.auth_failures_per_minute,
             settings.auth_failure_burst,

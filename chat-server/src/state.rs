@@ -47,14 +47,21 @@ pub struct AppStateBuilder {
     trusted_proxies: TrustedProxies,
     metrics: Option<Metrics>,
     max_body_bytes: usize,
-    websocket: Option<WsEndpoint>,
+    websocket: WsConfig,
+    allowed_origins: Vec<String>,
 }
 
 impl AppStateBuilder {
-    /// Serves WebSockets through `endpoint` (default: the service with default limits).
-    /// The endpoint should wrap the same `ChatService`.
-    pub fn websocket(mut self, endpoint: WsEndpoint) -> Self {
-        self.websocket = Some(endpoint);
+    /// Serves WebSockets with these limits (default: `WsConfig::default()`).
+    pub fn websocket(mut self, config: WsConfig) -> Self {
+        self.websocket = config;
+        self
+    }
+
+    /// Accepts browser WebSockets only from these origins (default: every origin).
+    /// See [`WsEndpoint::with_allowed_origins`].
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
+        self.allowed_origins = origins.into_iter().collect();
         self
     }
 
@@ -86,9 +93,9 @@ impl AppStateBuilder {
 
     /// The state.
     pub fn build(self) -> AppState {
-        let websocket = self
-            .websocket
-            .unwrap_or_else(|| WsEndpoint::new(self.chat.clone(), WsConfig::default()));
+        // The endpoint serves the same service as the handlers: one owner per setting.
+        let websocket = WsEndpoint::new(self.chat.clone(), self.websocket)
+            .with_allowed_origins(self.allowed_origins);
         AppState {
             inner: Arc::new(Inner {
                 websocket,
@@ -113,7 +120,8 @@ impl AppState {
             trusted_proxies: TrustedProxies::default(),
             metrics: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            websocket: None,
+            websocket: WsConfig::default(),
+            allowed_origins: Vec::new(),
         }
     }
 

@@ -13,9 +13,6 @@ pub struct WsConfig {
     pub messages_per_second: u32,
     /// Inbound messages allowed in a burst.
     pub message_burst: u32,
-    /// Events a connection may fall behind before it is closed as a slow consumer
-    /// (4008). Used as the capacity of each subscriber of the in-process notifier.
-    pub outbound_queue: usize,
     /// How long one write may take before the connection is dropped as a slow consumer.
     pub write_timeout: Duration,
     /// How often the server pings.
@@ -42,7 +39,6 @@ impl Default for WsConfig {
             max_message_bytes: 64 * 1024,
             messages_per_second: 20,
             message_burst: 40,
-            outbound_queue: 256,
             write_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
@@ -77,12 +73,6 @@ impl WsConfig {
     pub fn with_inbound_rate(mut self, per_second: u32, burst: u32) -> Self {
         self.messages_per_second = per_second.max(1);
         self.message_burst = burst.max(1);
-        self
-    }
-
-    /// Sets the outbound queue length.
-    pub fn with_outbound_queue(mut self, events: usize) -> Self {
-        self.outbound_queue = events.max(1);
         self
     }
 

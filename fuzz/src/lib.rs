@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chat_core::{ChatService, JwtAuthenticator, JwtIssuer, SendMessage, UserId};
 use chat_server::AppState;
-use chat_transport_ws::{WsConfig, WsEndpoint};
+use chat_transport_ws::WsConfig;
 use tokio::runtime::Runtime;
 
 /// The HS256 secret of the harness's tokens.
@@ -59,8 +59,8 @@ pub fn seeded_state(runtime: &Runtime, ws: WsConfig) -> AppState {
         }
     });
     let auth = JwtAuthenticator::hs256(SECRET).expect("the harness secret is long enough");
-    AppState::builder(chat.clone(), Arc::new(auth))
-        .websocket(WsEndpoint::new(chat, ws))
+    AppState::builder(chat, Arc::new(auth))
+        .websocket(ws)
         .build()
 }
 

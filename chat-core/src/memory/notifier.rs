@@ -12,8 +12,6 @@ use crate::event::Event;
 use crate::ids::UserId;
 use crate::ports::{EventStream, Notice, Notifier};
 
-/// Default number of events a subscriber may fall behind before it is dropped.
-const DEFAULT_CAPACITY: usize = 1024;
 /// A drained queue that grew beyond this many slots gives its memory back.
 const KEEP_SLOTS: usize = 16;
 
@@ -90,9 +88,15 @@ impl Hub {
 }
 
 impl InProcessNotifier {
-    /// A notifier whose subscribers may fall 1024 events behind.
+    /// How many events a subscriber may fall behind before it is dropped, unless
+    /// [`with_capacity`](Self::with_capacity) says otherwise. A WebSocket is such a
+    /// subscriber: this is its outbound queue (`CHAT_WS_OUTBOUND_QUEUE`).
+    pub const DEFAULT_CAPACITY: usize = 256;
+
+    /// A notifier whose subscribers may fall [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY)
+    /// events behind.
     pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_CAPACITY)
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
     }
 
     /// A notifier whose subscribers may fall `capacity` (at least 1) events behind.
