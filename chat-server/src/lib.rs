@@ -31,7 +31,6 @@ pub mod config;
 mod dev_key;
 mod error;
 mod extract;
-mod histogram;
 mod metrics;
 mod openapi;
 mod request_id;

@@ -47,6 +47,14 @@ impl Histogram {
 
     /// Appends the `_bucket`, `_sum` and `_count` lines of this histogram; `labels` is
     /// the label list without braces (`method="GET",route="/x"`), possibly empty.
+    /// How many samples were counted.
+    pub(crate) fn count(&self) -> u64 {
+        self.buckets
+            .iter()
+            .map(|bucket| bucket.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub(crate) fn render(&self, name: &str, labels: &str, out: &mut String) {
         let separator = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
