@@ -9,7 +9,7 @@
 //! | `sqlite` | `sqlite::SqliteStore`, the embedded durable store |
 //! | `postgres` | `postgres::PostgresStore`, the store shared by many nodes |
 //! | `ws` | `ws::WsEndpoint`, WebSocket delivery over axum |
-//! | `server` | `server::router`, the REST + WebSocket API to nest in a host's axum router (implies `ws`) |
+//! | `http` | `http::router`, the REST + WebSocket API to nest in a host's axum router (implies `ws`) |
 //!
 //! Without features it is the core alone: no web framework, no database. Runnable
 //! examples live in `examples/` (`cargo run -p example-in-memory`,
@@ -60,7 +60,7 @@ pub mod ws {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use chat::server::{AppState, axum::Router, router};
+/// use chat::http::{AppState, axum::Router, router};
 /// use chat::{ChatService, JwtAuthenticator};
 ///
 /// let authenticator = JwtAuthenticator::hs256(b"a secret of thirty-two bytes or more!")
@@ -69,12 +69,15 @@ pub mod ws {
 /// let host: Router = Router::new().nest("/chat", router(state));
 /// # let _ = host;
 /// ```
-#[cfg(feature = "server")]
-pub mod server {
+///
+/// The feature compiles no CLI parser, log subscriber, Swagger UI, metrics exporter or
+/// global allocator: those belong to the reference server binary, `chat-server`.
+#[cfg(feature = "http")]
+pub mod http {
     pub use axum;
-    pub use chat_server::{
-        API_PREFIX, ApiError, AppState, AppStateBuilder, AuthThrottle, AuthUser,
-        DEFAULT_MAX_BODY_BYTES, MeasuredRepository, Metrics, app, bearer_token, openapi,
-        openapi_at, router, serve, shutdown_signal,
+    pub use chat_http::{
+        API_PREFIX, ApiError, AppState, AppStateBuilder, AuthUser, DEFAULT_MAX_BODY_BYTES,
+        MeasuredRepository, Metrics, bearer_token, client_address, openapi, openapi_at,
+        openapi_at_for, openapi_for, router, system_routes, track_requests,
     };
 }

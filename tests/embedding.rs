@@ -19,7 +19,7 @@ use chat::{
     AuthError, Authenticator, ChatService, Error, GovernorRateLimiter, Identity,
     InMemoryRepository, InProcessNotifier, RateDecision, RateLimiter, UserId,
 };
-use chat_server::{AppState, MeasuredRepository, Metrics};
+use chat_http::{AppState, MeasuredRepository, Metrics};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -98,7 +98,7 @@ impl Host {
                 "/",
                 get(|State(host): State<HostState>| async move { host.name }),
             )
-            .nest("/chat", chat_server::router(state))
+            .nest("/chat", chat_http::router(state))
             .layer(middleware::from_fn(stamp))
             .with_state(HostState { name: "host home" });
         Self {
@@ -263,7 +263,7 @@ async fn two_chat_instances_in_one_process_share_nothing() {
     let keys = Arc::new(HostKeys::default());
     let instance = || {
         let state = AppState::builder(ChatService::in_memory(), keys.clone()).build();
-        chat_server::router::<()>(state)
+        chat_http::router::<()>(state)
     };
     let app = Router::new()
         .nest("/support", instance())

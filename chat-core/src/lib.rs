@@ -55,7 +55,7 @@ pub use message::{
 };
 pub use page::{
     ConversationSummary, Conversations, History, HistoryPage, HistoryPosition, HistoryQuery,
-    MAX_PAGE_SIZE,
+    HistoryRequest, MAX_PAGE_SIZE,
 };
 pub use ports::{
     Authenticator, EventStream, Identity, MessageRepository, Notice, Notifier, RateDecision,
@@ -63,5 +63,5 @@ pub use ports::{
 };
 pub use service::{
     ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,
-    MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus,
+    MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus, ReadRequest, SendAttempt, SendFailure,
 };

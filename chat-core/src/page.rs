@@ -1,5 +1,6 @@
 //! Pagination: history pages and cursors, conversation lists.
 
+use crate::error::{Error, ValidationCode, ValidationErrors};
 use crate::ids::{MessageId, UserId};
 use crate::message::Message;
 
@@ -30,6 +31,65 @@ pub enum HistoryQuery {
         /// At most this many (1–100).
         limit: u32,
     },
+}
+
+/// A history request as a transport received it, every parameter optional: page
+/// mode (`page`, `per_page`) or cursor mode (`before_id` or `after_id`, with `limit`).
+/// [`HistoryQuery::from_request`] checks that the modes are not mixed and fills in
+/// the defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistoryRequest {
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Messages per page.
+    pub per_page: Option<u32>,
+    /// Newest messages older than this id.
+    pub before_id: Option<MessageId>,
+    /// Oldest messages newer than this id.
+    pub after_id: Option<MessageId>,
+    /// Messages per cursor page.
+    pub limit: Option<u32>,
+}
+
+impl HistoryQuery {
+    /// The query a request asks for: cursor mode when it names a cursor or a `limit`,
+    /// else page mode (page 1 by default); sizes default to `default_size`. Mixing the
+    /// modes, or `before_id` with `after_id`, is `Error::Validation`.
+    pub fn from_request(request: HistoryRequest, default_size: u32) -> Result<Self, Error> {
+        let HistoryRequest {
+            page,
+            per_page,
+            before_id,
+            after_id,
+            limit,
+        } = request;
+        let mut errors = ValidationErrors::default();
+        let cursor = before_id.is_some() || after_id.is_some() || limit.is_some();
+        if before_id.is_some() && after_id.is_some() {
+            errors.add(
+                "after_id",
+                ValidationCode::Exclusive,
+                "The after_id field cannot be used with before_id.",
+            );
+        }
+        if cursor && (page.is_some() || per_page.is_some()) {
+            errors.add(
+                "page",
+                ValidationCode::Exclusive,
+                "The page and per_page fields cannot be used with before_id, after_id or limit.",
+            );
+        }
+        errors.into_result()?;
+        let limit = limit.unwrap_or(default_size);
+        Ok(match (before_id, after_id) {
+            (_, Some(after_id)) => Self::After { after_id, limit },
+            (before_id, None) if cursor => Self::Before { before_id, limit },
+            _ => Self::Page {
+                page: page.unwrap_or(1),
+                per_page: per_page.unwrap_or(default_size),
+            },
+        })
+    }
 }
 
 /// One page of `MessageRepository::history_page`.

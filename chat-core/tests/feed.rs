@@ -60,7 +60,7 @@ async fn update(feed: &mut Feed) -> Option<FeedUpdate> {
 async fn a_feed_hands_out_what_commits_once_it_is_open_also_from_other_devices() {
     let chat = ChatService::in_memory();
     let before = send(&chat, ALICE, BOB, "before").await;
-    chat.mark_delivered(BOB, &[before]).await.unwrap();
+    chat.mark_messages_delivered(BOB, &[before]).await.unwrap();
     // Alice's tablet opens its feed; then her phone sends, and Bob answers.
     let mut tablet = chat
         .open_feed(ALICE, FeedStart::Undelivered, BATCH)
@@ -79,7 +79,9 @@ async fn the_undelivered_backlog_comes_first_then_newer_messages_in_id_order() {
     for n in 0..7 {
         waiting.push(send(&chat, ALICE, BOB, &format!("waiting {n}")).await);
     }
-    chat.mark_delivered(BOB, &waiting[..2]).await.unwrap();
+    chat.mark_messages_delivered(BOB, &waiting[..2])
+        .await
+        .unwrap();
     let own = send(&chat, BOB, CAROL, "Bob's own, sent before").await;
     let mut phone = chat
         .open_feed(BOB, FeedStart::Undelivered, BATCH)
@@ -105,7 +107,7 @@ async fn a_resumed_feed_hands_out_everything_after_its_cursor() {
         all.push(send(&chat, BOB, ALICE, &format!("from Bob {n}")).await);
     }
     send(&chat, ALICE, CAROL, "not Bob's").await;
-    chat.mark_delivered(BOB, &all).await.unwrap();
+    chat.mark_messages_delivered(BOB, &all).await.unwrap();
     let mut resumed = chat
         .open_feed(BOB, FeedStart::After(all[3]), BATCH)
         .await
@@ -138,7 +140,7 @@ async fn receipts_and_typing_pass_through() {
         .unwrap();
     let id = send(&chat, ALICE, BOB, "hi").await;
     chat.typing(BOB, ALICE).await.unwrap();
-    chat.mark_delivered(BOB, &[id]).await.unwrap();
+    chat.mark_messages_delivered(BOB, &[id]).await.unwrap();
     assert_eq!(update(&mut alice).await, Some(FeedUpdate::Messages));
     assert!(drain(&mut alice).await.is_empty(), "the backlog is empty");
     assert_eq!(update(&mut alice).await, Some(FeedUpdate::Messages));

@@ -101,13 +101,13 @@ proptest! {
                     }
                     Op::Deliver { by, pick } => {
                         if let Some(id) = model.pick(pick) {
-                            chat.mark_delivered(UserId::new(by), &[id]).await.unwrap();
+                            chat.mark_messages_delivered(UserId::new(by), &[id]).await.unwrap();
                             model.advance(id, by, MessageStatus::Delivered);
                         }
                     }
                     Op::Read { by, pick } => {
                         if let Some(id) = model.pick(pick) {
-                            let outcome = chat.mark_read(UserId::new(by), id).await;
+                            let outcome = chat.mark_message_read(UserId::new(by), id).await;
                             let receiver = model.messages.iter().find(|m| m.0 == id).unwrap().2;
                             prop_assert_eq!(outcome.is_ok(), receiver == by);
                             model.advance(id, by, MessageStatus::Read);

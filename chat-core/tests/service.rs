@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chat_core::{
     ChatConfig, ChatService, Error, Event, EventStream, GovernorRateLimiter, HistoryPosition,
     HistoryQuery, InMemoryRepository, InProcessNotifier, MessageId, MessageRepository,
-    MessageStatus, Notice, Notifier, SendMessage, UserId, ValidationCode,
+    MessageStatus, Notice, Notifier, SendAttempt, SendFailure, SendMessage, UserId, ValidationCode,
 };
 use futures_util::StreamExt;
 
@@ -228,26 +228,26 @@ async fn only_the_receiver_marks_read() {
     let chat = ChatService::in_memory();
     let sent = chat.send(ALICE, text(BOB, "hi")).await.unwrap().message;
     assert!(matches!(
-        chat.mark_read(ALICE, sent.id).await,
+        chat.mark_message_read(ALICE, sent.id).await,
         Err(Error::Forbidden { .. })
     ));
     assert!(matches!(
-        chat.mark_read(CAROL, sent.id).await,
+        chat.mark_message_read(CAROL, sent.id).await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        chat.mark_read(BOB, MessageId::new(12345)).await,
+        chat.mark_message_read(BOB, MessageId::new(12345)).await,
         Err(Error::NotFound { .. })
     ));
     // Neither the sender nor a stranger can move it by id batches or up-to either.
     assert!(
-        chat.mark_delivered(ALICE, &[sent.id])
+        chat.mark_messages_delivered(ALICE, &[sent.id])
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        chat.mark_read_ids(CAROL, &[sent.id])
+        chat.mark_messages_read(CAROL, &[sent.id])
             .await
             .unwrap()
             .is_empty()
@@ -263,11 +263,11 @@ async fn only_the_receiver_marks_read() {
         MessageStatus::Sent
     );
 
-    let read = chat.mark_read(BOB, sent.id).await.unwrap();
+    let read = chat.mark_message_read(BOB, sent.id).await.unwrap();
     assert_eq!(read.status, MessageStatus::Read);
     assert!(read.delivered_at.is_some() && read.read_at.is_some());
     // Idempotent: the same answer again.
-    assert_eq!(chat.mark_read(BOB, sent.id).await.unwrap(), read);
+    assert_eq!(chat.mark_message_read(BOB, sent.id).await.unwrap(), read);
 }
 
 #[tokio::test]
@@ -277,10 +277,10 @@ async fn receipts_reach_the_sender_after_each_change() {
     let first = chat.send(ALICE, text(BOB, "one")).await.unwrap().message;
     let second = chat.send(ALICE, text(BOB, "two")).await.unwrap().message;
     let third = chat.send(ALICE, text(BOB, "three")).await.unwrap().message;
-    chat.mark_delivered(BOB, &[first.id, second.id])
+    chat.mark_messages_delivered(BOB, &[first.id, second.id])
         .await
         .unwrap();
-    chat.mark_read(BOB, first.id).await.unwrap();
+    chat.mark_message_read(BOB, first.id).await.unwrap();
     assert_eq!(
         chat.mark_conversation_read(BOB, ALICE, Some(second.id))
             .await
@@ -486,13 +486,13 @@ async fn history_validates_and_reports_position() {
 #[tokio::test]
 async fn batches_and_conversation_read_validate_ids() {
     let chat = ChatService::in_memory().with_config(ChatConfig::default().with_max_batch_ids(3));
-    let error = chat.mark_delivered(BOB, &[]).await.unwrap_err();
+    let error = chat.mark_messages_delivered(BOB, &[]).await.unwrap_err();
     assert_eq!(fields(&error), vec![("ids", ValidationCode::Required)]);
     let four = [1, 2, 3, 4].map(MessageId::new);
-    let error = chat.mark_read_ids(BOB, &four).await.unwrap_err();
+    let error = chat.mark_messages_read(BOB, &four).await.unwrap_err();
     assert_eq!(fields(&error), vec![("ids", ValidationCode::TooLong)]);
     let error = chat
-        .mark_read_ids(BOB, &[MessageId::new(0)])
+        .mark_messages_read(BOB, &[MessageId::new(0)])
         .await
         .unwrap_err();
     assert_eq!(fields(&error), vec![("ids", ValidationCode::OutOfRange)]);
@@ -553,27 +553,58 @@ async fn send_rate_limit_is_per_sender() {
     let chat = ChatService::in_memory().with_send_limiter(Arc::new(
         GovernorRateLimiter::per_minute(NonZeroU32::new(60).unwrap(), NonZeroU32::new(3).unwrap()),
     ));
-    let (status, result) = chat.send_with_rate_status(ALICE, text(BOB, " ")).await;
+    let attempt = |input| chat.attempt_send(ALICE, Ok::<_, ()>(input));
+    let SendAttempt {
+        allowance: status,
+        result,
+    } = attempt(text(BOB, " ")).await;
     assert!(result.is_err());
     assert_eq!(
         status.map(|s| (s.limit, s.remaining, s.retry_after)),
         Some((3, 2, None))
     );
-    let (status, result) = chat.send_with_rate_status(ALICE, text(BOB, "ok")).await;
+    let SendAttempt {
+        allowance: status,
+        result,
+    } = attempt(text(BOB, "ok")).await;
     assert!(result.is_ok());
     assert_eq!(status.map(|s| s.remaining), Some(1));
     chat.send(ALICE, text(BOB, "ok")).await.unwrap();
-    let (status, result) = chat
-        .send_with_rate_status(ALICE, text(BOB, "refused"))
-        .await;
-    assert!(matches!(result, Err(Error::RateLimited { limit: 3, .. })));
+    let SendAttempt {
+        allowance: status,
+        result,
+    } = attempt(text(BOB, "refused")).await;
+    assert!(matches!(
+        result,
+        Err(SendFailure::Chat(Error::RateLimited { limit: 3, .. }))
+    ));
     let status = status.unwrap();
     assert_eq!((status.remaining, status.retry_after.is_some()), (0, true));
-    // Without a limiter there is no status.
-    let (status, _) = ChatService::in_memory()
-        .send_with_rate_status(ALICE, text(BOB, "x"))
+    // A request the transport could not parse spends allowance too, and is refused
+    // by the limit before its own error is reported.
+    let limited = ChatService::in_memory().with_send_limiter(Arc::new(
+        GovernorRateLimiter::per_minute(NonZeroU32::new(60).unwrap(), NonZeroU32::new(1).unwrap()),
+    ));
+    let first = limited
+        .attempt_send(ALICE, Err::<SendMessage, _>("malformed"))
         .await;
-    assert_eq!(status, None);
+    assert!(matches!(
+        first.result,
+        Err(SendFailure::Rejected("malformed"))
+    ));
+    assert_eq!(first.allowance.map(|s| s.remaining), Some(0));
+    let second = limited
+        .attempt_send(ALICE, Ok::<_, ()>(text(BOB, "valid")))
+        .await;
+    assert!(matches!(
+        second.result,
+        Err(SendFailure::Chat(Error::RateLimited { .. }))
+    ));
+    // Without a limiter there is no status.
+    let none = ChatService::in_memory()
+        .attempt_send(ALICE, Ok::<_, ()>(text(BOB, "x")))
+        .await;
+    assert_eq!(none.allowance, None);
 }
 
 #[tokio::test]
@@ -712,7 +743,7 @@ impl MessageRepository for DownStore {
     ) -> Result<Vec<chat_core::Message>, Error> {
         Err(Error::unavailable("database down"))
     }
-    async fn mark_read_up_to(
+    async fn mark_conversation_read(
         &self,
         _: UserId,
         _: UserId,
@@ -729,7 +760,7 @@ impl MessageRepository for DownStore {
     ) -> Result<Vec<chat_core::Message>, Error> {
         Err(Error::unavailable("database down"))
     }
-    async fn after_messages_for(
+    async fn messages_after(
         &self,
         _: UserId,
         _: MessageId,

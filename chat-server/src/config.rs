@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client_address::TrustedProxies;
+use chat_http::client_address::TrustedProxies;
 
 /// The command line.
 #[derive(Debug, Parser)]

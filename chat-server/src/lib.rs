@@ -25,26 +25,16 @@
 //! # let _ = host;
 //! ```
 
-mod auth;
-pub mod client_address;
 pub mod config;
 mod dev_key;
-mod error;
-mod extract;
-mod metrics;
-mod openapi;
 mod request_id;
-mod resources;
-mod routes;
 mod startup;
-mod state;
 pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -55,46 +45,24 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use auth::{AuthThrottle, AuthUser, bearer_token};
-pub use error::ApiError;
-pub use metrics::{MeasuredRepository, Metrics};
-pub use openapi::{API_PREFIX, openapi, openapi_at, openapi_at_for, openapi_for};
+pub use chat_http::{
+    API_PREFIX, ApiError, AppState, AppStateBuilder, AuthUser, DEFAULT_MAX_BODY_BYTES,
+    MeasuredRepository, Metrics, bearer_token, client_address, openapi, openapi_at, openapi_at_for,
+    openapi_for, router,
+};
+use chat_http::{system_routes, track_requests};
 pub use startup::{StartError, build_state, dev_secret_path, mint_token};
-pub use state::{AppState, AppStateBuilder, DEFAULT_MAX_BODY_BYTES};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The chat API, REST and WebSocket, for a host to nest in its own router.
-///
-/// Paths are relative to the mount point (`/send`, `/messages/{user_id}`, `/read/{id}`,
-/// `/conversations`, `/conversations/{user_id}/read`, `/ws`), pagination links follow
-/// the prefix, and the router's state is fixed, so it nests into a router of any state
-/// type. It carries the request-body limit and the request metrics of `state`; the
-/// host's own layers (tracing, CORS, sessions...) wrap it like any of its routes.
-/// Every request is authenticated by `state`'s [`Authenticator`](chat_core::Authenticator)
-/// before any handler touches the chat service.
-pub fn router<S>(state: AppState) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    let (routes, _) = openapi::chat_routes().split_for_parts();
-    routes
-        .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(from_fn_with_state(state.clone(), metrics::track_requests))
-        .layer(DefaultBodyLimit::max(state.max_body_bytes()))
-        .with_state(state)
-}
 
 /// The whole reference HTTP application: [`router`] under `/api/chat`,
 /// `/api/openapi.json`, Swagger UI at `/docs`, `/health`, `/ready` and `/metrics`.
 pub fn app(state: AppState) -> Router {
-    let (system, _) = openapi::system_routes().split_for_parts();
-    system
+    system_routes()
         .merge(SwaggerUi::new("/docs").url("/api/openapi.json", openapi_for(state.chat().config())))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(from_fn_with_state(state.clone(), metrics::track_requests))
+        .layer(from_fn_with_state(state.clone(), track_requests))
         // Added after the layer above: the chat router measures its own requests.
         .nest(API_PREFIX, router(state.clone()))
         .layer(CatchPanicLayer::custom(panic_response))

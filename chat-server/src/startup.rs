@@ -16,8 +16,7 @@ use chat_store_sqlite::SqliteStore;
 
 use crate::config::{Database, Settings};
 use crate::dev_key;
-use crate::metrics::{MeasuredRepository, Metrics};
-use crate::state::AppState;
+use chat_http::{AppState, MeasuredRepository, Metrics};
 
 /// Why the server cannot start; each says what to change.
 #[derive(Debug, thiserror::Error)]

@@ -371,7 +371,7 @@ impl MessageRepository for PostgresStore {
         Ok(changed)
     }
 
-    async fn mark_read_up_to(
+    async fn mark_conversation_read(
         &self,
         receiver: UserId,
         sender: UserId,
@@ -408,7 +408,7 @@ impl MessageRepository for PostgresStore {
         .await
     }
 
-    async fn after_messages_for(
+    async fn messages_after(
         &self,
         user: UserId,
         after: MessageId,

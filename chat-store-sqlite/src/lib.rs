@@ -318,7 +318,7 @@ impl MessageRepository for SqliteStore {
             .await
     }
 
-    async fn mark_read_up_to(
+    async fn mark_conversation_read(
         &self,
         receiver: UserId,
         sender: UserId,
@@ -327,7 +327,7 @@ impl MessageRepository for SqliteStore {
     ) -> Result<Vec<MessageId>, Error> {
         let up_to = up_to.map_or(i64::MAX, MessageId::get);
         self.writer
-            .write(move |conn| status::mark_read_up_to(conn, receiver, sender, up_to, at))
+            .write(move |conn| status::mark_conversation_read(conn, receiver, sender, up_to, at))
             .await
     }
 
@@ -342,7 +342,7 @@ impl MessageRepository for SqliteStore {
             .await
     }
 
-    async fn after_messages_for(
+    async fn messages_after(
         &self,
         user: UserId,
         after: MessageId,

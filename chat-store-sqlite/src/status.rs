@@ -77,7 +77,7 @@ pub(crate) fn set(
 
 /// Reads every message from `sender` to `receiver` up to `up_to`; returns their ids,
 /// ascending.
-pub(crate) fn mark_read_up_to(
+pub(crate) fn mark_conversation_read(
     conn: &Connection,
     receiver: UserId,
     sender: UserId,

@@ -178,7 +178,7 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         SqliteStore::LATEST_SCHEMA_VERSION
     );
     let caught_up = store
-        .after_messages_for(UserId::new(1), MessageId::new(0), 10)
+        .messages_after(UserId::new(1), MessageId::new(0), 10)
         .await
         .unwrap();
     let texts: Vec<&str> = caught_up.iter().map(|m| m.message.as_str()).collect();
@@ -204,7 +204,7 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
     let next = store.insert(record(2, 1, "after")).await.unwrap().message;
     assert_eq!(next.id, MessageId::new(4));
     let read = store
-        .mark_read_up_to(
+        .mark_conversation_read(
             UserId::new(1),
             UserId::new(2),
             None,

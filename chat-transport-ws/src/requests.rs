@@ -1,6 +1,6 @@
 //! What a client's text frames ask for, carried out through the `ChatService`.
 
-use chat_core::{ChatService, Message, MessageId, SendMessage, UserId};
+use chat_core::{ChatService, Message, MessageId, ReadRequest, SendMessage, UserId};
 
 use crate::protocol::{ClientFrame, ErrorData, ServerFrame, encode};
 
@@ -42,25 +42,22 @@ pub(crate) async fn handle_text(chat: &ChatService, user: UserId, text: &str) ->
                 Err(error) => Reply::Frame(error_frame((&error).into())),
             });
         }
-        ClientFrame::Ack { ids: raw } => chat.mark_delivered(user, &ids(raw)).await.map(drop),
-        ClientFrame::Read {
-            ids: Some(raw),
-            user_id: None,
-            up_to_id: None,
-        } => chat.mark_read_ids(user, &ids(raw)).await.map(drop),
-        ClientFrame::Read {
-            ids: None,
-            user_id: Some(other),
-            up_to_id,
-        } => chat
-            .mark_conversation_read(user, UserId::new(other), up_to_id.map(MessageId::new))
+        ClientFrame::Ack { ids: raw } => chat
+            .mark_messages_delivered(user, &ids(raw))
             .await
             .map(drop),
-        ClientFrame::Read { .. } => Err(chat_core::Error::invalid(
-            "ids",
-            chat_core::ValidationCode::Exclusive,
-            "A read frame takes either ids, or user_id with an optional up_to_id.",
-        )),
+        ClientFrame::Read {
+            ids: raw,
+            user_id,
+            up_to_id,
+        } => {
+            let request = ReadRequest {
+                ids: raw.map(ids),
+                user_id: user_id.map(UserId::new),
+                up_to_id: up_to_id.map(MessageId::new),
+            };
+            chat.mark_read_request(user, request).await.map(drop)
+        }
         ClientFrame::Typing { receiver_id } => chat.typing(user, UserId::new(receiver_id)).await,
     };
     outcome

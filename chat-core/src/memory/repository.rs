@@ -199,7 +199,7 @@ impl MessageRepository for InMemoryRepository {
         Ok(changed)
     }
 
-    async fn mark_read_up_to(
+    async fn mark_conversation_read(
         &self,
         receiver: UserId,
         sender: UserId,
@@ -243,7 +243,7 @@ impl MessageRepository for InMemoryRepository {
             .collect())
     }
 
-    async fn after_messages_for(
+    async fn messages_after(
         &self,
         user: UserId,
         after: MessageId,

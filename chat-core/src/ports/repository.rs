@@ -18,7 +18,7 @@ use crate::page::{ConversationSummary, HistoryPage};
 /// - **Durability.** When a writing method returns `Ok`, its change is committed and
 ///   survives a crash of the process.
 /// - **Ids.** `insert` assigns ids that ascend in commit order: a message committed
-///   after `after_messages_for` returned some id `n` as its largest must get an id
+///   after `messages_after` returned some id `n` as its largest must get an id
 ///   above `n`, so a reader that resumes "after `n`" never misses it.
 /// - **Idempotency.** `insert` is idempotent on `(sender_id, client_message_id)` when the
 ///   key is present: if a row with that pair exists (also one committed concurrently by
@@ -37,7 +37,7 @@ use crate::page::{ConversationSummary, HistoryPage};
 ///   they are and not returned.
 /// - **Ordering.** Lists are ordered by id: descending for history pages and
 ///   `history_before`, ascending for `history_after`, `undelivered` and
-///   `after_messages_for`. Conversation lists are ordered by their last message id,
+///   `messages_after`. Conversation lists are ordered by their last message id,
 ///   descending.
 /// - **Errors.** A lost or unreachable backend is `Error::Unavailable`; a unique
 ///   violation other than the idempotency key is `Error::Conflict`; anything else
@@ -96,7 +96,7 @@ pub trait MessageRepository: Send + Sync + 'static {
     /// Marks every message from `sender` to `receiver` with an id up to `up_to`
     /// (inclusive; all when `None`) as read at `at`; returns the ids that changed,
     /// ascending.
-    async fn mark_read_up_to(
+    async fn mark_conversation_read(
         &self,
         receiver: UserId,
         sender: UserId,
@@ -115,7 +115,7 @@ pub trait MessageRepository: Send + Sync + 'static {
 
     /// At most `limit` messages to or from `user` with an id above `after`, oldest
     /// first: the catch-up of a reconnecting device.
-    async fn after_messages_for(
+    async fn messages_after(
         &self,
         user: UserId,
         after: MessageId,

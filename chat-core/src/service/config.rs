@@ -6,14 +6,26 @@
 pub struct ChatConfig {
     /// Longest message, in characters (Unicode scalar values) after trimming.
     pub max_message_chars: usize,
-    /// Most ids one `mark_delivered` / `mark_read_ids` call may list.
+    /// Most ids one `mark_messages_delivered` / `mark_messages_read` call may list.
     pub max_batch_ids: usize,
+    /// Messages in a history page or cursor page when the caller names no size.
+    pub default_page_size: u32,
+    /// Conversations in a list page when the caller names no limit.
+    pub default_conversations_limit: u32,
 }
 
 impl ChatConfig {
     /// Sets the longest message, in characters.
     pub fn with_max_message_chars(mut self, max: usize) -> Self {
         self.max_message_chars = max;
+        self
+    }
+
+    /// Sets the sizes used when a caller names none: of history pages and of
+    /// conversation lists (each 1–100).
+    pub fn with_default_sizes(mut self, page_size: u32, conversations: u32) -> Self {
+        self.default_page_size = page_size.clamp(1, crate::MAX_PAGE_SIZE);
+        self.default_conversations_limit = conversations.clamp(1, crate::MAX_PAGE_SIZE);
         self
     }
 
@@ -29,6 +41,8 @@ impl Default for ChatConfig {
         Self {
             max_message_chars: 4000,
             max_batch_ids: 500,
+            default_page_size: 50,
+            default_conversations_limit: 20,
         }
     }
 }

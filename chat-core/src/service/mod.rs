@@ -13,7 +13,7 @@ use crate::event::{Event, Receipt, Typing};
 use crate::ids::{MessageId, UserId};
 use crate::memory::{InMemoryRepository, InProcessNotifier};
 use crate::message::{Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome};
-use crate::page::{Conversations, History, HistoryPosition, HistoryQuery};
+use crate::page::{Conversations, History, HistoryPosition, HistoryQuery, HistoryRequest};
 use crate::ports::{EventStream, MessageRepository, Notifier, RateDecision, RateLimiter};
 use crate::timestamp;
 
@@ -30,6 +30,38 @@ pub struct RateStatus {
     pub remaining: u32,
     /// Set when this attempt was refused: how long until one would pass.
     pub retry_after: Option<Duration>,
+}
+
+/// A read receipt as a client sent it: `ids`, or `user_id` with an optional
+/// `up_to_id`; see [`ChatService::mark_read_request`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// These messages.
+    pub ids: Option<Vec<MessageId>>,
+    /// The conversation with this user.
+    pub user_id: Option<UserId>,
+    /// In the conversation, up to this id.
+    pub up_to_id: Option<MessageId>,
+}
+
+/// What became of a send attempt, and the sender's allowance after it.
+#[derive(Debug)]
+pub struct SendAttempt<E> {
+    /// The allowance left, when a send limiter is configured.
+    pub allowance: Option<RateStatus>,
+    /// The message, or why not.
+    pub result: Result<SendOutcome, SendFailure<E>>,
+}
+
+/// Why a send attempt stored nothing.
+#[derive(Debug)]
+pub enum SendFailure<E> {
+    /// The transport could not parse the request; its own error, reported after the
+    /// attempt spent allowance.
+    Rejected(E),
+    /// A rule of the chat refused it (rate limit, validation, conflict...) or the store
+    /// failed.
+    Chat(Error),
 }
 
 /// Most messages one backlog call (`undelivered`, `messages_after`) returns.
@@ -52,7 +84,7 @@ pub const MAX_BACKLOG_BATCH: u32 = 1000;
 ///     .send(alice, SendMessage { receiver_id: bob, message: " hi ".into(), client_message_id: None })
 ///     .await?;
 /// assert_eq!(sent.message.message, "hi");
-/// let read = chat.mark_read(bob, sent.message.id).await?;
+/// let read = chat.mark_message_read(bob, sent.message.id).await?;
 /// assert_eq!(read.status, chat_core::MessageStatus::Read);
 /// # Ok::<(), chat_core::Error>(())
 /// # });
@@ -115,16 +147,6 @@ impl ChatService {
         &self.config
     }
 
-    /// The store.
-    pub fn repository(&self) -> &Arc<dyn MessageRepository> {
-        &self.repository
-    }
-
-    /// The notifier.
-    pub fn notifier(&self) -> &Arc<dyn Notifier> {
-        &self.notifier
-    }
-
     /// Sends a message from `sender`.
     ///
     /// The text is trimmed and checked; with a `client_message_id` the send is
@@ -133,36 +155,57 @@ impl ChatService {
     /// `Error::Conflict`. The message is announced to both participants only after the
     /// store committed it.
     pub async fn send(&self, sender: UserId, input: SendMessage) -> Result<SendOutcome, Error> {
-        self.send_with_rate_status(sender, input).await.1
+        match self
+            .attempt_send(sender, Ok::<_, std::convert::Infallible>(input))
+            .await
+            .result
+        {
+            Ok(outcome) => Ok(outcome),
+            Err(SendFailure::Chat(error)) => Err(error),
+            Err(SendFailure::Rejected(never)) => match never {},
+        }
     }
 
-    /// [`send`](Self::send), also reporting the sender's remaining allowance when a
-    /// send limiter is configured (for `X-RateLimit-*` headers). Every attempt spends
-    /// allowance, valid or not, and a refused attempt is `Error::RateLimited` before
-    /// its content is looked at.
-    pub async fn send_with_rate_status(
+    /// A send as a transport received it: `attempt` is the parsed message, or the
+    /// transport's own refusal of a request it could not parse. Every attempt spends
+    /// the sender's allowance, valid or not, so malformed requests cannot be used to
+    /// flood; a refused attempt is `Error::RateLimited` before anything else is looked
+    /// at. The answer carries the allowance left (for `X-RateLimit-*` headers) when a
+    /// send limiter is configured.
+    pub async fn attempt_send<E>(
         &self,
         sender: UserId,
-        input: SendMessage,
-    ) -> (Option<RateStatus>, Result<SendOutcome, Error>) {
+        attempt: Result<SendMessage, E>,
+    ) -> SendAttempt<E> {
+        let refused = |error| SendAttempt {
+            allowance: None,
+            result: Err(SendFailure::Chat(error)),
+        };
         let mut errors = ValidationErrors::default();
         validation::positive_id(&mut errors, "sender_id", sender.get());
         if let Err(error) = errors.into_result() {
-            return (None, Err(error));
+            return refused(error);
         }
-        let status = match self.spend_send_allowance(sender).await {
-            Ok(status) => status,
-            Err(error) => return (None, Err(error)),
+        let allowance = match self.spend_send_allowance(sender).await {
+            Ok(allowance) => allowance,
+            Err(error) => return refused(error),
         };
-        if let Some(RateStatus {
-            limit,
-            retry_after: Some(retry_after),
-            ..
-        }) = status
-        {
-            return (status, Err(Error::RateLimited { retry_after, limit }));
-        }
-        (status, self.send_allowed(sender, input).await)
+        let result = match (allowance, attempt) {
+            (
+                Some(RateStatus {
+                    limit,
+                    retry_after: Some(retry_after),
+                    ..
+                }),
+                _,
+            ) => Err(SendFailure::Chat(Error::RateLimited { retry_after, limit })),
+            (_, Err(rejected)) => Err(SendFailure::Rejected(rejected)),
+            (_, Ok(input)) => self
+                .send_allowed(sender, input)
+                .await
+                .map_err(SendFailure::Chat),
+        };
+        SendAttempt { allowance, result }
     }
 
     async fn send_allowed(&self, sender: UserId, input: SendMessage) -> Result<SendOutcome, Error> {
@@ -233,6 +276,11 @@ impl ChatService {
         validation::positive_id(&mut errors, "message_id", id.get());
         errors.into_result()?;
         self.visible_message(caller, id).await
+    }
+
+    /// The history query `request` asks for, with this service's default sizes.
+    pub fn history_query(&self, request: HistoryRequest) -> Result<HistoryQuery, Error> {
+        HistoryQuery::from_request(request, self.config.default_page_size)
     }
 
     /// A page of the conversation between `caller` and `other`.
@@ -308,7 +356,7 @@ impl ChatService {
     /// Marks one message read by its receiver and tells the sender. Idempotent: a
     /// message already read is returned as it is. A message the caller did not take
     /// part in is `NotFound`; the sender asking is `Forbidden`.
-    pub async fn mark_read(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {
+    pub async fn mark_message_read(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {
         let mut errors = ValidationErrors::default();
         validation::positive_id(&mut errors, "message_id", id.get());
         errors.into_result()?;
@@ -338,7 +386,7 @@ impl ChatService {
     /// Marks the listed messages received by `caller` as delivered and tells each
     /// sender. Ids of messages the caller did not receive are ignored. Returns the
     /// messages that changed.
-    pub async fn mark_delivered(
+    pub async fn mark_messages_delivered(
         &self,
         caller: UserId,
         ids: &[MessageId],
@@ -350,12 +398,39 @@ impl ChatService {
     /// Marks the listed messages received by `caller` as read (and so delivered) and
     /// tells each sender. Ids of messages the caller did not receive are ignored.
     /// Returns the messages that changed.
-    pub async fn mark_read_ids(
+    pub async fn mark_messages_read(
         &self,
         caller: UserId,
         ids: &[MessageId],
     ) -> Result<Vec<Message>, Error> {
         self.advance_status(caller, ids, MessageStatus::Read).await
+    }
+
+    /// Marks read what a client's read request names: the messages `ids`, or the
+    /// conversation with `user_id` up to `up_to_id` (everything without it). Naming
+    /// both, or neither, is `Error::Validation`. The number of messages it covered.
+    pub async fn mark_read_request(
+        &self,
+        caller: UserId,
+        request: ReadRequest,
+    ) -> Result<u64, Error> {
+        match request {
+            ReadRequest {
+                ids: Some(ids),
+                user_id: None,
+                up_to_id: None,
+            } => Ok(self.mark_messages_read(caller, &ids).await?.len() as u64),
+            ReadRequest {
+                ids: None,
+                user_id: Some(other),
+                up_to_id,
+            } => self.mark_conversation_read(caller, other, up_to_id).await,
+            _ => Err(Error::invalid(
+                "ids",
+                crate::ValidationCode::Exclusive,
+                "A read request takes either ids, or user_id with an optional up_to_id.",
+            )),
+        }
     }
 
     /// Marks every message `caller` received from `other` up to `up_to_id` (all when
@@ -375,7 +450,7 @@ impl ChatService {
         let at = timestamp::now();
         let changed = self
             .repository
-            .mark_read_up_to(caller, other, up_to_id, at)
+            .mark_conversation_read(caller, other, up_to_id, at)
             .await?;
         for &id in &changed {
             self.publish(
@@ -455,7 +530,7 @@ impl ChatService {
     ) -> Result<Vec<Message>, Error> {
         Self::check_backlog(caller, after_id, limit)?;
         self.repository
-            .after_messages_for(caller, after_id, limit)
+            .messages_after(caller, after_id, limit)
             .await
     }
 
@@ -524,11 +599,9 @@ impl ChatService {
         errors.into_result()
     }
 
-    /// Spends one send of `sender`'s allowance without sending: for transports that
-    /// refuse an attempt before it reaches [`send`](Self::send) (a malformed body), so
-    /// such attempts are limited too. `None` without a send limiter; a refusal is a
-    /// status with `retry_after` set.
-    pub async fn spend_send_allowance(&self, sender: UserId) -> Result<Option<RateStatus>, Error> {
+    /// Spends one send of `sender`'s allowance. `None` without a send limiter; a
+    /// refusal is a status with `retry_after` set.
+    async fn spend_send_allowance(&self, sender: UserId) -> Result<Option<RateStatus>, Error> {
         let Some(limiter) = &self.send_limiter else {
             return Ok(None);
         };

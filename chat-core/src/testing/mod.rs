@@ -8,7 +8,7 @@
 //! (see [`service_url`]). Adapter crates need `tokio` (with `macros`) as a
 //! dev-dependency.
 //!
-//! ```ignore
+//! ```
 //! mod conformance {
 //!     chat_core::message_repository_suite!(async {
 //!         Some(std::sync::Arc::new(chat_core::InMemoryRepository::new()))

@@ -303,7 +303,7 @@ pub async fn status_changes_only_for_the_receiver(repo: &dyn MessageRepository) 
             );
         }
         assert!(
-            repo.mark_read_up_to(u(stranger), u(1), None, at(1))
+            repo.mark_conversation_read(u(stranger), u(1), None, at(1))
                 .await
                 .unwrap()
                 .is_empty()
@@ -325,7 +325,9 @@ pub async fn read_implies_delivered(repo: &dyn MessageRepository) {
     assert_eq!(read[0].delivered_at, Some(at(5)));
     assert_eq!(read[0].read_at, Some(at(5)));
     let id2 = repo.insert(record(1, 2, "y")).await.unwrap().message.id;
-    repo.mark_read_up_to(u(2), u(1), None, at(6)).await.unwrap();
+    repo.mark_conversation_read(u(2), u(1), None, at(6))
+        .await
+        .unwrap();
     let stored = repo.get(id2).await.unwrap().unwrap();
     assert_eq!(
         (stored.delivered_at, stored.read_at),
@@ -355,19 +357,19 @@ pub async fn mark_read_up_to_counts_and_stops_at_the_id(repo: &dyn MessageReposi
         .await
         .unwrap();
     let changed = repo
-        .mark_read_up_to(u(2), u(1), Some(ids[5]), at(1))
+        .mark_conversation_read(u(2), u(1), Some(ids[5]), at(1))
         .await
         .unwrap();
     assert_eq!(changed, vec![ids[0], ids[2], ids[4]]);
     // Again: nothing more up to the same id.
     assert!(
-        repo.mark_read_up_to(u(2), u(1), Some(ids[5]), at(2))
+        repo.mark_conversation_read(u(2), u(1), Some(ids[5]), at(2))
             .await
             .unwrap()
             .is_empty()
     );
     let rest = repo
-        .mark_read_up_to(u(2), u(1), Some(ids[9]), at(3))
+        .mark_conversation_read(u(2), u(1), Some(ids[9]), at(3))
         .await
         .unwrap();
     assert_eq!(rest, vec![ids[6], ids[8]]);
@@ -384,7 +386,10 @@ pub async fn mark_read_up_to_without_id_reads_all(repo: &dyn MessageRepository) 
     repo.set_status(u(2), &[ids[2]], MessageStatus::Read, at(1))
         .await
         .unwrap();
-    let changed = repo.mark_read_up_to(u(2), u(1), None, at(2)).await.unwrap();
+    let changed = repo
+        .mark_conversation_read(u(2), u(1), None, at(2))
+        .await
+        .unwrap();
     assert_eq!(changed, vec![ids[0], ids[4]]);
     assert_eq!(repo.unread_total(u(2)).await.unwrap(), 0);
     assert_eq!(repo.unread_total(u(1)).await.unwrap(), 3);
@@ -433,12 +438,12 @@ pub async fn after_messages_for_catches_up_in_id_order(repo: &dyn MessageReposit
             mine.push(id);
         }
     }
-    let all = repo.after_messages_for(u(1), m(0), 100).await.unwrap();
+    let all = repo.messages_after(u(1), m(0), 100).await.unwrap();
     assert_eq!(id_list(&all), mine);
     let mut walked = Vec::new();
     let mut after = m(0);
     loop {
-        let page = repo.after_messages_for(u(1), after, 2).await.unwrap();
+        let page = repo.messages_after(u(1), after, 2).await.unwrap();
         let Some(last) = page.last() else { break };
         after = last.id;
         walked.extend(id_list(&page));
@@ -446,7 +451,7 @@ pub async fn after_messages_for_catches_up_in_id_order(repo: &dyn MessageReposit
     assert_eq!(walked, mine);
 }
 
-/// Writers commit while a reader follows `after_messages_for`: every message must be seen
+/// Writers commit while a reader follows `messages_after`: every message must be seen
 /// exactly once, none skipped because it committed after a larger id was read.
 pub async fn catch_up_during_concurrent_writes_is_gap_free(repo: &dyn MessageRepository) {
     const WRITERS: i64 = 8;
@@ -475,7 +480,7 @@ pub async fn catch_up_during_concurrent_writes_is_gap_free(repo: &dyn MessageRep
         let mut idle_rounds = 0;
         // Follow the cursor until the writers are done and nothing new shows up.
         while idle_rounds < 200 {
-            let page = repo.after_messages_for(u(1), after, 7).await.unwrap();
+            let page = repo.messages_after(u(1), after, 7).await.unwrap();
             match page.last() {
                 Some(last) => {
                     after = last.id;
@@ -497,7 +502,7 @@ pub async fn catch_up_during_concurrent_writes_is_gap_free(repo: &dyn MessageRep
     let mut seen = seen;
     let after = seen.last().copied().unwrap_or(m(0));
     seen.extend(id_list(
-        &repo.after_messages_for(u(1), after, 1000).await.unwrap(),
+        &repo.messages_after(u(1), after, 1000).await.unwrap(),
     ));
     assert_eq!(
         seen, written,
@@ -519,7 +524,9 @@ pub async fn conversations_are_newest_first_with_unread_counts(repo: &dyn Messag
     assert_eq!(list[2].last_message.id, with_two[2]);
     let unread: Vec<u64> = list.iter().map(|c| c.unread_count).collect();
     assert_eq!(unread, vec![1, 1, 1]);
-    repo.mark_read_up_to(u(1), u(3), None, at(1)).await.unwrap();
+    repo.mark_conversation_read(u(1), u(3), None, at(1))
+        .await
+        .unwrap();
     let list = repo.conversations(u(1), None, 10).await.unwrap();
     assert_eq!(
         list.iter().map(|c| c.unread_count).collect::<Vec<_>>(),
@@ -636,7 +643,7 @@ pub async fn counts_and_backlogs_follow_every_way_of_reading(repo: &dyn MessageR
             _ => {
                 let up_to = if choice == 9 { None } else { Some(pick()) };
                 let read = repo
-                    .mark_read_up_to(u(me), u(peer), up_to, at(i64::try_from(step).unwrap()))
+                    .mark_conversation_read(u(me), u(peer), up_to, at(i64::try_from(step).unwrap()))
                     .await
                     .unwrap();
                 let mut expected = Vec::new();
@@ -653,7 +660,7 @@ pub async fn counts_and_backlogs_follow_every_way_of_reading(repo: &dyn MessageR
                 }
                 assert_eq!(
                     read, expected,
-                    "step {step}: mark_read_up_to({me}, {peer}, {up_to:?})"
+                    "step {step}: mark_conversation_read({me}, {peer}, {up_to:?})"
                 );
             }
         }

@@ -448,7 +448,7 @@ impl MessageRepository for SwitchableStore {
         self.check()?;
         self.inner.set_status(receiver, ids, status, at).await
     }
-    async fn mark_read_up_to(
+    async fn mark_conversation_read(
         &self,
         receiver: UserId,
         sender: UserId,
@@ -457,7 +457,7 @@ impl MessageRepository for SwitchableStore {
     ) -> Result<Vec<MessageId>, Error> {
         self.check()?;
         self.inner
-            .mark_read_up_to(receiver, sender, up_to, at)
+            .mark_conversation_read(receiver, sender, up_to, at)
             .await
     }
     async fn undelivered(
@@ -469,14 +469,14 @@ impl MessageRepository for SwitchableStore {
         self.check()?;
         self.inner.undelivered(receiver, after, limit).await
     }
-    async fn after_messages_for(
+    async fn messages_after(
         &self,
         user: UserId,
         after: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
         self.check()?;
-        self.inner.after_messages_for(user, after, limit).await
+        self.inner.messages_after(user, after, limit).await
     }
     async fn conversations(
         &self,

@@ -9,12 +9,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chat::server::axum::extract::{Request, State};
-use chat::server::axum::http::{HeaderMap, HeaderValue, StatusCode};
-use chat::server::axum::middleware::{self, Next};
-use chat::server::axum::response::Response;
-use chat::server::axum::{Router, routing::get};
-use chat::server::{AppState, bearer_token, router};
+use chat::http::axum::extract::{Request, State};
+use chat::http::axum::http::{HeaderMap, HeaderValue, StatusCode};
+use chat::http::axum::middleware::{self, Next};
+use chat::http::axum::response::Response;
+use chat::http::axum::{Router, routing::get};
+use chat::http::{AppState, bearer_token, router};
 use chat::sqlite::SqliteStore;
 use chat::{AuthError, Authenticator, ChatService, Error, Identity, InProcessNotifier, UserId};
 
@@ -76,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(async move { chat::server::axum::serve(listener, app).await });
+    let server = tokio::spawn(async move { chat::http::axum::serve(listener, app).await });
     println!("host app with the chat API nested under /chat at {base}\n");
 
     let http = reqwest::Client::new();

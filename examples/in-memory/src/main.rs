@@ -24,7 +24,7 @@ async fn main() -> Result<(), chat::Error> {
     println!("Bob has {} unread", chat.unread_total(bob).await?);
 
     // Bob's device confirms the first one, then Bob reads the whole conversation.
-    chat.mark_delivered(bob, &[hello.id]).await?;
+    chat.mark_messages_delivered(bob, &[hello.id]).await?;
     let read = chat.mark_conversation_read(bob, alice, None).await?;
     println!(
         "Bob read {read} messages; now {} unread",

@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use chat::server::axum::Router;
-use chat::server::axum::body::Body;
-use chat::server::axum::http::{Request, StatusCode};
-use chat::server::{AppState, router};
+use chat::http::axum::Router;
+use chat::http::axum::body::Body;
+use chat::http::axum::http::{Request, StatusCode};
+use chat::http::{AppState, router};
 use chat::{AuthError, Authenticator, ChatService, Error, Identity, UserId};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};

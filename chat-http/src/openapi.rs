@@ -68,7 +68,13 @@ pub(crate) fn chat_routes() -> OpenApiRouter<AppState> {
 }
 
 /// The reference server's own routes: health, readiness and metrics.
-pub(crate) fn system_routes() -> OpenApiRouter<AppState> {
+/// The system routes, `/health`, `/ready` and `/metrics`, for a server to mount at its
+/// root (the reference server does).
+pub fn system_routes() -> axum::Router<AppState> {
+    system_api().split_for_parts().0
+}
+
+fn system_api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(system::health))
         .routes(routes!(system::ready))
@@ -85,7 +91,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// `config` (the longest message).
 pub fn openapi_for(config: &ChatConfig) -> utoipa::openapi::OpenApi {
     let mut document = openapi_at_for(API_PREFIX, config);
-    document.merge(system_routes().split_for_parts().1);
+    document.merge(system_api().split_for_parts().1);
     document
 }
 

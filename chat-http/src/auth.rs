@@ -107,7 +107,7 @@ pub(crate) fn client_address(state: &AppState, parts: &Parts) -> String {
 /// every further bad credential from the address gets 429 until the wait is over, so
 /// guessing stays slow. Valid credentials are checked before this and never refused
 /// by it.
-pub struct AuthThrottle {
+pub(crate) struct AuthThrottle {
     limiter: Option<Arc<dyn RateLimiter>>,
     /// Blocked addresses: until when, and the limit that blocked them.
     blocked: Mutex<HashMap<String, (Instant, u32)>>,
@@ -123,7 +123,7 @@ impl std::fmt::Debug for AuthThrottle {
 
 impl AuthThrottle {
     /// Throttles with `limiter` (`None`: never).
-    pub fn new(limiter: Option<Arc<dyn RateLimiter>>) -> Self {
+    pub(crate) fn new(limiter: Option<Arc<dyn RateLimiter>>) -> Self {
         Self {
             limiter,
             blocked: Mutex::new(HashMap::new()),

@@ -5,8 +5,8 @@ use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chat_core::{
-    HistoryPosition, HistoryQuery, MessageId, RateStatus, SendMessage, UserId, ValidationCode,
-    ValidationErrors,
+    HistoryPosition, HistoryQuery, HistoryRequest, MessageId, SendAttempt, SendFailure,
+    SendMessage, UserId,
 };
 
 use super::link;
@@ -18,9 +18,6 @@ use crate::resources::{
     HistorySchema, MessageEnvelope, PageLinks, PageMeta, SendMessageRequest, ValidationErrorBody,
 };
 use crate::state::AppState;
-
-/// Default page size of history.
-const DEFAULT_PAGE_SIZE: u32 = 50;
 
 /// Send a message.
 ///
@@ -54,33 +51,16 @@ pub(crate) async fn send(
     user: AuthUser,
     body: Result<ApiJson<SendMessageRequest>, ApiError>,
 ) -> Response {
-    let chat = state.chat();
-    let (rate, result) = match body {
-        Ok(ApiJson(request)) => {
-            let input = SendMessage {
-                receiver_id: UserId::new(request.receiver_id),
-                message: request.message,
-                client_message_id: request.client_message_id,
-            };
-            let (rate, result) = chat.send_with_rate_status(user.id(), input).await;
-            (rate, result.map_err(ApiError::from))
-        }
-        // A malformed attempt spends allowance too, so it cannot be used to flood.
-        Err(rejection) => match chat.spend_send_allowance(user.id()).await {
-            Ok(Some(
-                rate @ RateStatus {
-                    retry_after: Some(retry_after),
-                    limit,
-                    ..
-                },
-            )) => {
-                let refused = chat_core::Error::RateLimited { retry_after, limit };
-                (Some(rate), Err(refused.into()))
-            }
-            Ok(rate) => (rate, Err(rejection)),
-            Err(error) => (None, Err(error.into())),
-        },
-    };
+    let attempt = body.map(|ApiJson(request)| SendMessage {
+        receiver_id: UserId::new(request.receiver_id),
+        message: request.message,
+        client_message_id: request.client_message_id,
+    });
+    let SendAttempt { allowance, result } = state.chat().attempt_send(user.id(), attempt).await;
+    let result = result.map_err(|failure| match failure {
+        SendFailure::Rejected(rejection) => rejection,
+        SendFailure::Chat(error) => ApiError::from(error),
+    });
     let mut response = match result {
         Ok(outcome) => {
             state.metrics().send(outcome.replay);
@@ -104,8 +84,8 @@ pub(crate) async fn send(
             error.into_response()
         }
     };
-    if let Some(rate) = rate {
-        rate_limit_headers(response.headers_mut(), &rate);
+    if let Some(allowance) = allowance {
+        rate_limit_headers(response.headers_mut(), &allowance);
     }
     response
 }
@@ -137,11 +117,15 @@ pub(crate) async fn history(
     ApiQuery(params): ApiQuery<HistoryParams>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
-    let query = history_query(&params)?;
-    let history = state
-        .chat()
-        .history(user.id(), UserId::new(other), query)
-        .await?;
+    let chat = state.chat();
+    let query = chat.history_query(HistoryRequest {
+        page: params.page,
+        per_page: params.per_page,
+        before_id: params.before_id.map(MessageId::new),
+        after_id: params.after_id.map(MessageId::new),
+        limit: params.limit,
+    })?;
+    let history = chat.history(user.id(), UserId::new(other), query).await?;
     let path = uri.path();
     let response = match history.position {
         HistoryPosition::Page {
@@ -182,10 +166,9 @@ pub(crate) async fn history(
             .into_response()
         }
         HistoryPosition::Cursor { limit, has_more } => {
-            let key = if params.after_id.is_some() {
-                "after_id"
-            } else {
-                "before_id"
+            let key = match query {
+                HistoryQuery::After { .. } => "after_id",
+                _ => "before_id",
             };
             let next_cursor = history
                 .messages
@@ -212,44 +195,6 @@ pub(crate) async fn history(
         }
     };
     Ok(response)
-}
-
-/// Chooses page or cursor mode from the query; mixing them is a 422.
-fn history_query(params: &HistoryParams) -> Result<HistoryQuery, ApiError> {
-    let mut errors = ValidationErrors::default();
-    let cursor = params.before_id.is_some() || params.after_id.is_some() || params.limit.is_some();
-    let paged = params.page.is_some() || params.per_page.is_some();
-    if params.before_id.is_some() && params.after_id.is_some() {
-        errors.add(
-            "after_id",
-            ValidationCode::Exclusive,
-            "The after_id field cannot be used with before_id.",
-        );
-    }
-    if cursor && paged {
-        errors.add(
-            "page",
-            ValidationCode::Exclusive,
-            "The page and per_page fields cannot be used with before_id, after_id or limit.",
-        );
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    Ok(match (params.before_id, params.after_id) {
-        (_, Some(after)) => HistoryQuery::After {
-            after_id: MessageId::new(after),
-            limit: params.limit.unwrap_or(DEFAULT_PAGE_SIZE),
-        },
-        (before, None) if cursor => HistoryQuery::Before {
-            before_id: before.map(MessageId::new),
-            limit: params.limit.unwrap_or(DEFAULT_PAGE_SIZE),
-        },
-        _ => HistoryQuery::Page {
-            page: params.page.unwrap_or(1),
-            per_page: params.per_page.unwrap_or(DEFAULT_PAGE_SIZE),
-        },
-    })
 }
 
 /// Mark a received message as read.
@@ -280,7 +225,7 @@ pub(crate) async fn mark_read(
 ) -> Result<Json<Data<chat_core::Message>>, ApiError> {
     let message = state
         .chat()
-        .mark_read(user.id(), MessageId::new(message_id))
+        .mark_message_read(user.id(), MessageId::new(message_id))
         .await?;
     Ok(Json(Data { data: message }))
 }

@@ -101,7 +101,7 @@ impl MessageRepository for MeasuredRepository {
         .await
     }
 
-    async fn mark_read_up_to(
+    async fn mark_conversation_read(
         &self,
         receiver: UserId,
         sender: UserId,
@@ -109,8 +109,9 @@ impl MessageRepository for MeasuredRepository {
         at: OffsetDateTime,
     ) -> Result<Vec<MessageId>, Error> {
         self.timed(
-            "mark_read_up_to",
-            self.inner.mark_read_up_to(receiver, sender, up_to, at),
+            "mark_conversation_read",
+            self.inner
+                .mark_conversation_read(receiver, sender, up_to, at),
         )
         .await
     }
@@ -128,15 +129,15 @@ impl MessageRepository for MeasuredRepository {
         .await
     }
 
-    async fn after_messages_for(
+    async fn messages_after(
         &self,
         user: UserId,
         after: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
         self.timed(
-            "after_messages_for",
-            self.inner.after_messages_for(user, after, limit),
+            "messages_after",
+            self.inner.messages_after(user, after, limit),
         )
         .await
     }

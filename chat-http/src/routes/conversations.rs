@@ -16,9 +16,6 @@ use crate::resources::{
 };
 use crate::state::AppState;
 
-/// Default number of conversations per page.
-const DEFAULT_LIMIT: u32 = 20;
-
 /// The caller's conversations, newest activity first.
 #[utoipa::path(
     get,
@@ -41,9 +38,11 @@ pub(crate) async fn list(
     ApiQuery(params): ApiQuery<ConversationParams>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    let page = state
-        .chat()
+    let chat = state.chat();
+    let limit = params
+        .limit
+        .unwrap_or(chat.config().default_conversations_limit);
+    let page = chat
         .conversations(user.id(), params.before.map(MessageId::new), limit)
         .await?;
     let items: Vec<ConversationItem<'_>> = page

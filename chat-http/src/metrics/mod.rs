@@ -10,6 +10,6 @@ mod middleware;
 mod registry;
 mod store;
 
-pub(crate) use middleware::track_requests;
+pub use middleware::track_requests;
 pub use registry::Metrics;
 pub use store::MeasuredRepository;

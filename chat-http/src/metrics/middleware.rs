@@ -8,8 +8,10 @@ use axum::response::Response;
 
 use crate::state::AppState;
 
-/// Middleware counting requests by route template and status.
-pub(crate) async fn track_requests(
+/// Middleware counting and timing requests by route template, method and status into
+/// the state's [`Metrics`](crate::Metrics). [`router`](crate::router) carries it; a
+/// host layers it on routes of its own to have them in the same exposition.
+pub async fn track_requests(
     State(state): State<AppState>,
     request: Request,
     next: Next,
