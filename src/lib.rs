@@ -77,7 +77,7 @@ pub mod http {
     pub use axum;
     pub use chat_http::{
         API_PREFIX, ApiError, AppState, AppStateBuilder, AuthUser, DEFAULT_MAX_BODY_BYTES,
-        MeasuredRepository, Metrics, bearer_token, client_address, openapi, openapi_at,
-        openapi_at_for, openapi_for, router, system_routes, track_requests,
+        MeasuredRepository, Metrics, StoreTiming, bearer_token, client_address, openapi,
+        openapi_at, openapi_at_for, openapi_for, router, system_routes, track_requests,
     };
 }

@@ -19,7 +19,7 @@ use chat::{
     AuthError, Authenticator, ChatService, Error, GovernorRateLimiter, Identity,
     InMemoryRepository, InProcessNotifier, RateDecision, RateLimiter, UserId,
 };
-use chat_http::{AppState, MeasuredRepository, Metrics};
+use chat_http::{AppState, Metrics};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -87,7 +87,7 @@ impl Host {
         let metrics = Metrics::new();
         // Every store call is timed into `metrics`: an empty store histogram means the
         // store was never touched.
-        let store = MeasuredRepository::new(Arc::new(InMemoryRepository::new()), metrics.clone());
+        let store = metrics.measure(Arc::new(InMemoryRepository::new()));
         let chat = ChatService::new(Arc::new(store), Arc::new(InProcessNotifier::new()))
             .with_send_limiter(limiter.clone());
         let state = AppState::builder(chat, keys.clone())

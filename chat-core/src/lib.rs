@@ -58,8 +58,8 @@ pub use page::{
     HistoryRequest, MAX_PAGE_SIZE,
 };
 pub use ports::{
-    Authenticator, EventStream, Identity, MessageRepository, Notice, Notifier, RateDecision,
-    RateLimiter,
+    Authenticator, EventStream, Identity, Layered, MessageRepository, Notice, Notifier,
+    RateDecision, RateLimiter, RepositoryLayer, StoreOperation,
 };
 pub use service::{
     ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,

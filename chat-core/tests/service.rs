@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chat_core::testing::Faults;
 use chat_core::{
     ChatConfig, ChatService, Error, Event, EventStream, GovernorRateLimiter, HistoryPosition,
-    HistoryQuery, InMemoryRepository, InProcessNotifier, MessageId, MessageRepository,
+    HistoryQuery, InMemoryRepository, InProcessNotifier, Layered, MessageId, MessageRepository,
     MessageStatus, Notice, Notifier, SendAttempt, SendFailure, SendMessage, UserId, ValidationCode,
 };
 use futures_util::StreamExt;
@@ -696,94 +697,6 @@ impl Notifier for StoreCheckingNotifier {
     }
 }
 
-/// A store that refuses every write as unavailable.
-struct DownStore;
-
-#[async_trait]
-impl MessageRepository for DownStore {
-    async fn insert(&self, _: chat_core::NewMessageRecord) -> Result<chat_core::Inserted, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn get(&self, _: MessageId) -> Result<Option<chat_core::Message>, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn history_page(
-        &self,
-        _: UserId,
-        _: UserId,
-        _: u64,
-        _: u32,
-    ) -> Result<chat_core::HistoryPage, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn history_before(
-        &self,
-        _: UserId,
-        _: UserId,
-        _: Option<MessageId>,
-        _: u32,
-    ) -> Result<Vec<chat_core::Message>, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn history_after(
-        &self,
-        _: UserId,
-        _: UserId,
-        _: MessageId,
-        _: u32,
-    ) -> Result<Vec<chat_core::Message>, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn set_status(
-        &self,
-        _: UserId,
-        _: &[MessageId],
-        _: MessageStatus,
-        _: time::OffsetDateTime,
-    ) -> Result<Vec<chat_core::Message>, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn mark_conversation_read(
-        &self,
-        _: UserId,
-        _: UserId,
-        _: Option<MessageId>,
-        _: time::OffsetDateTime,
-    ) -> Result<Vec<MessageId>, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn undelivered(
-        &self,
-        _: UserId,
-        _: MessageId,
-        _: u32,
-    ) -> Result<Vec<chat_core::Message>, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn messages_after(
-        &self,
-        _: UserId,
-        _: MessageId,
-        _: u32,
-    ) -> Result<Vec<chat_core::Message>, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn conversations(
-        &self,
-        _: UserId,
-        _: Option<MessageId>,
-        _: u32,
-    ) -> Result<Vec<chat_core::ConversationSummary>, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn unread_total(&self, _: UserId) -> Result<u64, Error> {
-        Err(Error::unavailable("database down"))
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        Err(Error::unavailable("database down"))
-    }
-}
-
 #[tokio::test]
 async fn events_are_published_only_after_the_store_committed() {
     let store = Arc::new(InMemoryRepository::new());
@@ -797,7 +710,9 @@ async fn events_are_published_only_after_the_store_committed() {
     // Once for the receiver, once for the sender's other devices.
     assert_eq!(*notifier.published.lock().unwrap(), vec![sent.id, sent.id]);
 
-    let down = ChatService::new(Arc::new(DownStore), notifier.clone());
+    let store = Layered::new(Arc::new(InMemoryRepository::new()), Faults::default());
+    store.layer().fail_all();
+    let down = ChatService::new(Arc::new(store), notifier.clone());
     let mut events = down.subscribe(BOB).await.unwrap();
     assert!(matches!(
         down.send(ALICE, text(BOB, "lost?")).await,

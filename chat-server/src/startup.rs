@@ -16,7 +16,7 @@ use chat_store_sqlite::SqliteStore;
 
 use crate::config::{Database, Settings};
 use crate::dev_key;
-use chat_http::{AppState, MeasuredRepository, Metrics};
+use chat_http::{AppState, Metrics};
 
 /// Why the server cannot start; each says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -211,8 +211,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let authenticator = authenticator(settings)?;
     let store = open_store(&database, settings.database_schema.as_deref()).await?;
     let metrics = Metrics::new();
-    let repository: Arc<dyn MessageRepository> =
-        Arc::new(MeasuredRepository::new(store, metrics.clone()));
+    let repository: Arc<dyn MessageRepository> = Arc::new(metrics.measure(store));
     // Each WebSocket's outbound queue is its subscription to the notifier.
     let notifier = InProcessNotifier::with_capacity(settings.ws_outbound_queue.get());
     let chat = ChatService::new(repository, Arc::new(notifier))

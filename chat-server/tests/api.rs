@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chat_core::{ChatService, GovernorRateLimiter, InProcessNotifier, JwtAuthenticator};
 use chat_server::AppState;
-use common::{SECRET, SwitchableStore, TestApp, token};
+use common::{SECRET, TestApp, switchable_store, token};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -777,7 +777,7 @@ async fn unknown_routes_and_methods_answer_json() {
 
 #[tokio::test]
 async fn an_unavailable_store_answers_503_without_details() {
-    let store = Arc::new(SwitchableStore::default());
+    let store = switchable_store();
     let chat = ChatService::new(store.clone(), Arc::new(InProcessNotifier::new()));
     let auth = Arc::new(JwtAuthenticator::hs256(SECRET.as_bytes()).unwrap());
     let app = TestApp::from_app(chat_server::app(AppState::builder(chat, auth).build()));
@@ -785,7 +785,7 @@ async fn an_unavailable_store_answers_503_without_details() {
         app.call(Method::GET, "/ready", None, None).await.status,
         StatusCode::OK
     );
-    store.set_down(true);
+    store.layer().fail_all();
     let ready = app.call(Method::GET, "/ready", None, None).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body, json!({"status": "unavailable"}));
@@ -805,7 +805,7 @@ async fn an_unavailable_store_answers_503_without_details() {
     );
     let history = app.get("/api/chat/messages/2", 1).await;
     assert_eq!(history.status, StatusCode::SERVICE_UNAVAILABLE);
-    store.set_down(false);
+    store.layer().heal();
     assert_eq!(app.send_status(1, 2, "x").await, StatusCode::CREATED);
 }
 

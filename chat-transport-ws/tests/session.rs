@@ -2,10 +2,15 @@
 //! heartbeat, the idle timeout, token expiry, and the frames of a conversation.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chat_core::{ChatService, FeedStart, Identity, SendMessage, UserId};
-use chat_transport_ws::{PairSocket, WsConfig, WsEndpoint, close_code};
+use chat_core::testing::Faults;
+use chat_core::{
+    ChatService, FeedStart, Identity, InMemoryRepository, InProcessNotifier, Layered, SendMessage,
+    StoreOperation, UserId,
+};
+use chat_transport_ws::{AcceptError, PairSocket, WsConfig, WsEndpoint, close_code};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -200,4 +205,28 @@ async fn a_bad_frame_is_answered_and_the_session_stays() {
         .await
         .unwrap();
     assert_eq!(client.close_code().await, close_code::MESSAGE_TOO_BIG);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_read_refuses_the_session_and_frees_its_place() {
+    let store = Arc::new(Layered::new(
+        Arc::new(InMemoryRepository::new()),
+        Faults::default(),
+    ));
+    let chat = ChatService::new(store.clone(), Arc::new(InProcessNotifier::new()));
+    let endpoint = WsEndpoint::new(chat, config());
+    store.layer().fail(StoreOperation::Conversations);
+    let refused = endpoint.session(user(1), FeedStart::Undelivered).await;
+    assert!(matches!(
+        refused,
+        Err(AcceptError::Chat(chat_core::Error::Unavailable { .. }))
+    ));
+    assert_eq!(endpoint.hub().connections(), 0);
+    store.layer().heal();
+    assert!(
+        endpoint
+            .session(user(1), FeedStart::Undelivered)
+            .await
+            .is_ok()
+    );
 }

@@ -16,8 +16,11 @@
 //! }
 //! ```
 
+mod faults;
 pub mod notifier;
 pub mod repository;
+
+pub use faults::Faults;
 
 use time::OffsetDateTime;
 

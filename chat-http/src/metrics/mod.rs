@@ -12,4 +12,4 @@ mod store;
 
 pub use middleware::track_requests;
 pub use registry::Metrics;
-pub use store::MeasuredRepository;
+pub use store::{MeasuredRepository, StoreTiming};

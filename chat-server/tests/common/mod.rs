@@ -6,14 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use chat_core::{
-    ConversationSummary, Error, HistoryPage, InMemoryRepository, Inserted, JwtIssuer, Message,
-    MessageId, MessageRepository, MessageStatus, NewMessageRecord, UserId,
-};
+use chat_core::testing::Faults;
+use chat_core::{InMemoryRepository, JwtIssuer, Layered, UserId};
 use chat_server::config::Cli;
 use clap::Parser;
 use http_body_util::BodyExt;
@@ -376,122 +373,9 @@ fn forbid_undocumented_fields(schema: &mut Value) {
 
 /// A store that works like the in-memory one until it is switched off, then answers
 /// every call with `Unavailable` (a lost database connection).
-#[derive(Default)]
-pub struct SwitchableStore {
-    inner: InMemoryRepository,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl SwitchableStore {
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn check(&self) -> Result<(), Error> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(Error::unavailable(
-                "connection refused (driver detail that must not leak)",
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl MessageRepository for SwitchableStore {
-    async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error> {
-        self.check()?;
-        self.inner.insert(record).await
-    }
-    async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn history_page(
-        &self,
-        a: UserId,
-        b: UserId,
-        offset: u64,
-        limit: u32,
-    ) -> Result<HistoryPage, Error> {
-        self.check()?;
-        self.inner.history_page(a, b, offset, limit).await
-    }
-    async fn history_before(
-        &self,
-        a: UserId,
-        b: UserId,
-        before: Option<MessageId>,
-        limit: u32,
-    ) -> Result<Vec<Message>, Error> {
-        self.check()?;
-        self.inner.history_before(a, b, before, limit).await
-    }
-    async fn history_after(
-        &self,
-        a: UserId,
-        b: UserId,
-        after: MessageId,
-        limit: u32,
-    ) -> Result<Vec<Message>, Error> {
-        self.check()?;
-        self.inner.history_after(a, b, after, limit).await
-    }
-    async fn set_status(
-        &self,
-        receiver: UserId,
-        ids: &[MessageId],
-        status: MessageStatus,
-        at: time::OffsetDateTime,
-    ) -> Result<Vec<Message>, Error> {
-        self.check()?;
-        self.inner.set_status(receiver, ids, status, at).await
-    }
-    async fn mark_conversation_read(
-        &self,
-        receiver: UserId,
-        sender: UserId,
-        up_to: Option<MessageId>,
-        at: time::OffsetDateTime,
-    ) -> Result<Vec<MessageId>, Error> {
-        self.check()?;
-        self.inner
-            .mark_conversation_read(receiver, sender, up_to, at)
-            .await
-    }
-    async fn undelivered(
-        &self,
-        receiver: UserId,
-        after: MessageId,
-        limit: u32,
-    ) -> Result<Vec<Message>, Error> {
-        self.check()?;
-        self.inner.undelivered(receiver, after, limit).await
-    }
-    async fn messages_after(
-        &self,
-        user: UserId,
-        after: MessageId,
-        limit: u32,
-    ) -> Result<Vec<Message>, Error> {
-        self.check()?;
-        self.inner.messages_after(user, after, limit).await
-    }
-    async fn conversations(
-        &self,
-        user: UserId,
-        before: Option<MessageId>,
-        limit: u32,
-    ) -> Result<Vec<ConversationSummary>, Error> {
-        self.check()?;
-        self.inner.conversations(user, before, limit).await
-    }
-    async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
-        self.check()?;
-        self.inner.unread_total(user).await
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        self.check()
-    }
+pub fn switchable_store() -> Arc<Layered<Faults>> {
+    Arc::new(Layered::new(
+        Arc::new(InMemoryRepository::new()),
+        Faults::default(),
+    ))
 }
