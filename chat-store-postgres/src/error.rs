@@ -24,19 +24,14 @@ fn unavailable_code(code: &str) -> bool {
         )
 }
 
-impl From<StoreError> for chat_core::Error {
-    fn from(error: StoreError) -> Self {
-        let unavailable = match &error {
-            StoreError::Sqlx(sqlx::Error::Database(db)) => {
-                let code = db.code().unwrap_or_default();
-                if code == "23505" {
-                    return Self::Conflict {
-                        message: "The change conflicts with stored data.".to_owned(),
-                    };
-                }
-                unavailable_code(&code)
+impl StoreError {
+    /// Whether the database could not be reached (a retry may succeed).
+    pub(crate) fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sqlx(sqlx::Error::Database(db)) => {
+                unavailable_code(&db.code().unwrap_or_default())
             }
-            StoreError::Sqlx(
+            Self::Sqlx(
                 sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_)
                 | sqlx::Error::Protocol(_)
@@ -45,16 +40,26 @@ impl From<StoreError> for chat_core::Error {
                 | sqlx::Error::WorkerCrashed,
             ) => true,
             _ => false,
-        };
-        if unavailable {
+        }
+    }
+
+    /// Whether a unique index refused the change.
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Sqlx(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505"))
+    }
+}
+
+/// The one place where the store's failures become the core's errors.
+impl From<StoreError> for chat_core::Error {
+    fn from(error: StoreError) -> Self {
+        if error.is_unique_violation() {
+            Self::Conflict {
+                message: "The change conflicts with stored data.".to_owned(),
+            }
+        } else if error.is_unavailable() {
             Self::unavailable(error)
         } else {
             Self::internal(error)
         }
     }
-}
-
-/// Converts a sqlx result into the core error.
-pub(crate) fn db<T>(result: Result<T, sqlx::Error>) -> Result<T, chat_core::Error> {
-    result.map_err(|e| StoreError::from(e).into())
 }

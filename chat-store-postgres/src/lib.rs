@@ -24,7 +24,10 @@
 //! ```
 
 mod error;
+mod insert;
+mod reads;
 mod sql;
+mod status;
 
 use std::time::Duration;
 
@@ -34,10 +37,10 @@ use chat_core::{
     MessageStatus, NewMessageRecord, UserId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Executor, Row};
+use sqlx::{AssertSqlSafe, Executor};
 use time::OffsetDateTime;
 
-use crate::error::{StoreError, db};
+use crate::error::StoreError;
 
 /// The sqlx this store is built with, so callers use the matching version.
 pub use sqlx;
@@ -80,20 +83,18 @@ impl PostgresStore {
 
     /// Connects a pool to `url`, tables in the default schema.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        Self::connect_inner(url, None).await
+        Ok(Self::connect_inner(url, None).await?)
     }
 
     /// Connects a pool to `url`, tables in `schema` (1–63 of `[a-z0-9_]`, starting with a
     /// letter), created by [`migrate`](Self::migrate) if missing.
     pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, Error> {
-        let schema = checked_schema(schema).map_err(Error::from)?;
-        Self::connect_inner(url, Some(schema)).await
+        let schema = checked_schema(schema)?;
+        Ok(Self::connect_inner(url, Some(schema)).await?)
     }
 
-    async fn connect_inner(url: &str, schema: Option<String>) -> Result<Self, Error> {
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e: sqlx::Error| Error::from(StoreError::from(e)))?;
+    async fn connect_inner(url: &str, schema: Option<String>) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
         // Named after the schema too, so operators (and tests) can tell pools apart.
         let name = schema
             .as_deref()
@@ -116,24 +117,23 @@ impl PostgresStore {
                 })
             })
             .connect_with(options)
-            .await;
-        Ok(Self {
-            pool: db(pool)?,
-            schema,
-        })
+            .await?;
+        Ok(Self { pool, schema })
     }
 
     /// Creates the schema if one was given, then applies the embedded migrations that
     /// are not applied yet (versioned, so an existing database is upgraded in place).
     pub async fn migrate(&self) -> Result<(), Error> {
+        Ok(self.migrate_schema().await?)
+    }
+
+    async fn migrate_schema(&self) -> Result<(), StoreError> {
         if let Some(schema) = &self.schema {
             let sql = AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"));
-            db(self.pool.execute(sqlx::raw_sql(sql)).await)?;
+            self.pool.execute(sqlx::raw_sql(sql)).await?;
         }
-        sqlx::migrate!("./migrations")
-            .run(&self.pool)
-            .await
-            .map_err(|e| Error::from(StoreError::from(e)))
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
     }
 
     /// The pool.
@@ -145,137 +145,18 @@ impl PostgresStore {
     pub fn schema(&self) -> Option<&str> {
         self.schema.as_deref()
     }
-
-    async fn messages(
-        &self,
-        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Vec<Message>, Error> {
-        let rows = db(query.fetch_all(&self.pool).await)?;
-        db(rows.iter().map(sql::message_from_row).collect())
-    }
 }
 
-impl PostgresStore {
-    /// Decides an insert whose `COMMIT` failed with a lost connection. The commit may
-    /// have reached Postgres and succeeded with only its answer lost, so `Unavailable`
-    /// (a 503 the client retries after) could stand for a stored message. A fresh
-    /// transaction takes the same participant locks, which the broken transaction holds
-    /// until it has committed or aborted, then looks the new id up: stored means
-    /// committed. Replays wrote nothing, so their answer stands either way. If the
-    /// question cannot be answered (the database is still out of reach, or the old
-    /// backend keeps its locks past the lock timeout), the original error stands.
-    async fn resolve_lost_commit(
-        &self,
-        inserted: Inserted,
-        (low, high): (i64, i64),
-        lost: Error,
-    ) -> Result<Inserted, Error> {
-        if !inserted.created {
-            return Ok(inserted);
-        }
-        let mut resolved = Err(sqlx::Error::PoolClosed);
-        // A few attempts: the fault that broke the commit often breaks the next
-        // connection too. Each attempt opens or tests a connection first, which paces them.
-        for _ in 0..RESOLUTION_ATTEMPTS {
-            resolved = self.stored(inserted.message.id, (low, high)).await;
-            if resolved.is_ok() {
-                break;
-            }
-        }
-        match resolved {
-            Ok(true) => {
-                tracing::info!(
-                    id = inserted.message.id.get(),
-                    "a commit whose answer was lost had succeeded"
-                );
-                Ok(inserted)
-            }
-            Ok(false) => Err(lost),
-            Err(error) => {
-                tracing::warn!(%error, "cannot tell whether a lost commit succeeded");
-                Err(lost)
-            }
-        }
-    }
-
-    /// Whether message `id` is stored, asked once its participants' locks are free.
-    async fn stored(&self, id: MessageId, (low, high): (i64, i64)) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        tx.execute(sql::RESOLUTION_LOCK_TIMEOUT).await?;
-        sqlx::query(sql::LOCK_PARTICIPANTS)
-            .bind(low)
-            .bind(high)
-            .execute(&mut *tx)
-            .await?;
-        let found = sqlx::query(sql::GET)
-            .bind(id.get())
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        Ok(found.is_some())
-    }
-}
-
-fn count(value: i64, column: &'static str) -> Result<u64, Error> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(column).into())
-}
-
+/// Each call delegates to the module that holds its SQL; the store's failures become
+/// the core's errors in one place (`From<StoreError>`), at the `?` of each line.
 #[async_trait]
 impl MessageRepository for PostgresStore {
     async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error> {
-        let (low, high) = sql::conversation_key(record.sender_id, record.receiver_id);
-        let mut tx = db(self.pool.begin().await)?;
-        db(sqlx::query(sql::LOCK_PARTICIPANTS)
-            .bind(low)
-            .bind(high)
-            .execute(&mut *tx)
-            .await)?;
-        let id: Option<i64> = db(sqlx::query_scalar(sql::INSERT)
-            .bind(record.sender_id.get())
-            .bind(record.receiver_id.get())
-            .bind(&record.message)
-            .bind(&record.client_message_id)
-            .bind(record.created_at)
-            .fetch_optional(&mut *tx)
-            .await)?;
-        let inserted = match id {
-            Some(id) => Inserted {
-                message: record.into_message(MessageId::new(id)),
-                created: true,
-            },
-            // The only uniqueness rule is the idempotency key: return its holder.
-            None => {
-                let row = db(sqlx::query(sql::BY_CLIENT_ID)
-                    .bind(record.sender_id.get())
-                    .bind(&record.client_message_id)
-                    .fetch_one(&mut *tx)
-                    .await)?;
-                Inserted {
-                    message: db(sql::message_from_row(&row))?,
-                    created: false,
-                }
-            }
-        };
-        match tx.commit().await {
-            Ok(()) => Ok(inserted),
-            Err(failure) => match Error::from(StoreError::from(failure)) {
-                lost @ Error::Unavailable { .. } => {
-                    self.resolve_lost_commit(inserted, (low, high), lost).await
-                }
-                other => Err(other),
-            },
-        }
+        Ok(self.insert_message(record).await?)
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {
-        let row = db(sqlx::query(sql::GET)
-            .bind(id.get())
-            .fetch_optional(&self.pool)
-            .await)?;
-        row.as_ref()
-            .map(sql::message_from_row)
-            .transpose()
-            .map_err(|e| StoreError::from(e).into())
+        Ok(self.message(id).await?)
     }
 
     async fn history_page(
@@ -285,29 +166,7 @@ impl MessageRepository for PostgresStore {
         offset: u64,
         limit: u32,
     ) -> Result<HistoryPage, Error> {
-        let (low, high) = sql::conversation_key(a, b);
-        let mut tx = db(self.pool.begin().await)?;
-        // One snapshot for the page and its total.
-        db(tx
-            .execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await)?;
-        let total: Option<i64> = db(sqlx::query_scalar(sql::CONVERSATION_TOTAL)
-            .bind(a.get())
-            .bind(b.get())
-            .fetch_optional(&mut *tx)
-            .await)?;
-        let rows = db(sqlx::query(sql::HISTORY_PAGE)
-            .bind(low)
-            .bind(high)
-            .bind(i64::from(limit))
-            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
-            .await)?;
-        db(tx.commit().await)?;
-        Ok(HistoryPage {
-            messages: db(rows.iter().map(sql::message_from_row).collect())?,
-            total: count(total.unwrap_or(0), "message_count")?,
-        })
+        Ok(self.page(a, b, offset, limit).await?)
     }
 
     async fn history_before(
@@ -317,15 +176,10 @@ impl MessageRepository for PostgresStore {
         before: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        let (low, high) = sql::conversation_key(a, b);
-        self.messages(
-            sqlx::query(sql::HISTORY_BEFORE)
-                .bind(low)
-                .bind(high)
-                .bind(before.map_or(i64::MAX, MessageId::get))
-                .bind(i64::from(limit)),
-        )
-        .await
+        let bound = before.map_or(i64::MAX, MessageId::get);
+        Ok(self
+            .conversation_slice(sql::HISTORY_BEFORE, (a, b), bound, limit)
+            .await?)
     }
 
     async fn history_after(
@@ -335,15 +189,9 @@ impl MessageRepository for PostgresStore {
         after: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        let (low, high) = sql::conversation_key(a, b);
-        self.messages(
-            sqlx::query(sql::HISTORY_AFTER)
-                .bind(low)
-                .bind(high)
-                .bind(after.get())
-                .bind(i64::from(limit)),
-        )
-        .await
+        Ok(self
+            .conversation_slice(sql::HISTORY_AFTER, (a, b), after.get(), limit)
+            .await?)
     }
 
     async fn set_status(
@@ -353,22 +201,7 @@ impl MessageRepository for PostgresStore {
         status: MessageStatus,
         at: OffsetDateTime,
     ) -> Result<Vec<Message>, Error> {
-        let statement = match status {
-            MessageStatus::Sent => return Ok(Vec::new()),
-            MessageStatus::Delivered => sql::MARK_DELIVERED,
-            MessageStatus::Read => sql::MARK_READ,
-        };
-        let ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
-        let mut changed = self
-            .messages(
-                sqlx::query(statement)
-                    .bind(at)
-                    .bind(ids)
-                    .bind(receiver.get()),
-            )
-            .await?;
-        changed.sort_unstable_by_key(|m| m.id);
-        Ok(changed)
+        Ok(self.change_status(receiver, ids, status, at).await?)
     }
 
     async fn mark_conversation_read(
@@ -378,19 +211,7 @@ impl MessageRepository for PostgresStore {
         up_to: Option<MessageId>,
         at: OffsetDateTime,
     ) -> Result<Vec<MessageId>, Error> {
-        let rows = db(sqlx::query(sql::MARK_READ_UP_TO)
-            .bind(at)
-            .bind(receiver.get())
-            .bind(sender.get())
-            .bind(up_to.map_or(i64::MAX, MessageId::get))
-            .fetch_all(&self.pool)
-            .await)?;
-        let mut ids: Vec<MessageId> = db(rows
-            .iter()
-            .map(|row| row.try_get::<i64, _>(0).map(MessageId::new))
-            .collect())?;
-        ids.sort_unstable();
-        Ok(ids)
+        Ok(self.read_conversation(receiver, sender, up_to, at).await?)
     }
 
     async fn undelivered(
@@ -399,13 +220,9 @@ impl MessageRepository for PostgresStore {
         after: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        self.messages(
-            sqlx::query(sql::UNDELIVERED)
-                .bind(receiver.get())
-                .bind(after.get())
-                .bind(i64::from(limit)),
-        )
-        .await
+        Ok(self
+            .user_slice(sql::UNDELIVERED, receiver, after, limit)
+            .await?)
     }
 
     async fn messages_after(
@@ -414,13 +231,9 @@ impl MessageRepository for PostgresStore {
         after: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        self.messages(
-            sqlx::query(sql::AFTER_FOR_USER)
-                .bind(user.get())
-                .bind(after.get())
-                .bind(i64::from(limit)),
-        )
-        .await
+        Ok(self
+            .user_slice(sql::AFTER_FOR_USER, user, after, limit)
+            .await?)
     }
 
     async fn conversations(
@@ -429,32 +242,14 @@ impl MessageRepository for PostgresStore {
         before: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<ConversationSummary>, Error> {
-        let rows = db(sqlx::query(sql::CONVERSATIONS)
-            .bind(user.get())
-            .bind(before.map_or(i64::MAX, MessageId::get))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await)?;
-        rows.iter()
-            .map(|row| {
-                Ok(ConversationSummary {
-                    last_message: db(sql::message_from_row(row))?,
-                    counterpart: UserId::new(db(row.try_get("peer_id"))?),
-                    unread_count: count(db(row.try_get("unread"))?, "unread")?,
-                })
-            })
-            .collect()
+        Ok(self.conversation_list(user, before, limit).await?)
     }
 
     async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
-        let total: i64 = db(sqlx::query_scalar(sql::UNREAD_TOTAL)
-            .bind(user.get())
-            .fetch_one(&self.pool)
-            .await)?;
-        count(total, "unread")
+        Ok(self.unread(user).await?)
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        db(sqlx::query("SELECT 1").execute(&self.pool).await).map(drop)
+        Ok(self.answer().await?)
     }
 }

@@ -1,0 +1,115 @@
+//! Storing a message: participant locks, the idempotency key, and a commit whose
+//! answer was lost.
+
+use chat_core::{Inserted, MessageId, NewMessageRecord};
+use sqlx::Executor;
+
+use crate::error::StoreError;
+use crate::{PostgresStore, RESOLUTION_ATTEMPTS, sql};
+
+impl PostgresStore {
+    pub(crate) async fn insert_message(
+        &self,
+        record: NewMessageRecord,
+    ) -> Result<Inserted, StoreError> {
+        let (low, high) = sql::conversation_key(record.sender_id, record.receiver_id);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::LOCK_PARTICIPANTS)
+            .bind(low)
+            .bind(high)
+            .execute(&mut *tx)
+            .await?;
+        let id: Option<i64> = sqlx::query_scalar(sql::INSERT)
+            .bind(record.sender_id.get())
+            .bind(record.receiver_id.get())
+            .bind(&record.message)
+            .bind(&record.client_message_id)
+            .bind(record.created_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let inserted = match id {
+            Some(id) => Inserted {
+                message: record.into_message(MessageId::new(id)),
+                created: true,
+            },
+            // The only uniqueness rule is the idempotency key: return its holder.
+            None => {
+                let row = sqlx::query(sql::BY_CLIENT_ID)
+                    .bind(record.sender_id.get())
+                    .bind(&record.client_message_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Inserted {
+                    message: sql::message_from_row(&row)?,
+                    created: false,
+                }
+            }
+        };
+        match tx.commit().await.map_err(StoreError::from) {
+            Ok(()) => Ok(inserted),
+            Err(lost) if lost.is_unavailable() => {
+                self.resolve_lost_commit(inserted, (low, high), lost).await
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Decides an insert whose `COMMIT` failed with a lost connection. The commit may
+    /// have reached Postgres and succeeded with only its answer lost, so `Unavailable`
+    /// (a 503 the client retries after) could stand for a stored message. A fresh
+    /// transaction takes the same participant locks, which the broken transaction holds
+    /// until it has committed or aborted, then looks the new id up: stored means
+    /// committed. Replays wrote nothing, so their answer stands either way. If the
+    /// question cannot be answered (the database is still out of reach, or the old
+    /// backend keeps its locks past the lock timeout), the original error stands.
+    async fn resolve_lost_commit(
+        &self,
+        inserted: Inserted,
+        (low, high): (i64, i64),
+        lost: StoreError,
+    ) -> Result<Inserted, StoreError> {
+        if !inserted.created {
+            return Ok(inserted);
+        }
+        let mut resolved = Err(sqlx::Error::PoolClosed);
+        // A few attempts: the fault that broke the commit often breaks the next
+        // connection too. Each attempt opens or tests a connection first, which paces them.
+        for _ in 0..RESOLUTION_ATTEMPTS {
+            resolved = self.stored(inserted.message.id, (low, high)).await;
+            if resolved.is_ok() {
+                break;
+            }
+        }
+        match resolved {
+            Ok(true) => {
+                tracing::info!(
+                    id = inserted.message.id.get(),
+                    "a commit whose answer was lost had succeeded"
+                );
+                Ok(inserted)
+            }
+            Ok(false) => Err(lost),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether a lost commit succeeded");
+                Err(lost)
+            }
+        }
+    }
+
+    /// Whether message `id` is stored, asked once its participants' locks are free.
+    async fn stored(&self, id: MessageId, (low, high): (i64, i64)) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        tx.execute(sql::RESOLUTION_LOCK_TIMEOUT).await?;
+        sqlx::query(sql::LOCK_PARTICIPANTS)
+            .bind(low)
+            .bind(high)
+            .execute(&mut *tx)
+            .await?;
+        let found = sqlx::query(sql::GET)
+            .bind(id.get())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok(found.is_some())
+    }
+}
