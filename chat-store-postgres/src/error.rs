@@ -10,7 +10,7 @@ pub(crate) enum StoreError {
     #[error("invalid schema name {0:?}: use 1-63 of [a-z0-9_], starting with a letter")]
     SchemaName(String),
     #[error("column {0} holds a value out of range")]
-    Corrupt(&'static str),
+    ValueOutOfRange(&'static str),
 }
 
 /// SQLSTATE classes and codes that mean "the database cannot be reached right now":

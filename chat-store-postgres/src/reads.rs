@@ -10,7 +10,7 @@ use crate::{PostgresStore, sql};
 type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
 fn count(value: i64, column: &'static str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(column))
+    u64::try_from(value).map_err(|_| StoreError::ValueOutOfRange(column))
 }
 
 impl PostgresStore {

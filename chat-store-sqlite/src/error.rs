@@ -19,10 +19,10 @@ pub(crate) enum StoreError {
     BatchAborted(String),
     #[error("a commit failed: {0}")]
     CommitFailed(String),
-    #[error("a blocking reader task failed: {0}")]
-    ReaderTask(String),
+    #[error("a blocking task running a query was lost: {0}")]
+    BlockingTaskLost(String),
     #[error("column {0} holds a value out of range")]
-    Corrupt(&'static str),
+    ValueOutOfRange(&'static str),
 }
 
 impl From<StoreError> for chat_core::Error {
@@ -51,9 +51,9 @@ impl From<StoreError> for chat_core::Error {
             | StoreError::BatchNotStarted(_)
             | StoreError::BatchAborted(_)
             | StoreError::CommitFailed(_) => true,
-            StoreError::NewerSchema { .. } | StoreError::ReaderTask(_) | StoreError::Corrupt(_) => {
-                false
-            }
+            StoreError::NewerSchema { .. }
+            | StoreError::BlockingTaskLost(_)
+            | StoreError::ValueOutOfRange(_) => false,
         };
         if unavailable {
             Self::unavailable(error)

@@ -33,8 +33,11 @@
 
 mod backlog;
 mod catch_up;
+mod conversations;
 mod error;
 mod first_by_id;
+mod history;
+mod insert;
 mod migrations;
 mod readers;
 mod sql;
@@ -46,12 +49,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_core::timestamp::to_unix_micros;
 use chat_core::{
     ConversationSummary, Error, HistoryPage, Inserted, Message, MessageId, MessageRepository,
     MessageStatus, NewMessageRecord, UserId,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
@@ -159,82 +161,22 @@ async fn run_blocking<T: Send + 'static>(
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| StoreError::ReaderTask(e.to_string()))?
+        .map_err(|e| StoreError::BlockingTaskLost(e.to_string()))?
         .map_err(Error::from)
 }
 
-fn limit(n: u32) -> i64 {
-    i64::from(n)
-}
-
-fn collect_messages(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<Message>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, sql::message_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn insert(conn: &Connection, record: NewMessageRecord) -> Result<Inserted, StoreError> {
-    let sender = record.sender_id.get();
-    let receiver = record.receiver_id.get();
-    let id: Option<i64> = conn
-        .prepare_cached(sql::INSERT)?
-        .query_row(
-            params![
-                sender,
-                receiver,
-                record.message,
-                record.client_message_id,
-                to_unix_micros(record.created_at)
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    match id {
-        Some(id) => {
-            conn.prepare_cached(sql::TOUCH_CONVERSATIONS)?
-                .execute(params![sender, receiver, id])?;
-            Ok(Inserted {
-                message: record.into_message(MessageId::new(id)),
-                created: true,
-            })
-        }
-        // The only uniqueness rule is the idempotency key: return its holder.
-        None => {
-            let existing = conn.prepare_cached(sql::BY_CLIENT_ID)?.query_row(
-                params![sender, record.client_message_id],
-                sql::message_from_row,
-            )?;
-            Ok(Inserted {
-                message: existing,
-                created: false,
-            })
-        }
-    }
-}
-
-/// A stored count as a `u64`; a negative one (never written by this store) reads as 0.
-fn count(stored: i64) -> u64 {
-    u64::try_from(stored).unwrap_or(0)
-}
-
+/// One line a method: a job for the writer or a read, running the module that holds
+/// its SQL.
 #[async_trait]
 impl MessageRepository for SqliteStore {
     async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error> {
-        self.writer.write(move |conn| insert(conn, record)).await
+        self.writer
+            .write(move |conn| insert::insert(conn, record))
+            .await
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {
-        self.read(move |conn| {
-            Ok(conn
-                .prepare_cached(sql::GET)?
-                .query_row([id.get()], sql::message_from_row)
-                .optional()?)
-        })
-        .await
+        self.read(move |conn| history::get(conn, id)).await
     }
 
     async fn history_page(
@@ -242,30 +184,10 @@ impl MessageRepository for SqliteStore {
         a: UserId,
         b: UserId,
         offset: u64,
-        limit_: u32,
+        limit: u32,
     ) -> Result<HistoryPage, Error> {
-        let (low, high) = sql::conversation_key(a, b);
-        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-        self.read(move |conn| {
-            // One snapshot for the page and its total.
-            let tx = conn.unchecked_transaction()?;
-            let total: i64 = tx
-                .prepare_cached(sql::CONVERSATION_TOTAL)?
-                .query_row([low, high], |row| row.get(0))
-                .optional()?
-                .unwrap_or(0);
-            let messages = collect_messages(
-                &tx,
-                sql::HISTORY_PAGE,
-                params![low, high, limit(limit_), offset],
-            )?;
-            tx.finish()?;
-            Ok(HistoryPage {
-                messages,
-                total: u64::try_from(total).map_err(|_| StoreError::Corrupt("message_count"))?,
-            })
-        })
-        .await
+        self.read(move |conn| history::page(conn, (a, b), offset, limit))
+            .await
     }
 
     async fn history_before(
@@ -273,18 +195,11 @@ impl MessageRepository for SqliteStore {
         a: UserId,
         b: UserId,
         before: Option<MessageId>,
-        limit_: u32,
+        limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        let (low, high) = sql::conversation_key(a, b);
-        let before = before.map_or(i64::MAX, MessageId::get);
-        self.read(move |conn| {
-            collect_messages(
-                conn,
-                sql::HISTORY_BEFORE,
-                params![low, high, before, limit(limit_)],
-            )
-        })
-        .await
+        let bound = before.map_or(i64::MAX, MessageId::get);
+        self.read(move |conn| history::slice(conn, sql::HISTORY_BEFORE, (a, b), bound, limit))
+            .await
     }
 
     async fn history_after(
@@ -292,17 +207,11 @@ impl MessageRepository for SqliteStore {
         a: UserId,
         b: UserId,
         after: MessageId,
-        limit_: u32,
+        limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        let (low, high) = sql::conversation_key(a, b);
-        self.read(move |conn| {
-            collect_messages(
-                conn,
-                sql::HISTORY_AFTER,
-                params![low, high, after.get(), limit(limit_)],
-            )
-        })
-        .await
+        let bound = after.get();
+        self.read(move |conn| history::slice(conn, sql::HISTORY_AFTER, (a, b), bound, limit))
+            .await
     }
 
     async fn set_status(
@@ -335,10 +244,10 @@ impl MessageRepository for SqliteStore {
         &self,
         receiver: UserId,
         after: MessageId,
-        limit_: u32,
+        limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        let limit_ = usize::try_from(limit_).unwrap_or(usize::MAX);
-        self.read(move |conn| backlog::undelivered(conn, receiver, after, limit_))
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.read(move |conn| backlog::undelivered(conn, receiver, after, limit))
             .await
     }
 
@@ -346,10 +255,10 @@ impl MessageRepository for SqliteStore {
         &self,
         user: UserId,
         after: MessageId,
-        limit_: u32,
+        limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        let limit_ = usize::try_from(limit_).unwrap_or(usize::MAX);
-        self.read(move |conn| catch_up::after_for_user(conn, user, after, limit_))
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.read(move |conn| catch_up::after_for_user(conn, user, after, limit))
             .await
     }
 
@@ -357,31 +266,15 @@ impl MessageRepository for SqliteStore {
         &self,
         user: UserId,
         before: Option<MessageId>,
-        limit_: u32,
+        limit: u32,
     ) -> Result<Vec<ConversationSummary>, Error> {
-        let before = before.map_or(i64::MAX, MessageId::get);
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(sql::CONVERSATIONS)?;
-            let rows = stmt.query_map(params![user.get(), before, limit(limit_)], |row| {
-                Ok(ConversationSummary {
-                    last_message: sql::message_from_row(row)?,
-                    counterpart: UserId::new(row.get(10)?),
-                    unread_count: count(row.get(11)?),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.read(move |conn| conversations::list(conn, user, before, limit))
+            .await
     }
 
     async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
-        self.read(move |conn| {
-            let total: i64 = conn
-                .prepare_cached(sql::UNREAD_TOTAL)?
-                .query_row([user.get()], |row| row.get(0))?;
-            Ok(count(total))
-        })
-        .await
+        self.read(move |conn| conversations::unread_total(conn, user))
+            .await
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -55,7 +55,7 @@ impl ReaderPool {
             (Some(conn), result)
         })
         .await
-        .map_err(|e| StoreError::ReaderTask(e.to_string()))?;
+        .map_err(|e| StoreError::BlockingTaskLost(e.to_string()))?;
         if let Some(conn) = conn {
             self.idle
                 .lock()

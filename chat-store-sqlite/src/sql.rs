@@ -1,6 +1,6 @@
 //! Every statement the store runs, and the mapping from rows to messages.
 
-use chat_core::{Message, MessageId, MessageStatus, UserId, timestamp};
+use chat_core::{ConversationSummary, Message, MessageId, MessageStatus, UserId, timestamp};
 use rusqlite::Row;
 use rusqlite::types::{FromSqlError, Type};
 
@@ -143,6 +143,21 @@ pub(crate) const UNREAD_TOTAL: &str =
     "SELECT coalesce(sum(unread_count), 0) FROM conversations WHERE user_id = ?1";
 
 /// The conversation key of a pair, as stored in `low_user_id` / `high_user_id`.
+/// A row of [`CONVERSATIONS`]: the last message's columns, then the counterpart and
+/// the unread count.
+pub(crate) fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationSummary> {
+    Ok(ConversationSummary {
+        last_message: message_from_row(row)?,
+        counterpart: UserId::new(row.get(10)?),
+        unread_count: count(row.get(11)?),
+    })
+}
+
+/// A stored count as a `u64`; a negative one (never written by this store) reads as 0.
+pub(crate) fn count(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
+}
+
 pub(crate) fn conversation_key(a: UserId, b: UserId) -> (i64, i64) {
     (a.get().min(b.get()), a.get().max(b.get()))
 }

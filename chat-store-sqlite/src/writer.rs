@@ -268,7 +268,7 @@ mod tests {
         let work = move |conn: &Connection| {
             conn.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
             if fail {
-                return Err(StoreError::Corrupt("t"));
+                return Err(StoreError::ValueOutOfRange("t"));
             }
             Ok(())
         };

@@ -1,0 +1,48 @@
+//! Storing a message: the row, its conversations' counters, and the idempotency key.
+
+use chat_core::timestamp::to_unix_micros;
+use chat_core::{Inserted, MessageId, NewMessageRecord};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::StoreError;
+use crate::sql;
+
+/// Stores `record`, or returns the message already holding its idempotency key.
+pub(crate) fn insert(conn: &Connection, record: NewMessageRecord) -> Result<Inserted, StoreError> {
+    let sender = record.sender_id.get();
+    let receiver = record.receiver_id.get();
+    let id: Option<i64> = conn
+        .prepare_cached(sql::INSERT)?
+        .query_row(
+            params![
+                sender,
+                receiver,
+                record.message,
+                record.client_message_id,
+                to_unix_micros(record.created_at)
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match id {
+        Some(id) => {
+            conn.prepare_cached(sql::TOUCH_CONVERSATIONS)?
+                .execute(params![sender, receiver, id])?;
+            Ok(Inserted {
+                message: record.into_message(MessageId::new(id)),
+                created: true,
+            })
+        }
+        // The only uniqueness rule is the idempotency key: return its holder.
+        None => {
+            let existing = conn.prepare_cached(sql::BY_CLIENT_ID)?.query_row(
+                params![sender, record.client_message_id],
+                sql::message_from_row,
+            )?;
+            Ok(Inserted {
+                message: existing,
+                created: false,
+            })
+        }
+    }
+}
