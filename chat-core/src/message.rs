@@ -105,14 +105,13 @@ impl Message {
 
 /// What a caller asks `ChatService::send` to send. Raw and unchecked: the service
 /// validates every field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendMessage {
     /// Who the message is for.
     pub receiver_id: UserId,
     /// The text; surrounding whitespace is trimmed.
     pub message: String,
     /// Optional idempotency key chosen by the client (≤ 64 of `[A-Za-z0-9._:-]`).
-    #[serde(default)]
     pub client_message_id: Option<String>,
 }
 

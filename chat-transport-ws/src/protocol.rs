@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chat_core::{Error, Message, MessageStatus, Receipt};
+use chat_core::{Error, Message, MessageId, MessageStatus, Receipt, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -14,25 +14,25 @@ pub enum ClientFrame {
     /// Marks received messages delivered.
     Ack {
         /// The messages.
-        ids: Vec<i64>,
+        ids: Vec<MessageId>,
     },
     /// Marks received messages read: listed by `ids`, or everything from `user_id` up
     /// to `up_to_id` (all when absent).
     Read {
         /// The messages, or absent.
         #[serde(default)]
-        ids: Option<Vec<i64>>,
+        ids: Option<Vec<MessageId>>,
         /// The sender whose messages to mark, or absent.
         #[serde(default)]
-        user_id: Option<i64>,
+        user_id: Option<UserId>,
         /// With `user_id`: the last message to mark.
         #[serde(default)]
-        up_to_id: Option<i64>,
+        up_to_id: Option<MessageId>,
     },
     /// Sends a message; answered by `sent` or `error`.
     Send {
         /// Who it is for.
-        receiver_id: i64,
+        receiver_id: UserId,
         /// The text.
         message: String,
         /// Optional idempotency key.
@@ -42,7 +42,7 @@ pub enum ClientFrame {
     /// Tells `receiver_id` that the user is typing.
     Typing {
         /// Who to tell.
-        receiver_id: i64,
+        receiver_id: UserId,
     },
     /// Answered by `pong`.
     Ping,
@@ -201,25 +201,29 @@ mod tests {
         let cases = [
             (
                 r#"{"type":"ack","ids":[1,2]}"#,
-                ClientFrame::Ack { ids: vec![1, 2] },
+                ClientFrame::Ack {
+                    ids: vec![MessageId::new(1), MessageId::new(2)],
+                },
             ),
             (r#"{"type":"ping"}"#, ClientFrame::Ping),
             (
                 r#"{"type":"typing","receiver_id":3}"#,
-                ClientFrame::Typing { receiver_id: 3 },
+                ClientFrame::Typing {
+                    receiver_id: UserId::new(3),
+                },
             ),
             (
                 r#"{"type":"read","user_id":2,"up_to_id":9}"#,
                 ClientFrame::Read {
                     ids: None,
-                    user_id: Some(2),
-                    up_to_id: Some(9),
+                    user_id: Some(UserId::new(2)),
+                    up_to_id: Some(MessageId::new(9)),
                 },
             ),
             (
                 r#"{"type":"send","receiver_id":2,"message":"hi"}"#,
                 ClientFrame::Send {
-                    receiver_id: 2,
+                    receiver_id: UserId::new(2),
                     message: "hi".into(),
                     client_message_id: None,
                 },

@@ -1,6 +1,6 @@
 //! What a client's text frames ask for, carried out through the `ChatService`.
 
-use chat_core::{ChatService, Message, MessageId, ReadRequest, SendMessage, UserId};
+use chat_core::{ChatService, Message, ReadRequest, SendMessage, UserId};
 
 use crate::protocol::{ClientFrame, ErrorData, ServerFrame, encode};
 
@@ -24,7 +24,6 @@ pub(crate) async fn handle_text(chat: &ChatService, user: UserId, text: &str) ->
             ))));
         }
     };
-    let ids = |raw: Vec<i64>| raw.into_iter().map(MessageId::new).collect::<Vec<_>>();
     let outcome = match frame {
         ClientFrame::Ping => return Some(Reply::Frame(encode(&ServerFrame::Pong))),
         ClientFrame::Send {
@@ -33,7 +32,7 @@ pub(crate) async fn handle_text(chat: &ChatService, user: UserId, text: &str) ->
             client_message_id,
         } => {
             let input = SendMessage {
-                receiver_id: UserId::new(receiver_id),
+                receiver_id,
                 message,
                 client_message_id,
             };
@@ -42,23 +41,20 @@ pub(crate) async fn handle_text(chat: &ChatService, user: UserId, text: &str) ->
                 Err(error) => Reply::Frame(error_frame((&error).into())),
             });
         }
-        ClientFrame::Ack { ids: raw } => chat
-            .mark_messages_delivered(user, &ids(raw))
-            .await
-            .map(drop),
+        ClientFrame::Ack { ids } => chat.mark_messages_delivered(user, &ids).await.map(drop),
         ClientFrame::Read {
-            ids: raw,
+            ids,
             user_id,
             up_to_id,
         } => {
             let request = ReadRequest {
-                ids: raw.map(ids),
-                user_id: user_id.map(UserId::new),
-                up_to_id: up_to_id.map(MessageId::new),
+                ids,
+                user_id,
+                up_to_id,
             };
             chat.mark_read_request(user, request).await.map(drop)
         }
-        ClientFrame::Typing { receiver_id } => chat.typing(user, UserId::new(receiver_id)).await,
+        ClientFrame::Typing { receiver_id } => chat.typing(user, receiver_id).await,
     };
     outcome
         .err()
