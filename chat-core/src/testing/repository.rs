@@ -351,7 +351,7 @@ pub async fn set_status_ignores_unknown_and_repeated_ids(repo: &dyn MessageRepos
     assert_eq!(id_list(&changed), vec![a, b]);
 }
 
-pub async fn mark_read_up_to_counts_and_stops_at_the_id(repo: &dyn MessageRepository) {
+pub async fn mark_conversation_read_counts_and_stops_at_the_id(repo: &dyn MessageRepository) {
     let ids = conversation(repo, 1, 2, 10).await; // 1→2 at even positions
     repo.insert(record(3, 2, "other conversation"))
         .await
@@ -381,7 +381,7 @@ pub async fn mark_read_up_to_counts_and_stops_at_the_id(repo: &dyn MessageReposi
     assert_eq!(repo.unread_total(u(2)).await.unwrap(), 1);
 }
 
-pub async fn mark_read_up_to_without_id_reads_all(repo: &dyn MessageRepository) {
+pub async fn mark_conversation_read_without_id_reads_all(repo: &dyn MessageRepository) {
     let ids = conversation(repo, 1, 2, 6).await;
     repo.set_status(u(2), &[ids[2]], MessageStatus::Read, at(1))
         .await
@@ -425,7 +425,7 @@ pub async fn undelivered_lists_sent_messages_oldest_first(repo: &dyn MessageRepo
     assert!(repo.undelivered(u(9), m(0), 100).await.unwrap().is_empty());
 }
 
-pub async fn after_messages_for_catches_up_in_id_order(repo: &dyn MessageRepository) {
+pub async fn messages_after_catches_up_in_id_order(repo: &dyn MessageRepository) {
     let mut mine = Vec::new();
     for i in 0..9 {
         let (from, to) = match i % 3 {
