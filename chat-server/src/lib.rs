@@ -1,28 +1,27 @@
-//! The reference chat server: the REST API of the chat library over axum, with JWT
-//! authentication, rate limits, an OpenAPI 3.1 document and Swagger UI, health and
-//! Prometheus metrics.
+//! The reference chat server: the chat API of `chat-http` assembled into one binary,
+//! with its settings (flags with `CHAT_*` fallbacks), logs, startup on SQLite or
+//! Postgres, the OpenAPI document with Swagger UI, health and metrics at the root, and
+//! graceful shutdown.
 //!
-//! Two ways to use it:
+//! A host that only wants the API in its own axum app depends on `chat-http` (or the
+//! facade's `http` feature), which compiles none of this crate's CLI, log subscriber,
+//! Swagger UI or allocator; this crate re-exports it for the binary's tests.
 //!
-//! - **Embedded.** [`router`] is the chat API alone (REST and WebSocket, relative
-//!   paths) for a host to nest under any prefix of its own axum router, with its own
-//!   [`Authenticator`](chat_core::Authenticator), state and middleware.
-//! - **Standalone.** [`app`] is the reference server: [`router`] under `/api/chat`
-//!   plus the OpenAPI document, Swagger UI, health and metrics; [`serve`] runs it on a
-//!   listener until a shutdown signal, finishing requests in flight. The binary's
-//!   stores are the `sqlite` and `postgres` features (both default).
+//! [`app`] is the reference application: [`router`] under `/api/chat` plus the OpenAPI
+//! document, Swagger UI, health and metrics; [`serve`] runs it on a listener until a
+//! shutdown signal, finishing requests in flight. The binary's stores are the `sqlite`
+//! and `postgres` features (both default).
 //!
 //! ```
 //! use std::sync::Arc;
-//! use axum::Router;
 //! use chat_core::{ChatService, JwtAuthenticator};
-//! use chat_server::{AppState, router};
+//! use chat_server::{AppState, app};
 //!
 //! let auth = JwtAuthenticator::hs256(b"a secret of thirty-two bytes or more!")
 //!     .expect("a long enough secret");
 //! let state = AppState::builder(ChatService::in_memory(), Arc::new(auth)).build();
-//! let host: Router = Router::new().nest("/chat", router(state));
-//! # let _ = host;
+//! let reference = app(state);
+//! # let _ = reference;
 //! ```
 
 pub mod config;
