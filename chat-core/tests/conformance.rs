@@ -11,3 +11,18 @@ mod notifier {
         Some(std::sync::Arc::new(chat_core::InProcessNotifier::new()))
     });
 }
+
+mod rate_limiter {
+    use std::num::NonZeroU32;
+
+    use chat_core::testing::rate_limiter::{BURST, PER_MINUTE};
+
+    chat_core::rate_limiter_suite!(async {
+        Some(std::sync::Arc::new(
+            chat_core::GovernorRateLimiter::per_minute(
+                NonZeroU32::new(PER_MINUTE).unwrap(),
+                NonZeroU32::new(BURST).unwrap(),
+            ),
+        ))
+    });
+}

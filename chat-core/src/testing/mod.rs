@@ -18,6 +18,7 @@
 
 mod faults;
 pub mod notifier;
+pub mod rate_limiter;
 pub mod repository;
 
 pub use faults::Faults;
@@ -136,6 +137,22 @@ macro_rules! notifier_suite {
             publish_without_subscribers_succeeds,
             dropped_stream_does_not_disturb_others,
             slow_subscriber_never_blocks_publish,
+        );
+    };
+}
+
+/// Expands to one `#[tokio::test]` per `RateLimiter` conformance case; the factory
+/// makes a limiter of `testing::rate_limiter::PER_MINUTE` a minute with bursts of
+/// `testing::rate_limiter::BURST`.
+#[macro_export]
+macro_rules! rate_limiter_suite {
+    ($factory:expr) => {
+        $crate::__conformance_cases!(rate_limiter, $factory;
+            a_burst_passes_then_the_next_waits,
+            keys_are_independent,
+            a_cost_spends_that_many_units,
+            a_cost_above_the_burst_never_passes,
+            allowance_comes_back_with_time,
         );
     };
 }
