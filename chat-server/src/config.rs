@@ -89,6 +89,13 @@ pub struct Settings {
     /// Sends a user may make in a burst.
     #[arg(long, env = "CHAT_SEND_BURST", default_value = "30")]
     pub send_burst: NonZeroU32,
+    /// `redis://[user:pass@]host:port[/db]` (or `rediss://`): the Redis every node of
+    /// a deployment shares. Turns on the per-user send limit across nodes.
+    #[arg(long, env = "CHAT_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// The prefix of this deployment's keys in Redis.
+    #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat")]
+    pub redis_prefix: String,
     /// Failed authentications per minute and client address, on average.
     #[arg(long, env = "CHAT_AUTH_FAILURES_PER_MINUTE", default_value = "30")]
     pub auth_failures_per_minute: NonZeroU32,

@@ -4,19 +4,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_bus_redis::RedisRateLimiter;
 use chat_core::jwt::KeyError;
 use chat_core::{
-    Authenticator, ChatService, GovernorRateLimiter, InProcessNotifier, JwtAlgorithm,
-    JwtAuthenticator, JwtIssuer, MessageRepository,
+    Authenticator, ChatService, FallbackRateLimiter, GovernorRateLimiter, InProcessNotifier,
+    JwtAlgorithm, JwtAuthenticator, JwtIssuer, MessageRepository, RateLimiter,
 };
 #[cfg(feature = "postgres")]
 use chat_store_postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 use chat_store_sqlite::SqliteStore;
 
+use chat_http::{AppState, Metrics};
+
 use crate::config::{Database, Settings};
 use crate::dev_key;
-use chat_http::{AppState, Metrics};
 
 /// Why the server cannot start; each says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +207,36 @@ async fn open_store(
     }
 }
 
+/// The per-user send limit: on this node alone, or with `CHAT_REDIS_URL` on Redis for
+/// every node, falling back to this node's own while Redis is away.
+fn send_limiter(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<Arc<dyn RateLimiter>, StartError> {
+    let (rate, burst) = (settings.send_rate_per_minute, settings.send_burst);
+    let local = Arc::new(GovernorRateLimiter::per_minute(rate, burst));
+    let Some(url) = &settings.redis_url else {
+        return Ok(local);
+    };
+    if settings.redis_prefix.trim().is_empty() {
+        return Err(StartError::Config(
+            "CHAT_REDIS_PREFIX must not be empty".to_owned(),
+        ));
+    }
+    // The error does not repeat the URL: it may hold a password.
+    let shared =
+        RedisRateLimiter::connect(url, &settings.redis_prefix, rate, burst).map_err(|_| {
+            StartError::Config("CHAT_REDIS_URL is not a valid redis:// or rediss:// URL".to_owned())
+        })?;
+    let limiter = Arc::new(FallbackRateLimiter::new(Arc::new(shared), local));
+    let counted = Arc::clone(&limiter);
+    metrics.observe_counter(
+        "chat_rate_limiter_fallbacks_total{limit=\"send\"}",
+        move || counted.fallbacks(),
+    );
+    Ok(limiter)
+}
+
 /// Opens the store and assembles the state the server runs on.
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let database = Database::parse(&settings.database_url).map_err(StartError::Config)?;
@@ -216,10 +248,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let notifier = InProcessNotifier::with_capacity(settings.ws_outbound_queue.get());
     let chat = ChatService::new(repository, Arc::new(notifier))
         .with_config(settings.chat_config())
-        .with_send_limiter(Arc::new(GovernorRateLimiter::per_minute(
-            settings.send_rate_per_minute,
-            settings.send_burst,
-        )));
+        .with_send_limiter(send_limiter(settings, &metrics)?);
     Ok(AppState::builder(chat, authenticator)
         .websocket(settings.ws_config())
         .allowed_origins(settings.allowed_origins.iter().cloned())

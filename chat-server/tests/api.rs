@@ -1403,3 +1403,74 @@ crate::both_stores!("current_thread";
     body_schemas_in_the_document_are_the_server_rules,
     the_document_follows_the_configured_message_limit,
 );
+
+/// Two nodes on one Redis (`CHAT_REDIS_URL`): the send limit of a user holds across
+/// them, and a node whose Redis is away goes on limiting alone.
+#[tokio::test]
+async fn the_send_limit_holds_across_nodes_on_redis() {
+    let Some(url) = chat_core::testing::service_url("CHAT_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = format!("chat-test-api-{}", std::process::id());
+    let args = [
+        "--send-burst",
+        "4",
+        "--send-rate-per-minute",
+        "6",
+        "--redis-url",
+        &url,
+        "--redis-prefix",
+        &prefix,
+    ];
+    let (a, b) = (
+        TestApp::with_args(&args).await,
+        TestApp::with_args(&args).await,
+    );
+    let mut created = 0;
+    for round in 0..5 {
+        for app in [&a, &b] {
+            if app.send_status(1, 2, &format!("round {round}")).await == StatusCode::CREATED {
+                created += 1;
+            }
+        }
+    }
+    // Ten sends over two nodes, one burst of four between them.
+    assert_eq!(created, 4);
+    let metrics = a.call(Method::GET, "/metrics", None, None).await.text;
+    assert!(
+        metrics.contains("chat_rate_limiter_fallbacks_total{limit=\"send\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_leaves_the_node_limiting_alone() {
+    // Nothing listens on port 1.
+    let app = TestApp::with_args(&[
+        "--send-burst",
+        "2",
+        "--send-rate-per-minute",
+        "6",
+        "--redis-url",
+        "redis://127.0.0.1:1",
+    ])
+    .await;
+    let statuses = [
+        app.send_status(1, 2, "one").await,
+        app.send_status(1, 2, "two").await,
+        app.send_status(1, 2, "three").await,
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let metrics = app.call(Method::GET, "/metrics", None, None).await.text;
+    assert!(
+        metrics.contains("chat_rate_limiter_fallbacks_total{limit=\"send\"} 3"),
+        "{metrics}"
+    );
+}

@@ -43,7 +43,12 @@ struct Inner {
     store_calls: RwLock<BTreeMap<(&'static str, bool), Histogram>>,
     /// Refusals by limit.
     rate_limited: RwLock<BTreeMap<&'static str, AtomicU64>>,
+    /// Counters kept elsewhere, read at each exposition: (series, reader).
+    observed: RwLock<Vec<(String, CounterReader)>>,
 }
+
+/// Reads a counter kept by another component.
+type CounterReader = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,6 +134,12 @@ impl Metrics {
         }
         drop(store_calls);
 
+        for (series, read) in read(&inner.observed).iter() {
+            let name = series.split('{').next().unwrap_or(series);
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{series} {}", read());
+        }
+
         let connections = inner.websocket_connections.load(Ordering::Relaxed);
         let _ = writeln!(out, "# TYPE {WEBSOCKETS} gauge");
         let _ = writeln!(out, "{WEBSOCKETS} {connections}");
@@ -168,6 +179,16 @@ impl Metrics {
                 series.push(one);
             }
         }
+    }
+
+    /// Exposes a counter that another component keeps: `series` is its name with its
+    /// labels (`chat_rate_limiter_fallbacks_total{limit="send"}`), `read` its value.
+    pub fn observe_counter(
+        &self,
+        series: impl Into<String>,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        write(&self.inner.observed).push((series.into(), Arc::new(read)));
     }
 
     /// Counts one message sent (`replay`: an idempotent replay, nothing new stored).
