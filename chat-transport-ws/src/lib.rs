@@ -189,7 +189,6 @@ impl WsEndpoint {
             .await
             .map_err(AcceptError::Chat)?;
         Ok(Session {
-            chat: self.chat.clone(),
             identity,
             feed,
             config: Arc::clone(&self.config),

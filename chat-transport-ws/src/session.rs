@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_core::{ChatService, Feed, FeedUpdate, Identity};
+use chat_core::{Feed, FeedUpdate, Identity};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -28,7 +28,6 @@ const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// `accept`, which runs it on the upgraded socket).
 #[derive(Debug)]
 pub struct Session {
-    pub(crate) chat: ChatService,
     pub(crate) identity: Identity,
     pub(crate) feed: Feed,
     pub(crate) config: Arc<WsConfig>,
@@ -60,7 +59,6 @@ impl Session {
 
 async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
     let Session {
-        chat,
         identity,
         feed,
         config,
@@ -103,7 +101,8 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
                         }
                         // Boxed: the handler's state is large and would otherwise sit in
                         // every idle connection's future.
-                        match Box::pin(handle_text(chat, user, text.as_str())).await {
+                        let reply = Box::pin(handle_text(feed.chat(), user, text.as_str())).await;
+                        match reply {
                             Some(Reply::Frame(reply)) => write(socket, config, &reply).await,
                             Some(Reply::Sent(message, replay)) => {
                                 Box::pin(write_sent(socket, feed, config, &message, replay)).await

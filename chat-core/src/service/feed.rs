@@ -146,6 +146,11 @@ impl ChatService {
 }
 
 impl Feed {
+    /// The service the feed reads from.
+    pub fn chat(&self) -> &ChatService {
+        &self.chat
+    }
+
     /// The user whose feed this is.
     pub fn user(&self) -> UserId {
         self.user
