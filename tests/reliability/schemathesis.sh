@@ -90,6 +90,9 @@ with urllib.request.urlopen(request) as response:
     assert response.status == 201, response.status
 PY
 
+# One worker: with several, hypothesis parses lambda sources from two threads at once and
+# CPython 3.11 can then fail inside ast.parse ("AST constructor recursion depth
+# mismatch"), an error in the tool rather than in the API.
 start=$(date +%s)
 status=0
 "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$base/api/openapi.json" \
@@ -99,7 +102,7 @@ status=0
   --max-examples "$max_examples" \
   --seed "${SCHEMATHESIS_SEED:-20260101}" \
   --generation-database none \
-  --workers 2 \
+  --workers 1 \
   --report junit --report-dir target/schemathesis \
   "$@" || status=$?
 echo "schemathesis finished in $(($(date +%s) - start)) s with status $status"
