@@ -1,31 +1,49 @@
 //! Redis adapters of the chat library, for several nodes that share one Redis.
 //!
-//! [`RedisRateLimiter`] keeps every key's allowance in Redis (GCRA in one Lua script,
-//! one round trip a check), so a per-user limit holds whichever node the user's
-//! requests reach. Wrap it in [`chat_core::FallbackRateLimiter`] to keep limiting on
-//! each node's own while Redis cannot be reached.
+//! - [`RedisNotifier`] carries events between nodes over Redis pub/sub (one RESP3
+//!   connection per node that subscribes the topics of the users connected there), and
+//!   turns every moment Redis may have lost events into a gap that the live feed
+//!   answers from the store.
+//! - [`RedisRateLimiter`] keeps every key's allowance in Redis (GCRA in one Lua
+//!   script, one round trip a check), so a per-user limit holds whichever node the
+//!   user's requests reach. Wrap it in [`chat_core::FallbackRateLimiter`] to keep
+//!   limiting on each node's own while Redis cannot be reached.
 //!
-//! Keys live under a prefix (`chat` by default in the reference server), so several
-//! deployments can share one Redis.
+//! Keys and topics live under a prefix (`chat` by default in the reference server), so
+//! several deployments can share one Redis. Redis keeps nothing the store does not.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::num::NonZeroU32;
-//! use chat_bus_redis::RedisRateLimiter;
+//! use std::sync::Arc;
+//! use chat_bus_redis::{RedisNotifier, RedisRateLimiter};
+//! use chat_core::{ChatService, InMemoryRepository};
 //!
+//! let url = "redis://127.0.0.1:6379";
+//! let notifier = RedisNotifier::connect(url, "chat")?;
 //! let limiter = RedisRateLimiter::connect(
-//!     "redis://127.0.0.1:6379",
+//!     url,
 //!     "chat",
 //!     NonZeroU32::new(60).unwrap(),
 //!     NonZeroU32::new(20).unwrap(),
 //! )?;
-//! # let _ = limiter;
+//! let chat = ChatService::new(Arc::new(InMemoryRepository::new()), Arc::new(notifier));
+//! # let _ = (chat, limiter);
 //! # Ok(()) }
 //! ```
 
+mod connection;
 mod error;
+mod health;
+mod notifier;
+mod publisher;
 mod rate_limiter;
+mod subscriber;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod wire;
 
+pub use notifier::RedisNotifier;
 pub use rate_limiter::RedisRateLimiter;
 /// The redis client this crate is built with, so callers use the matching version.
 pub use redis;

@@ -5,15 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{Error, RateDecision, RateLimiter};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::aio::ConnectionManager;
+use redis::{ProtocolVersion, Script};
 
+use crate::connection;
 use crate::error::from_redis;
-
-/// How long a check waits for Redis before the limiter reports it unavailable.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long one connection attempt may take.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// GCRA (the generic cell rate algorithm) on Redis' own clock. A key holds its
 /// theoretical arrival time (TAT) in microseconds; a request of `cost` units moves it
@@ -38,7 +34,7 @@ local used = new_tat - now
 if used > span then
   return {0, 0, used - span}
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil(used / 1000))
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.max(1, math.ceil(used / 1000)))
 return {1, math.floor((span - used) / interval), 0}
 ";
 
@@ -72,20 +68,10 @@ impl RedisRateLimiter {
         per_minute: NonZeroU32,
         burst: NonZeroU32,
     ) -> Result<Self, Error> {
-        let client = Client::open(url).map_err(|_| {
-            // The URL may hold a password: it is not repeated.
-            Error::invalid(
-                "redis_url",
-                chat_core::ValidationCode::InvalidFormat,
-                "The Redis URL is not a valid redis:// or rediss:// URL.",
-            )
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1);
+        let client = connection::client(url, ProtocolVersion::RESP2)?;
         let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(from_redis)?;
+            ConnectionManager::new_lazy_with_config(client, connection::manager_config())
+                .map_err(from_redis)?;
         Ok(Self::new(connection, prefix, per_minute, burst))
     }
 
@@ -99,7 +85,9 @@ impl RedisRateLimiter {
         Self {
             connection,
             prefix: prefix.to_owned(),
-            interval_micros: 60_000_000 / u64::from(per_minute.get()),
+            // Above 60 million a minute the interval would round to nothing: one
+            // microsecond is the finest the script keeps.
+            interval_micros: (60_000_000 / u64::from(per_minute.get())).max(1),
             burst: burst.get(),
             script: Script::new(GCRA),
         }

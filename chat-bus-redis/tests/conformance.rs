@@ -23,3 +23,59 @@ mod rate_limiter {
         ))
     });
 }
+
+/// A key prefix no other case of this run shares: the cases use the same user ids.
+fn fresh_prefix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "chat-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Publisher and subscribers on one node: Redis carries nothing the node needs.
+mod notifier_one_node {
+    use chat_bus_redis::RedisNotifier;
+    use chat_core::testing::service_url;
+
+    chat_core::notifier_suite!(async {
+        let url = service_url("CHAT_TEST_REDIS_URL")?;
+        Some(std::sync::Arc::new(
+            RedisNotifier::connect(&url, &super::fresh_prefix()).unwrap(),
+        ))
+    });
+}
+
+/// Every event published on one node and received on another: all of it through Redis.
+mod notifier_across_nodes {
+    use chat_bus_redis::RedisNotifier;
+    use chat_core::testing::service_url;
+    use chat_core::{Error, Event, EventStream, Notifier, UserId, async_trait};
+
+    struct TwoNodes {
+        publishing: RedisNotifier,
+        subscribing: RedisNotifier,
+    }
+
+    #[async_trait]
+    impl Notifier for TwoNodes {
+        async fn publish(&self, user: UserId, event: Event) -> Result<(), Error> {
+            self.publishing.publish(user, event).await
+        }
+
+        async fn subscribe(&self, user: UserId) -> Result<EventStream, Error> {
+            self.subscribing.subscribe(user).await
+        }
+    }
+
+    chat_core::notifier_suite!(async {
+        let url = service_url("CHAT_TEST_REDIS_URL")?;
+        let prefix = super::fresh_prefix();
+        Some(std::sync::Arc::new(TwoNodes {
+            publishing: RedisNotifier::connect(&url, &prefix).unwrap(),
+            subscribing: RedisNotifier::connect(&url, &prefix).unwrap(),
+        }))
+    });
+}

@@ -74,3 +74,22 @@ fn a_malformed_url_is_refused_without_repeating_it() {
     .unwrap_err();
     assert!(!error.to_string().contains("secret"), "{error}");
 }
+
+/// A limit set far above any traffic (a load test's) allows every check: it must not
+/// fail on a zero expiry or a zero emission interval.
+#[tokio::test]
+async fn a_limit_far_above_any_traffic_allows_every_check() {
+    let Some(url) = service_url("CHAT_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = format!("chat-test-unlimited-{}", std::process::id());
+    let huge = NonZeroU32::new(1_000_000_000).unwrap();
+    let limiter = RedisRateLimiter::connect(&url, &prefix, huge, huge).unwrap();
+    for _ in 0..100 {
+        let decision = limiter.check("send:1", NonZeroU32::MIN).await.unwrap();
+        assert!(
+            matches!(decision, RateDecision::Allowed { .. }),
+            "{decision:?}"
+        );
+    }
+}

@@ -65,5 +65,5 @@ pub use ports::{
 };
 pub use service::{
     ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,
-    MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus, ReadRequest, SendAttempt, SendFailure,
+    MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus, ReadRequest, Readiness, SendAttempt, SendFailure,
 };

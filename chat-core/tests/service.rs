@@ -718,7 +718,9 @@ async fn events_are_published_only_after_the_store_committed() {
         down.send(ALICE, text(BOB, "lost?")).await,
         Err(Error::Unavailable { .. })
     ));
-    assert!(matches!(down.ready().await, Err(Error::Unavailable { .. })));
+    let readiness = down.readiness().await;
+    assert!(matches!(readiness.store, Err(Error::Unavailable { .. })));
+    assert!(readiness.bus.is_ok() && !readiness.is_ready());
     assert!(
         tokio::time::timeout(Duration::from_millis(50), events.next())
             .await

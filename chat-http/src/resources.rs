@@ -363,9 +363,25 @@ pub(crate) struct ValidationErrorBody {
     errors: BTreeMap<String, Vec<String>>,
 }
 
-/// A liveness or readiness answer.
+/// A liveness answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct HealthBody {
-    /// `ok`, `ready` or `unavailable`.
+    /// `ok`.
     pub(crate) status: &'static str,
+}
+
+/// A readiness answer: the store and the bus, each on its own.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReadyBody {
+    /// `ready` (store and bus up), `degraded` (the store is up and the bus down: this
+    /// node serves its own connections and REST, and events do not cross to other nodes
+    /// until the bus is back) or `unavailable` (the store is down).
+    #[schema(example = "ready")]
+    pub(crate) status: &'static str,
+    /// `up` or `down`.
+    #[schema(example = "up")]
+    pub(crate) store: &'static str,
+    /// `up` or `down`; always `up` for a single node without a shared bus.
+    #[schema(example = "up")]
+    pub(crate) bus: &'static str,
 }

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_bus_redis::RedisRateLimiter;
+use chat_bus_redis::{RedisNotifier, RedisRateLimiter};
 use chat_core::jwt::KeyError;
 use chat_core::{
     Authenticator, ChatService, FallbackRateLimiter, GovernorRateLimiter, InProcessNotifier,
-    JwtAlgorithm, JwtAuthenticator, JwtIssuer, MessageRepository, RateLimiter,
+    JwtAlgorithm, JwtAuthenticator, JwtIssuer, MessageRepository, Notifier, RateLimiter,
 };
 #[cfg(feature = "postgres")]
 use chat_store_postgres::PostgresStore;
@@ -207,6 +207,38 @@ async fn open_store(
     }
 }
 
+/// The Redis every node shares, when `CHAT_REDIS_URL` names one: its URL and prefix.
+fn redis(settings: &Settings) -> Result<Option<(&str, &str)>, StartError> {
+    let Some(url) = &settings.redis_url else {
+        return Ok(None);
+    };
+    if settings.redis_prefix.trim().is_empty() {
+        return Err(StartError::Config(
+            "CHAT_REDIS_PREFIX must not be empty".to_owned(),
+        ));
+    }
+    Ok(Some((url, &settings.redis_prefix)))
+}
+
+/// The error for a Redis URL that does not parse; it does not repeat the URL, which may
+/// hold a password.
+fn invalid_redis_url<E>(_: E) -> StartError {
+    StartError::Config("CHAT_REDIS_URL is not a valid redis:// or rediss:// URL".to_owned())
+}
+
+/// Events to this node's connections: within this process, or with `CHAT_REDIS_URL`
+/// across every node on Redis pub/sub.
+fn notifier(settings: &Settings) -> Result<Arc<dyn Notifier>, StartError> {
+    // Each WebSocket's outbound queue is its subscription to the notifier.
+    let local = InProcessNotifier::with_capacity(settings.ws_outbound_queue.get());
+    Ok(match redis(settings)? {
+        None => Arc::new(local),
+        Some((url, prefix)) => {
+            Arc::new(RedisNotifier::connect_with(url, prefix, local).map_err(invalid_redis_url)?)
+        }
+    })
+}
+
 /// The per-user send limit: on this node alone, or with `CHAT_REDIS_URL` on Redis for
 /// every node, falling back to this node's own while Redis is away.
 fn send_limiter(
@@ -215,19 +247,10 @@ fn send_limiter(
 ) -> Result<Arc<dyn RateLimiter>, StartError> {
     let (rate, burst) = (settings.send_rate_per_minute, settings.send_burst);
     let local = Arc::new(GovernorRateLimiter::per_minute(rate, burst));
-    let Some(url) = &settings.redis_url else {
+    let Some((url, prefix)) = redis(settings)? else {
         return Ok(local);
     };
-    if settings.redis_prefix.trim().is_empty() {
-        return Err(StartError::Config(
-            "CHAT_REDIS_PREFIX must not be empty".to_owned(),
-        ));
-    }
-    // The error does not repeat the URL: it may hold a password.
-    let shared =
-        RedisRateLimiter::connect(url, &settings.redis_prefix, rate, burst).map_err(|_| {
-            StartError::Config("CHAT_REDIS_URL is not a valid redis:// or rediss:// URL".to_owned())
-        })?;
+    let shared = RedisRateLimiter::connect(url, prefix, rate, burst).map_err(invalid_redis_url)?;
     let limiter = Arc::new(FallbackRateLimiter::new(Arc::new(shared), local));
     let counted = Arc::clone(&limiter);
     metrics.observe_counter(
@@ -244,9 +267,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let store = open_store(&database, settings.database_schema.as_deref()).await?;
     let metrics = Metrics::new();
     let repository: Arc<dyn MessageRepository> = Arc::new(metrics.measure(store));
-    // Each WebSocket's outbound queue is its subscription to the notifier.
-    let notifier = InProcessNotifier::with_capacity(settings.ws_outbound_queue.get());
-    let chat = ChatService::new(repository, Arc::new(notifier))
+    let chat = ChatService::new(repository, notifier(settings)?)
         .with_config(settings.chat_config())
         .with_send_limiter(send_limiter(settings, &metrics)?);
     Ok(AppState::builder(chat, authenticator)

@@ -788,7 +788,10 @@ async fn an_unavailable_store_answers_503_without_details() {
     store.layer().fail_all();
     let ready = app.call(Method::GET, "/ready", None, None).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(ready.body, json!({"status": "unavailable"}));
+    assert_eq!(
+        ready.body,
+        json!({"status": "unavailable", "store": "down", "bus": "up"})
+    );
     let send = app
         .post(
             "/api/chat/send",
@@ -819,7 +822,10 @@ async fn health_ready_and_metrics() {
     let ready = app.call(Method::GET, "/ready", None, None).await;
     assert_eq!(
         (ready.status, ready.body.clone()),
-        (StatusCode::OK, json!({"status": "ready"}))
+        (
+            StatusCode::OK,
+            json!({"status": "ready", "store": "up", "bus": "up"})
+        )
     );
     app.send_message(1, 2, "counted").await;
     app.get("/api/chat/messages/2", 1).await;

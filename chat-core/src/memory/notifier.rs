@@ -45,7 +45,7 @@ struct Queue {
 
 #[derive(Debug, Default)]
 struct QueueState {
-    events: VecDeque<Event>,
+    notices: VecDeque<Notice>,
     waker: Option<Waker>,
     /// Dropped for falling behind: the stream ends once drained.
     closed: bool,
@@ -57,12 +57,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Queue {
-    /// Queues `event`; `false` if the queue was full and is now closed.
-    fn push(&self, event: Event, capacity: usize) -> bool {
+    /// Queues `notice`; `false` if the queue was full and is now closed. A gap right
+    /// after a gap says nothing new and is not queued twice.
+    fn push(&self, notice: Notice, capacity: usize) -> bool {
         let mut state = lock(&self.state);
-        let accepted = state.events.len() < capacity;
+        let accepted = state.notices.len() < capacity;
+        if matches!(notice, Notice::Gap) && state.notices.back() == Some(&Notice::Gap) {
+            return true;
+        }
         if accepted {
-            state.events.push_back(event);
+            state.notices.push_back(notice);
         } else {
             state.closed = true;
         }
@@ -114,6 +118,36 @@ impl InProcessNotifier {
     pub fn subscriber_count(&self, user: UserId) -> usize {
         lock(&self.hub.subscribers).get(&user).map_or(0, Vec::len)
     }
+
+    /// The users with at least one subscribed stream right now.
+    pub fn subscribed_users(&self) -> Vec<UserId> {
+        lock(&self.hub.subscribers).keys().copied().collect()
+    }
+
+    /// Hands `event` to every stream subscribed for `user` now, without waiting: what
+    /// [`publish`](Notifier::publish) does, callable from code that cannot await (a
+    /// broker client's receive loop).
+    pub fn deliver(&self, user: UserId, event: &Event) {
+        let mut map = lock(&self.hub.subscribers);
+        if let Some(list) = map.get_mut(&user) {
+            // Full: drop the subscriber rather than wait or grow.
+            list.retain(|queue| queue.push(Notice::Event(event.clone()), self.hub.capacity));
+            if list.is_empty() {
+                map.remove(&user);
+            }
+        }
+    }
+
+    /// Tells every current subscriber that events may have been lost: each stream
+    /// yields [`Notice::Gap`] after what it already holds. A bus adapter that uses this
+    /// notifier for its local fan-out calls it when its broker connection came back.
+    pub fn gap_all(&self) {
+        let mut map = lock(&self.hub.subscribers);
+        map.retain(|_, list| {
+            list.retain(|queue| queue.push(Notice::Gap, self.hub.capacity));
+            !list.is_empty()
+        });
+    }
 }
 
 impl Default for InProcessNotifier {
@@ -125,14 +159,7 @@ impl Default for InProcessNotifier {
 #[async_trait]
 impl Notifier for InProcessNotifier {
     async fn publish(&self, user: UserId, event: Event) -> Result<(), Error> {
-        let mut map = lock(&self.hub.subscribers);
-        if let Some(list) = map.get_mut(&user) {
-            // Full: drop the subscriber rather than wait or grow.
-            list.retain(|queue| queue.push(event.clone(), self.hub.capacity));
-            if list.is_empty() {
-                map.remove(&user);
-            }
-        }
+        self.deliver(user, &event);
         Ok(())
     }
 
@@ -166,11 +193,11 @@ impl Stream for Subscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
         let mut state = lock(&self.queue.state);
-        if let Some(event) = state.events.pop_front() {
-            if state.events.is_empty() && state.events.capacity() > KEEP_SLOTS {
-                state.events = VecDeque::new();
+        if let Some(notice) = state.notices.pop_front() {
+            if state.notices.is_empty() && state.notices.capacity() > KEEP_SLOTS {
+                state.notices = VecDeque::new();
             }
-            return Poll::Ready(Some(Notice::Event(event)));
+            return Poll::Ready(Some(notice));
         }
         if state.closed {
             return Poll::Ready(None);

@@ -44,7 +44,11 @@ pub enum Notice {
 /// - **Lifetime.** A stream receives events published after `subscribe` returned, until
 ///   it is dropped; dropping it unsubscribes. Publishing for a user with no subscriber
 ///   succeeds and does nothing.
-/// - **Errors.** `Error::Unavailable` when the broker cannot be reached.
+/// - **Errors.** `Error::Unavailable` when the broker cannot be reached. A notifier
+///   whose broker is away keeps serving the subscribers of its own process where it can
+///   and says so through [`ping`](Notifier::ping) (readiness).
+/// - **Health.** `ping` answers `Ok` while events published here reach the other
+///   processes that share the broker; a notifier within one process is always healthy.
 #[async_trait]
 pub trait Notifier: Send + Sync + 'static {
     /// Publishes `event` to every current subscriber of `user`.
@@ -52,4 +56,9 @@ pub trait Notifier: Send + Sync + 'static {
 
     /// Subscribes to `user`'s events.
     async fn subscribe(&self, user: UserId) -> Result<EventStream, Error>;
+
+    /// Whether events cross to the other processes (readiness); `Ok` by default.
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }

@@ -2,6 +2,7 @@
 
 mod config;
 mod feed;
+mod readiness;
 pub(crate) mod validation;
 
 use std::num::NonZeroU32;
@@ -19,6 +20,7 @@ use crate::timestamp;
 
 pub use config::ChatConfig;
 pub use feed::{Feed, FeedStart, FeedUpdate};
+pub use readiness::Readiness;
 pub use validation::MAX_CLIENT_MESSAGE_ID_CHARS;
 
 /// A sender's send allowance after an attempt.
@@ -553,9 +555,12 @@ impl ChatService {
         self.notifier.subscribe(caller).await
     }
 
-    /// Whether the store answers (readiness).
-    pub async fn ready(&self) -> Result<(), Error> {
-        self.repository.ping().await
+    /// Whether the store and the bus answer (readiness), each on its own.
+    pub async fn readiness(&self) -> Readiness {
+        Readiness {
+            store: self.repository.ping().await,
+            bus: self.notifier.ping().await,
+        }
     }
 
     async fn visible_message(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {

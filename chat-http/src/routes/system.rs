@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
-use crate::resources::HealthBody;
+use crate::resources::{HealthBody, ReadyBody};
 use crate::state::AppState;
 
 /// Liveness: the process answers.
@@ -15,25 +15,36 @@ pub(crate) async fn health() -> Json<HealthBody> {
     Json(HealthBody { status: "ok" })
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store and the bus, each on its own.
 #[utoipa::path(get, path = "/ready", operation_id = "ready", tag = "system",
     responses(
-        (status = 200, description = "Ready to serve.", body = HealthBody),
-        (status = 503, description = "The store does not answer.", body = HealthBody),
+        (status = 200, description = "The store answers; `status` is `degraded` while the bus is down.", body = ReadyBody),
+        (status = 503, description = "The store does not answer.", body = ReadyBody),
     ))]
-pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthBody>) {
-    match state.chat().ready().await {
-        Ok(()) => (StatusCode::OK, Json(HealthBody { status: "ready" })),
-        Err(error) => {
-            tracing::warn!(%error, "not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(HealthBody {
-                    status: "unavailable",
-                }),
-            )
-        }
+pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
+    let readiness = state.chat().readiness().await;
+    if let Err(error) = &readiness.store {
+        tracing::warn!(%error, "not ready: the store does not answer");
     }
+    if let Err(error) = &readiness.bus {
+        tracing::warn!(%error, "degraded: the bus does not answer");
+    }
+    let up = |result: &Result<(), _>| if result.is_ok() { "up" } else { "down" };
+    let body = ReadyBody {
+        status: match (&readiness.store, &readiness.bus) {
+            (Ok(()), Ok(())) => "ready",
+            (Ok(()), Err(_)) => "degraded",
+            (Err(_), _) => "unavailable",
+        },
+        store: up(&readiness.store),
+        bus: up(&readiness.bus),
+    };
+    let status = if readiness.store.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }
 
 /// Prometheus metrics in the text exposition format.
