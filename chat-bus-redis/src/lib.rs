@@ -4,6 +4,9 @@
 //!   connection per node that subscribes the topics of the users connected there), and
 //!   turns every moment Redis may have lost events into a gap that the live feed
 //!   answers from the store.
+//! - [`RedisPresence`] knows which users hold live connections on any node (each
+//!   node refreshes its own with a time to live, so a node that dies leaves no ghosts),
+//!   and holds the per-user connection limit across nodes.
 //! - [`RedisRateLimiter`] keeps every key's allowance in Redis (GCRA in one Lua
 //!   script, one round trip a check), so a per-user limit holds whichever node the
 //!   user's requests reach. Wrap it in [`chat_core::FallbackRateLimiter`] to keep
@@ -36,6 +39,7 @@ mod connection;
 mod error;
 mod health;
 mod notifier;
+mod presence;
 mod publisher;
 mod rate_limiter;
 mod subscriber;
@@ -44,6 +48,7 @@ pub mod testing;
 mod wire;
 
 pub use notifier::RedisNotifier;
+pub use presence::RedisPresence;
 pub use rate_limiter::RedisRateLimiter;
 /// The redis client this crate is built with, so callers use the matching version.
 pub use redis;

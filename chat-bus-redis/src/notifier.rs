@@ -137,7 +137,7 @@ impl RedisNotifier {
 }
 
 /// A random id for this node, so it can tell its own events from others'.
-fn node_id() -> u64 {
+pub(crate) fn node_id() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     hasher.write_u128(

@@ -79,3 +79,56 @@ mod notifier_across_nodes {
         }))
     });
 }
+
+mod presence_one_node {
+    use std::time::Duration;
+
+    use chat_bus_redis::RedisPresence;
+    use chat_core::testing::service_url;
+
+    chat_core::presence_suite!(async {
+        let url = service_url("CHAT_TEST_REDIS_URL")?;
+        Some(std::sync::Arc::new(
+            RedisPresence::connect(&url, &super::fresh_prefix(), Duration::from_secs(30)).unwrap(),
+        ))
+    });
+}
+
+/// Seats taken on one node, presence read on another.
+mod presence_across_nodes {
+    use std::time::Duration;
+
+    use chat_bus_redis::RedisPresence;
+    use chat_core::testing::service_url;
+    use chat_core::{Error, Presence, Seat, UserId, UserPresence, async_trait};
+
+    struct TwoNodes {
+        seating: RedisPresence,
+        reading: RedisPresence,
+    }
+
+    #[async_trait]
+    impl Presence for TwoNodes {
+        async fn join(&self, user: UserId, limit: usize) -> Result<Option<Seat>, Error> {
+            self.seating.join(user, limit).await
+        }
+
+        async fn leave(&self, seat: Seat) -> Result<(), Error> {
+            self.seating.leave(seat).await
+        }
+
+        async fn lookup(&self, users: &[UserId]) -> Result<Vec<UserPresence>, Error> {
+            self.reading.lookup(users).await
+        }
+    }
+
+    chat_core::presence_suite!(async {
+        let url = service_url("CHAT_TEST_REDIS_URL")?;
+        let prefix = super::fresh_prefix();
+        let ttl = Duration::from_secs(30);
+        Some(std::sync::Arc::new(TwoNodes {
+            seating: RedisPresence::connect(&url, &prefix, ttl).unwrap(),
+            reading: RedisPresence::connect(&url, &prefix, ttl).unwrap(),
+        }))
+    });
+}

@@ -106,7 +106,14 @@ async fn a_redis_restart_becomes_a_gap_and_live_delivery_resumes() {
     .await;
 
     redis.restart();
-    assert_eq!(next(&mut stream).await, Notice::Gap);
+    // The receiving node lost its subscription: a gap comes, perhaps after the event
+    // published meanwhile if the sending node was still retrying it.
+    loop {
+        match next(&mut stream).await {
+            Notice::Gap => break,
+            notice => assert_eq!(notice, Notice::Event(marker(2))),
+        }
+    }
     eventually("both nodes report the bus up again", || async {
         sending.ping().await.is_ok() && receiving.ping().await.is_ok()
     })
@@ -115,7 +122,7 @@ async fn a_redis_restart_becomes_a_gap_and_live_delivery_resumes() {
     // (after, at most, the sending node's own gap announcement).
     sending.publish(ALICE, marker(3)).await.unwrap();
     let mut notice = next(&mut stream).await;
-    while notice == Notice::Gap {
+    while notice == Notice::Gap || notice == Notice::Event(marker(2)) {
         notice = next(&mut stream).await;
     }
     assert_eq!(notice, Notice::Event(marker(3)));

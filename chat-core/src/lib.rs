@@ -51,7 +51,7 @@ pub use fallback::FallbackRateLimiter;
 pub use ids::{MessageId, UserId};
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtIssuer};
-pub use memory::{GovernorRateLimiter, InMemoryRepository, InProcessNotifier};
+pub use memory::{GovernorRateLimiter, InMemoryPresence, InMemoryRepository, InProcessNotifier};
 pub use message::{
     Inserted, Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome, UnknownStatus,
 };
@@ -60,10 +60,10 @@ pub use page::{
     HistoryRequest, MAX_PAGE_SIZE,
 };
 pub use ports::{
-    Authenticator, EventStream, Identity, Layered, MessageRepository, Notice, Notifier,
-    RateDecision, RateLimiter, RepositoryLayer, StoreOperation,
+    Authenticator, EventStream, Identity, Layered, MessageRepository, Notice, Notifier, Presence,
+    RateDecision, RateLimiter, RepositoryLayer, Seat, StoreOperation, UserPresence,
 };
 pub use service::{
-    ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,
+    Admission, ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,
     MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus, ReadRequest, Readiness, SendAttempt, SendFailure,
 };

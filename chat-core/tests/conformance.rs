@@ -26,3 +26,9 @@ mod rate_limiter {
         ))
     });
 }
+
+mod presence {
+    chat_core::presence_suite!(async {
+        Some(std::sync::Arc::new(chat_core::InMemoryPresence::new()))
+    });
+}

@@ -90,12 +90,17 @@ pub struct Settings {
     #[arg(long, env = "CHAT_SEND_BURST", default_value = "30")]
     pub send_burst: NonZeroU32,
     /// `redis://[user:pass@]host:port[/db]` (or `rediss://`): the Redis every node of
-    /// a deployment shares. Turns on the per-user send limit across nodes.
+    /// a deployment shares. Turns on live events, presence and the per-user limits
+    /// across nodes.
     #[arg(long, env = "CHAT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
-    /// The prefix of this deployment's keys in Redis.
+    /// The prefix of this deployment's keys and topics in Redis.
     #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat")]
     pub redis_prefix: String,
+    /// Seconds a connection stays present on Redis without its node refreshing it
+    /// (every third of this): the users of a node that died go offline within it.
+    #[arg(long, env = "CHAT_PRESENCE_TTL_SECONDS", default_value = "15")]
+    pub presence_ttl_seconds: NonZeroU32,
     /// Failed authentications per minute and client address, on average.
     #[arg(long, env = "CHAT_AUTH_FAILURES_PER_MINUTE", default_value = "30")]
     pub auth_failures_per_minute: NonZeroU32,

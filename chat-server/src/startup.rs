@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_bus_redis::{RedisNotifier, RedisRateLimiter};
+use chat_bus_redis::{RedisNotifier, RedisPresence, RedisRateLimiter};
 use chat_core::jwt::KeyError;
 use chat_core::{
-    Authenticator, ChatService, FallbackRateLimiter, GovernorRateLimiter, InProcessNotifier,
-    JwtAlgorithm, JwtAuthenticator, JwtIssuer, MessageRepository, Notifier, RateLimiter,
+    Authenticator, ChatService, FallbackRateLimiter, GovernorRateLimiter, InMemoryPresence,
+    InProcessNotifier, JwtAlgorithm, JwtAuthenticator, JwtIssuer, MessageRepository, Notifier,
+    Presence, RateLimiter,
 };
 #[cfg(feature = "postgres")]
 use chat_store_postgres::PostgresStore;
@@ -239,6 +240,18 @@ fn notifier(settings: &Settings) -> Result<Arc<dyn Notifier>, StartError> {
     })
 }
 
+/// Who is connected: within this process, or with `CHAT_REDIS_URL` on Redis for every
+/// node (which makes the per-user connection limit hold across nodes).
+fn presence(settings: &Settings) -> Result<Arc<dyn Presence>, StartError> {
+    Ok(match redis(settings)? {
+        None => Arc::new(InMemoryPresence::new()),
+        Some((url, prefix)) => {
+            let ttl = Duration::from_secs(u64::from(settings.presence_ttl_seconds.get()));
+            Arc::new(RedisPresence::connect(url, prefix, ttl).map_err(invalid_redis_url)?)
+        }
+    })
+}
+
 /// The per-user send limit: on this node alone, or with `CHAT_REDIS_URL` on Redis for
 /// every node, falling back to this node's own while Redis is away.
 fn send_limiter(
@@ -268,6 +281,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let metrics = Metrics::new();
     let repository: Arc<dyn MessageRepository> = Arc::new(metrics.measure(store));
     let chat = ChatService::new(repository, notifier(settings)?)
+        .with_presence(presence(settings)?)
         .with_config(settings.chat_config())
         .with_send_limiter(send_limiter(settings, &metrics)?);
     Ok(AppState::builder(chat, authenticator)

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use chat_bus_redis::RedisPresence;
 use chat_bus_redis::testing::RedisServer;
+use chat_core::{Presence, UserId};
 use futures_util::{SinkExt, StreamExt};
 use process::{
     Database, NO_SEND_LIMIT, Server, http_client, postgres_url, runtime, send, serial, token,
@@ -116,7 +118,17 @@ fn three_nodes_deliver_to_each_other() {
     runtime().block_on(async {
         let database = Database::postgres(&postgres, "nodes").await;
         let mut args = bus_args(&redis, "nodes");
-        args.extend(["--send-burst", "5", "--send-rate-per-minute", "1"].map(str::to_owned));
+        args.extend(
+            [
+                "--send-burst",
+                "5",
+                "--send-rate-per-minute",
+                "1",
+                "--ws-max-connections-per-user",
+                "2",
+            ]
+            .map(str::to_owned),
+        );
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let a = Server::start(&database, &args).await;
         let b = Server::start(&database, &args).await;
@@ -188,7 +200,38 @@ fn three_nodes_deliver_to_each_other() {
             *statuses.entry(answer.status).or_insert(0) += 1;
         }
         assert_eq!(statuses, HashMap::from([(201, 5), (429, 10)]));
+
+        // Alice holds two connections (C and A): a third, on B, is refused; once one
+        // closes, B lets her in.
+        assert_eq!(refusal(&b, alice).await, Some(429));
+        alice_on_c.close(None).await.unwrap();
+        drop(alice_on_c);
+        let deadline = Instant::now() + ARRIVAL;
+        while refusal(&b, alice).await.is_some() {
+            assert!(Instant::now() < deadline, "the closed connection's place never came back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
+}
+
+/// The HTTP status a WebSocket handshake of `user` is refused with, or `None` when it
+/// is accepted (and then closed again).
+async fn refusal(server: &Server, user: i64) -> Option<u16> {
+    let mut request = server.ws_url("").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(user)).parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((mut socket, _)) => {
+            socket.close(None).await.unwrap();
+            None
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Some(response.status().as_u16())
+        }
+        Err(error) => panic!("the handshake failed: {error}"),
+    }
 }
 
 /// What each receiver saw, by message id.
@@ -378,6 +421,7 @@ fn receivers_of_a_killed_node_resume_on_another() {
         let database = Database::postgres(&postgres, "node_kill").await;
         let mut args = bus_args(&redis, "kill");
         args.extend(NO_SEND_LIMIT.map(str::to_owned));
+        args.extend(["--presence-ttl-seconds", "2"].map(str::to_owned));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let sender_node = Server::start(&database, &args).await;
         let mut doomed = Server::start(&database, &args).await;
@@ -417,7 +461,38 @@ fn receivers_of_a_killed_node_resume_on_another() {
         }
         wait_all_seen(&seen, &expected).await;
 
+        let observer = RedisPresence::connect(
+            &redis,
+            &format!("chat-test-kill-{}", std::process::id()),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let users: Vec<UserId> = receivers.iter().map(|&user| UserId::new(user)).collect();
+        assert!(
+            observer
+                .lookup(&users)
+                .await
+                .unwrap()
+                .iter()
+                .all(|p| p.online)
+        );
+
         doomed.kill9();
+        // No ghosts: offline within the TTL (polled, with room for a busy machine).
+        let deadline = Instant::now() + ARRIVAL;
+        while observer
+            .lookup(&users)
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.online)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the killed node's users stayed online"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         stop.store(true, Ordering::Relaxed);
         for reader in readers {
             let _ = reader.await;

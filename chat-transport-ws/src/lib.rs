@@ -47,6 +47,7 @@ mod inbound_limit;
 mod pair_socket;
 pub mod protocol;
 mod requests;
+mod seat;
 mod session;
 mod upgrade;
 
@@ -54,7 +55,8 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 use axum::response::Response;
-use chat_core::{ChatService, FeedStart, Identity};
+use chat_core::{Admission, ChatService, FeedStart, Identity};
+use seat::HeldSeat;
 
 pub use closing::WsSocket;
 pub use config::{WsConfig, close_code};
@@ -183,6 +185,16 @@ impl WsEndpoint {
                 .ok_or(AcceptError::TooManyConnections {
                     limit: self.config.max_connections_per_user,
                 })?;
+        let limit = self.config.max_connections_per_user;
+        // The same limit across every node sharing the service's presence.
+        let seat = match self.chat.admit(identity.user_id, limit).await {
+            Admission::Seated(seat) => Some(HeldSeat {
+                chat: self.chat.clone(),
+                seat,
+            }),
+            Admission::Full => return Err(AcceptError::TooManyConnections { limit }),
+            _ => None,
+        };
         let feed = self
             .chat
             .open_feed(identity.user_id, start, self.config.backlog_batch)
@@ -194,6 +206,7 @@ impl WsEndpoint {
             config: Arc::clone(&self.config),
             shutdown: self.hub.shutdown_signal(),
             _registration: registration,
+            _seat: seat,
         })
     }
 }

@@ -19,6 +19,7 @@ use crate::hub::Registration;
 use crate::inbound_limit::InboundLimit;
 use crate::protocol::{ErrorData, ServerFrame, TypingData, encode};
 use crate::requests::{Reply, handle_text};
+use crate::seat::HeldSeat;
 
 /// Far enough to stand for "never" without overflowing `Instant`.
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -33,6 +34,8 @@ pub struct Session {
     pub(crate) config: Arc<WsConfig>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) _registration: Registration,
+    /// Its seat in presence, if presence could be reached.
+    pub(crate) _seat: Option<HeldSeat>,
 }
 
 enum Step {

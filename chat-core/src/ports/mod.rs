@@ -1,13 +1,15 @@
-//! The four ports: what the core needs from the outside world.
+//! The ports: what the core needs from the outside world.
 
 mod authenticator;
 mod layered;
 mod notifier;
+mod presence;
 mod rate_limiter;
 mod repository;
 
 pub use authenticator::{Authenticator, Identity};
 pub use layered::{Layered, RepositoryLayer, StoreOperation};
 pub use notifier::{EventStream, Notice, Notifier};
+pub use presence::{Presence, Seat, UserPresence};
 pub use rate_limiter::{RateDecision, RateLimiter};
 pub use repository::MessageRepository;

@@ -1,5 +1,6 @@
 //! `ChatService`: every chat rule, in one place.
 
+mod admission;
 mod config;
 mod feed;
 mod readiness;
@@ -12,12 +13,15 @@ use std::time::Duration;
 use crate::error::{Error, ValidationErrors};
 use crate::event::{Event, Receipt, Typing};
 use crate::ids::{MessageId, UserId};
-use crate::memory::{InMemoryRepository, InProcessNotifier};
+use crate::memory::{InMemoryPresence, InMemoryRepository, InProcessNotifier};
 use crate::message::{Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome};
 use crate::page::{Conversations, History, HistoryPosition, HistoryQuery, HistoryRequest};
-use crate::ports::{EventStream, MessageRepository, Notifier, RateDecision, RateLimiter};
+use crate::ports::{
+    EventStream, MessageRepository, Notifier, Presence, RateDecision, RateLimiter, Seat,
+};
 use crate::timestamp;
 
+pub use admission::Admission;
 pub use config::ChatConfig;
 pub use feed::{Feed, FeedStart, FeedUpdate};
 pub use readiness::Readiness;
@@ -98,6 +102,7 @@ pub const MAX_BACKLOG_BATCH: u32 = 1000;
 pub struct ChatService {
     repository: Arc<dyn MessageRepository>,
     notifier: Arc<dyn Notifier>,
+    presence: Arc<dyn Presence>,
     send_limiter: Option<Arc<dyn RateLimiter>>,
     config: ChatConfig,
 }
@@ -118,6 +123,7 @@ impl ChatService {
         Self {
             repository,
             notifier,
+            presence: Arc::new(InMemoryPresence::new()),
             send_limiter: None,
             config: ChatConfig::default(),
         }
@@ -142,6 +148,36 @@ impl ChatService {
     pub fn with_send_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.send_limiter = Some(limiter);
         self
+    }
+
+    /// Keeps who is connected in `presence` (one shared by every node, say) instead of
+    /// this process's memory.
+    pub fn with_presence(mut self, presence: Arc<dyn Presence>) -> Self {
+        self.presence = presence;
+        self
+    }
+
+    /// Admits a new live connection of `user` while they hold fewer than `limit` across
+    /// every node sharing the presence. While presence cannot be reached, the connection
+    /// is let in unseated (its node's own limit still applies): a presence outage never
+    /// locks users out.
+    pub async fn admit(&self, user: UserId, limit: usize) -> Admission {
+        match self.presence.join(user, limit).await {
+            Ok(Some(seat)) => Admission::Seated(seat),
+            Ok(None) => Admission::Full,
+            Err(error) => {
+                tracing::debug!(%user, %error, "presence unavailable: connection admitted unseated");
+                Admission::Unseated
+            }
+        }
+    }
+
+    /// Gives back the seat of a connection that closed.
+    pub async fn release(&self, seat: Seat) {
+        if let Err(error) = self.presence.leave(seat).await {
+            // The seat expires by itself within the presence's time to live.
+            tracing::debug!(user = %seat.user, %error, "presence unavailable: seat left to expire");
+        }
     }
 
     /// The limits in force.

@@ -18,6 +18,7 @@
 
 mod faults;
 pub mod notifier;
+pub mod presence;
 pub mod rate_limiter;
 pub mod repository;
 
@@ -137,6 +138,20 @@ macro_rules! notifier_suite {
             publish_without_subscribers_succeeds,
             dropped_stream_does_not_disturb_others,
             slow_subscriber_never_blocks_publish,
+        );
+    };
+}
+
+/// Expands to one `#[tokio::test]` per `Presence` conformance case.
+#[macro_export]
+macro_rules! presence_suite {
+    ($factory:expr) => {
+        $crate::__conformance_cases!(presence, $factory;
+            a_user_never_seen_is_offline_without_last_seen,
+            joining_puts_online_and_leaving_the_last_seat_offline,
+            online_while_any_seat_is_held,
+            the_limit_counts_every_seat_of_the_user,
+            lookup_answers_in_order_with_repeats,
         );
     };
 }
