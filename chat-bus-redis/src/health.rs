@@ -16,6 +16,10 @@ impl Health {
             && !self.publisher_down.load(Ordering::Acquire)
     }
 
+    pub(crate) fn subscriber_is_down(&self) -> bool {
+        self.subscriber_down.load(Ordering::Acquire)
+    }
+
     pub(crate) fn publisher_is_down(&self) -> bool {
         self.publisher_down.load(Ordering::Acquire)
     }

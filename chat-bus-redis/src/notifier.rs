@@ -171,10 +171,20 @@ impl Notifier for RedisNotifier {
     async fn subscribe(&self, user: UserId) -> Result<EventStream, Error> {
         let shared = &self.shared;
         let stream = shared.local.subscribe(user).await?;
-        let (done, subscribed) = oneshot::channel();
-        if shared.commands.send(Command::Want(user, done)).is_ok() {
-            // Answered once the topic is subscribed, or at once while Redis is away.
-            let _ = subscribed.await;
+        if shared.health.subscriber_is_down() {
+            // Not waiting for Redis: the stream works locally at once, and gets a gap
+            // once its topic is subscribed.
+            let _ = shared.commands.send(Command::Want(user, None));
+        } else {
+            let (done, subscribed) = oneshot::channel();
+            if shared
+                .commands
+                .send(Command::Want(user, Some(done)))
+                .is_ok()
+            {
+                // Answered once the topic is subscribed (or Redis is found away).
+                let _ = subscribed.await;
+            }
         }
         Ok(Box::pin(Subscription {
             stream: Some(stream),

@@ -24,7 +24,9 @@ const MAX_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) enum Command {
     /// A user has a new local subscriber: make sure its topic is subscribed, then answer.
-    Want(UserId, oneshot::Sender<()>),
+    /// Without an answer channel the subscriber was answered at once (Redis was away),
+    /// and gets a gap once the topic is subscribed.
+    Want(UserId, Option<oneshot::Sender<()>>),
     /// A local subscriber of the user is gone: unsubscribe if it was the last.
     Release(UserId),
 }
@@ -142,7 +144,9 @@ impl SubscriptionTask {
                                     None => return,
                                     Some(Command::Want(_, done)) => {
                                         owe_gap = true;
-                                        let _ = done.send(());
+                                        if let Some(done) = done {
+                                            let _ = done.send(());
+                                        }
                                     }
                                     Some(Command::Release(_)) => {}
                                 },
@@ -195,13 +199,18 @@ impl SubscriptionTask {
         let mut wanted = Vec::new();
         let mut answers = Vec::new();
         let mut released = Vec::new();
+        let mut answered_early = false;
         for command in pending.drain(..) {
             match command {
                 Command::Want(user, done) => {
-                    if subscribed.insert(user) {
+                    let new = subscribed.insert(user);
+                    if new {
                         wanted.push(self.topics.user(user));
                     }
-                    answers.push(done);
+                    match done {
+                        Some(done) => answers.push(done),
+                        None => answered_early |= new,
+                    }
                 }
                 Command::Release(user) => {
                     if self.local.subscriber_count(user) == 0 && subscribed.remove(&user) {
@@ -222,6 +231,10 @@ impl SubscriptionTask {
         .await;
         for done in answers {
             let _ = done.send(());
+        }
+        if result.is_ok() && answered_early {
+            // Streams that went live before their topic was subscribed.
+            self.local.gap_all();
         }
         result
     }

@@ -1,5 +1,5 @@
-//! The fallback rate limiter: the shared limiter while it answers, the local one while
-//! it is unavailable, never an error for an outage.
+//! The fallbacks: the shared rate limiter or presence while it answers, the local one
+//! while it is unavailable, never an error for an outage.
 #![allow(clippy::unwrap_used)]
 
 use std::num::NonZeroU32;
@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use chat_core::{Error, FallbackRateLimiter, GovernorRateLimiter, RateDecision, RateLimiter};
+use chat_core::{
+    Error, FallbackPresence, FallbackRateLimiter, GovernorRateLimiter, InMemoryPresence, Presence,
+    RateDecision, RateLimiter, Seat, UserId, UserPresence,
+};
 
 /// A shared limiter that allows everything, until it is switched off.
 #[derive(Default)]
@@ -87,4 +90,64 @@ async fn other_errors_are_not_hidden() {
         Err(Error::Internal { .. })
     ));
     assert_eq!(limiter.fallbacks(), 0);
+}
+
+/// Presence every node shares, until it is switched off.
+#[derive(Default)]
+struct SharedPresence {
+    down: AtomicBool,
+    inner: InMemoryPresence,
+}
+
+impl SharedPresence {
+    fn check(&self) -> Result<(), Error> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(Error::unavailable("connection refused"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Presence for SharedPresence {
+    async fn join(&self, user: UserId, limit: usize) -> Result<Option<Seat>, Error> {
+        self.check()?;
+        self.inner.join(user, limit).await
+    }
+
+    async fn leave(&self, seat: Seat) -> Result<(), Error> {
+        self.check()?;
+        self.inner.leave(seat).await
+    }
+
+    async fn lookup(&self, users: &[UserId]) -> Result<Vec<UserPresence>, Error> {
+        self.check()?;
+        self.inner.lookup(users).await
+    }
+}
+
+#[tokio::test]
+async fn local_presence_holds_the_limit_while_the_shared_one_is_down() {
+    let alice = UserId::new(1);
+    let shared = Arc::new(SharedPresence::default());
+    let presence = FallbackPresence::new(shared.clone(), Arc::new(InMemoryPresence::new()));
+    let on_shared = presence.join(alice, 2).await.unwrap().unwrap();
+    assert!(!presence.falling_back());
+
+    shared.down.store(true, Ordering::Relaxed);
+    // Never refused for the outage; this node's own count holds the limit.
+    let first = presence.join(alice, 2).await.unwrap().unwrap();
+    let _second = presence.join(alice, 2).await.unwrap().unwrap();
+    assert_eq!(presence.join(alice, 2).await.unwrap(), None);
+    assert!(presence.falling_back());
+    assert_eq!(presence.fallbacks(), 3);
+    assert!(presence.lookup(&[alice]).await.unwrap()[0].online);
+    // A seat goes back where it came from.
+    presence.leave(first).await.unwrap();
+    assert!(presence.join(alice, 2).await.unwrap().is_some());
+
+    shared.down.store(false, Ordering::Relaxed);
+    presence.leave(on_shared).await.unwrap();
+    assert!(!presence.lookup(&[alice]).await.unwrap()[0].online);
+    assert!(!presence.falling_back());
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use chat_bus_redis::{RedisNotifier, RedisPresence, RedisRateLimiter};
 use chat_core::jwt::KeyError;
 use chat_core::{
-    Authenticator, ChatService, FallbackRateLimiter, GovernorRateLimiter, InMemoryPresence,
-    InProcessNotifier, JwtAlgorithm, JwtAuthenticator, JwtIssuer, MessageRepository, Notifier,
-    Presence, RateLimiter,
+    Authenticator, ChatService, FallbackPresence, FallbackRateLimiter, GovernorRateLimiter,
+    InMemoryPresence, InProcessNotifier, JwtAlgorithm, JwtAuthenticator, JwtIssuer,
+    MessageRepository, Notifier, Presence, RateLimiter,
 };
 #[cfg(feature = "postgres")]
 use chat_store_postgres::PostgresStore;
@@ -241,15 +241,22 @@ fn notifier(settings: &Settings) -> Result<Arc<dyn Notifier>, StartError> {
 }
 
 /// Who is connected: within this process, or with `CHAT_REDIS_URL` on Redis for every
-/// node (which makes the per-user connection limit hold across nodes).
-fn presence(settings: &Settings) -> Result<Arc<dyn Presence>, StartError> {
-    Ok(match redis(settings)? {
-        None => Arc::new(InMemoryPresence::new()),
-        Some((url, prefix)) => {
-            let ttl = Duration::from_secs(u64::from(settings.presence_ttl_seconds.get()));
-            Arc::new(RedisPresence::connect(url, prefix, ttl).map_err(invalid_redis_url)?)
-        }
-    })
+/// node (which makes the per-user connection limit hold across nodes), falling back to
+/// this node's own count while Redis is away.
+fn presence(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Presence>, StartError> {
+    let local = Arc::new(InMemoryPresence::new());
+    let Some((url, prefix)) = redis(settings)? else {
+        return Ok(local);
+    };
+    let ttl = Duration::from_secs(u64::from(settings.presence_ttl_seconds.get()));
+    let shared = RedisPresence::connect(url, prefix, ttl).map_err(invalid_redis_url)?;
+    let presence = Arc::new(FallbackPresence::new(Arc::new(shared), local));
+    let counted = Arc::clone(&presence);
+    metrics.observe_counter(
+        "chat_rate_limiter_fallbacks_total{limit=\"connections\"}",
+        move || counted.fallbacks(),
+    );
+    Ok(presence)
 }
 
 /// The per-user send limit: on this node alone, or with `CHAT_REDIS_URL` on Redis for
@@ -281,7 +288,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let metrics = Metrics::new();
     let repository: Arc<dyn MessageRepository> = Arc::new(metrics.measure(store));
     let chat = ChatService::new(repository, notifier(settings)?)
-        .with_presence(presence(settings)?)
+        .with_presence(presence(settings, &metrics)?)
         .with_config(settings.chat_config())
         .with_send_limiter(send_limiter(settings, &metrics)?);
     Ok(AppState::builder(chat, authenticator)

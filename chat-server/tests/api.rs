@@ -1479,4 +1479,13 @@ async fn an_unreachable_redis_leaves_the_node_limiting_alone() {
         metrics.contains("chat_rate_limiter_fallbacks_total{limit=\"send\"} 3"),
         "{metrics}"
     );
+    // Serving, and saying that events do not cross to other nodes.
+    let ready = app.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(
+        (ready.status, ready.body),
+        (
+            StatusCode::OK,
+            json!({"status": "degraded", "store": "up", "bus": "down"})
+        )
+    );
 }

@@ -348,6 +348,7 @@ fn a_redis_restart_loses_nothing_and_delivery_resumes() {
         }
         wait_all_seen(&seen, &expected).await;
 
+        let before_outage = n;
         redis.kill();
         let down = Instant::now() + ARRIVAL;
         loop {
@@ -373,7 +374,9 @@ fn a_redis_restart_loses_nothing_and_delivery_resumes() {
             send_round(&mut expected, &mut n).await;
         }
 
+        let during_outage = n - before_outage;
         redis.restart();
+        let restarted = Instant::now();
         let up = Instant::now() + ARRIVAL;
         loop {
             send_round(&mut expected, &mut n).await;
@@ -390,13 +393,22 @@ fn a_redis_restart_loses_nothing_and_delivery_resumes() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let ready_after = restarted.elapsed();
         // Everything sent so far arrives, the outage's messages through the store.
         wait_all_seen(&seen, &expected).await;
 
         // Live again: a new message arrives without any reconnect.
         let mut fresh = HashMap::new();
+        let live = Instant::now();
         send_round(&mut fresh, &mut n).await;
         wait_all_seen(&seen, &fresh).await;
+        eprintln!(
+            "redis restart: {n} messages acknowledged and received ({during_outage} while Redis was away), \
+             lost 0; both nodes ready {ready_after:?} after the restart; a new round of {} sends \
+             received {:?} after it began",
+            receivers.len(),
+            live.elapsed()
+        );
 
         stop.store(true, Ordering::Relaxed);
         for reader in readers {
@@ -516,5 +528,64 @@ fn receivers_of_a_killed_node_resume_on_another() {
         for reader in readers {
             reader.await.unwrap();
         }
+    });
+}
+
+/// A node whose Redis cannot be reached at all keeps serving alone: its own
+/// connections get live events, the connection limit holds on the node, `/ready` says
+/// the bus is down, and nothing answers 5xx.
+#[test]
+fn a_node_without_its_redis_serves_its_own_connections() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let database = Database::sqlite();
+        // Nothing listens on port 1.
+        let node = Server::start(
+            &database,
+            &[
+                "--redis-url",
+                "redis://127.0.0.1:1",
+                "--ws-max-connections-per-user",
+                "2",
+            ],
+        )
+        .await;
+        let client = http_client(ARRIVAL);
+        let (alice, bob) = (1, 2);
+        let mut phone = connect(&node, bob, "").await;
+        let _laptop = connect(&node, bob, "").await;
+        assert_eq!(refusal(&node, bob).await, Some(429));
+
+        let sent = send(&client, &node.base(), alice, bob, "no Redis", "k-1")
+            .await
+            .unwrap();
+        assert_eq!(sent.status, 201, "{}", sent.body);
+        assert_eq!(
+            next_of(&mut phone, "message").await["data"]["id"],
+            sent.id.unwrap()
+        );
+
+        let ready = client
+            .get(format!("{}/ready", node.base()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
+        assert_eq!(
+            ready.json::<Value>().await.unwrap(),
+            json!({"status": "degraded", "store": "up", "bus": "down"})
+        );
+        let metrics = client
+            .get(format!("{}/metrics", node.base()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !metrics.contains("chat_rate_limiter_fallbacks_total{limit=\"connections\"} 0"),
+            "{metrics}"
+        );
     });
 }

@@ -25,6 +25,27 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn new(url: &str, secret: &str) -> Result<Self, String> {
+        let (base, address) = Self::loopback(url)?;
+        let issuer = JwtIssuer::hs256(secret.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            base,
+            address,
+            issuer,
+        })
+    }
+
+    /// Another server of the same deployment (the same secret), at `url`.
+    pub(crate) fn at(&self, url: &str) -> Result<Self, String> {
+        let (base, address) = Self::loopback(url)?;
+        Ok(Self {
+            base,
+            address,
+            issuer: self.issuer.clone(),
+        })
+    }
+
+    /// The base URL and the loopback address of `url`.
+    fn loopback(url: &str) -> Result<(String, SocketAddr), String> {
         let base = url.trim_end_matches('/').to_owned();
         let authority = base
             .strip_prefix("http://")
@@ -37,12 +58,7 @@ impl Target {
         if !address.ip().is_loopback() {
             return Err(format!("{address} is not a loopback address"));
         }
-        let issuer = JwtIssuer::hs256(secret.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(Self {
-            base,
-            address,
-            issuer,
-        })
+        Ok((base, address))
     }
 
     /// A token for `user`, valid for two hours.

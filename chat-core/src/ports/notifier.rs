@@ -43,7 +43,9 @@ pub enum Notice {
 ///   the last message it handed out, so a lost event never loses a message.
 /// - **Lifetime.** A stream receives events published after `subscribe` returned, until
 ///   it is dropped; dropping it unsubscribes. Publishing for a user with no subscriber
-///   succeeds and does nothing.
+///   succeeds and does nothing; nothing is kept for later subscribers, though across
+///   processes an event still in flight when `subscribe` returns may reach the new
+///   stream (events are hints, so a consumer tolerates one it already has).
 /// - **Errors.** `Error::Unavailable` when the broker cannot be reached. A notifier
 ///   whose broker is away keeps serving the subscribers of its own process where it can
 ///   and says so through [`ping`](Notifier::ping) (readiness).

@@ -37,6 +37,11 @@ pub(crate) struct Args {
     /// The first simulated user id (receivers, then senders).
     #[arg(long, default_value_t = 2_000_000)]
     first_user: i64,
+    /// Servers the receivers connect to, in equal shares (repeat the option; default:
+    /// `--url`, where the senders always send). With nodes on one database and one
+    /// Redis, this measures delivery across nodes.
+    #[arg(long = "receivers-at", value_name = "URL")]
+    receivers_at: Vec<String>,
 }
 
 /// One send: when it left, and whether the server acknowledged it (201).
@@ -83,15 +88,32 @@ fn spread(number: u64, receivers: usize) -> u64 {
 pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
     let deadline = Instant::now() + Duration::from_secs(300);
     let (arrivals, mut arrived) = mpsc::unbounded_channel();
-    let receivers = open_many(
-        target,
-        args.first_user,
-        args.receivers,
-        args.concurrency,
-        deadline,
-        |socket| receiver(socket, arrivals.clone()),
-    )
-    .await?;
+    let nodes = if args.receivers_at.is_empty() {
+        vec![target.at(&target.base)?]
+    } else {
+        args.receivers_at
+            .iter()
+            .map(|url| target.at(url))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    // Consecutive blocks of users, one block a node.
+    let share = args.receivers.div_ceil(nodes.len());
+    let mut receivers = Vec::with_capacity(args.receivers);
+    for (n, node) in nodes.iter().enumerate() {
+        let first = n * share;
+        let count = share.min(args.receivers.saturating_sub(first));
+        receivers.extend(
+            open_many(
+                node,
+                args.first_user + first as i64,
+                count,
+                args.concurrency,
+                deadline,
+                |socket| receiver(socket, arrivals.clone()),
+            )
+            .await?,
+        );
+    }
     drop(arrivals);
 
     let total = u64::from(args.rate) * args.seconds;
@@ -185,6 +207,7 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
 
     let mut report = Report::new("deliver");
     report.add("receivers", args.receivers, "");
+    report.add("receiver nodes", nodes.len(), "");
     report.add("target rate", args.rate, "sends/s");
     report.add(
         "achieved rate",

@@ -2,10 +2,10 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
+use super::Switch;
 use crate::error::Error;
 use crate::ports::{RateDecision, RateLimiter};
 
@@ -18,8 +18,7 @@ use crate::ports::{RateDecision, RateLimiter};
 pub struct FallbackRateLimiter {
     shared: Arc<dyn RateLimiter>,
     local: Arc<dyn RateLimiter>,
-    falling_back: AtomicBool,
-    fallbacks: AtomicU64,
+    switch: Switch,
 }
 
 impl std::fmt::Debug for FallbackRateLimiter {
@@ -37,19 +36,21 @@ impl FallbackRateLimiter {
         Self {
             shared,
             local,
-            falling_back: AtomicBool::new(false),
-            fallbacks: AtomicU64::new(0),
+            switch: Switch::new(
+                "the shared rate limiter is unavailable; limiting on this node alone",
+                "the shared rate limiter answers again",
+            ),
         }
     }
 
     /// Whether the last check was answered by the local limiter.
     pub fn falling_back(&self) -> bool {
-        self.falling_back.load(Ordering::Relaxed)
+        self.switch.falling_back()
     }
 
     /// How many checks the local limiter answered so far.
     pub fn fallbacks(&self) -> u64 {
-        self.fallbacks.load(Ordering::Relaxed)
+        self.switch.fallbacks()
     }
 }
 
@@ -58,18 +59,12 @@ impl RateLimiter for FallbackRateLimiter {
     async fn check(&self, key: &str, cost: NonZeroU32) -> Result<RateDecision, Error> {
         match self.shared.check(key, cost).await {
             Err(Error::Unavailable { source }) => {
-                if !self.falling_back.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        error = %source,
-                        "the shared rate limiter is unavailable; limiting on this node alone"
-                    );
-                }
-                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                self.switch.fell_back(&source);
                 self.local.check(key, cost).await
             }
             answer => {
-                if answer.is_ok() && self.falling_back.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the shared rate limiter answers again");
+                if answer.is_ok() {
+                    self.switch.answered();
                 }
                 answer
             }
