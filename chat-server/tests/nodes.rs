@@ -490,6 +490,7 @@ fn receivers_of_a_killed_node_resume_on_another() {
         );
 
         doomed.kill9();
+        let killed = Instant::now();
         // No ghosts: offline within the TTL (polled, with room for a busy machine).
         let deadline = Instant::now() + ARRIVAL;
         while observer
@@ -505,6 +506,7 @@ fn receivers_of_a_killed_node_resume_on_another() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let offline_after = killed.elapsed();
         stop.store(true, Ordering::Relaxed);
         for reader in readers {
             let _ = reader.await;
@@ -528,6 +530,12 @@ fn receivers_of_a_killed_node_resume_on_another() {
         for reader in readers {
             reader.await.unwrap();
         }
+        eprintln!(
+            "node kill: its users offline {offline_after:?} after SIGKILL (TTL 2 s); {n} \
+             messages acknowledged, {} of them after the kill, all received on the survivor \
+             after resuming with after_id, lost 0",
+            20 * receivers.len()
+        );
     });
 }
 

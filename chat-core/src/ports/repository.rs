@@ -42,6 +42,96 @@ use crate::page::{ConversationSummary, HistoryPage};
 /// - **Errors.** A lost or unreachable backend is `Error::Unavailable`; a unique
 ///   violation other than the idempotency key is `Error::Conflict`; anything else
 ///   unexpected is `Error::Internal`. Driver messages never leak into other variants.
+///
+/// # Implementing a store
+///
+/// Every method, on a backend of your own (here an [`InMemoryRepository`] stands for
+/// it, a key-value store or a remote service say), plugged into a [`ChatService`].
+/// With the `testing` feature, `chat_core::message_repository_suite!` runs the contract
+/// against it in your tests, as it does for the stores of this project.
+///
+/// [`InMemoryRepository`]: crate::InMemoryRepository
+/// [`ChatService`]: crate::ChatService
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use chat_core::{
+///     ChatService, ConversationSummary, Error, HistoryPage, InMemoryRepository,
+///     InProcessNotifier, Inserted, Message, MessageId, MessageRepository, MessageStatus,
+///     NewMessageRecord, UserId, async_trait,
+/// };
+/// use time::OffsetDateTime;
+///
+/// #[derive(Default)]
+/// struct MyStore {
+///     backend: InMemoryRepository,
+/// }
+///
+/// #[async_trait]
+/// impl MessageRepository for MyStore {
+///     async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error> {
+///         self.backend.insert(record).await
+///     }
+///     async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {
+///         self.backend.get(id).await
+///     }
+///     async fn history_page(
+///         &self, a: UserId, b: UserId, offset: u64, limit: u32,
+///     ) -> Result<HistoryPage, Error> {
+///         self.backend.history_page(a, b, offset, limit).await
+///     }
+///     async fn history_before(
+///         &self, a: UserId, b: UserId, before: Option<MessageId>, limit: u32,
+///     ) -> Result<Vec<Message>, Error> {
+///         self.backend.history_before(a, b, before, limit).await
+///     }
+///     async fn history_after(
+///         &self, a: UserId, b: UserId, after: MessageId, limit: u32,
+///     ) -> Result<Vec<Message>, Error> {
+///         self.backend.history_after(a, b, after, limit).await
+///     }
+///     async fn set_status(
+///         &self, receiver: UserId, ids: &[MessageId], status: MessageStatus,
+///         at: OffsetDateTime,
+///     ) -> Result<Vec<Message>, Error> {
+///         self.backend.set_status(receiver, ids, status, at).await
+///     }
+///     async fn mark_conversation_read(
+///         &self, receiver: UserId, sender: UserId, up_to: Option<MessageId>,
+///         at: OffsetDateTime,
+///     ) -> Result<Vec<MessageId>, Error> {
+///         self.backend.mark_conversation_read(receiver, sender, up_to, at).await
+///     }
+///     async fn undelivered(
+///         &self, receiver: UserId, after: MessageId, limit: u32,
+///     ) -> Result<Vec<Message>, Error> {
+///         self.backend.undelivered(receiver, after, limit).await
+///     }
+///     async fn messages_after(
+///         &self, user: UserId, after: MessageId, limit: u32,
+///     ) -> Result<Vec<Message>, Error> {
+///         self.backend.messages_after(user, after, limit).await
+///     }
+///     async fn conversations(
+///         &self, user: UserId, before: Option<MessageId>, limit: u32,
+///     ) -> Result<Vec<ConversationSummary>, Error> {
+///         self.backend.conversations(user, before, limit).await
+///     }
+///     async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
+///         self.backend.unread_total(user).await
+///     }
+///     async fn ping(&self) -> Result<(), Error> {
+///         self.backend.ping().await
+///     }
+/// }
+///
+/// let chat = ChatService::new(
+///     Arc::new(MyStore::default()),
+///     Arc::new(InProcessNotifier::new()),
+/// );
+/// # let _ = chat;
+/// ```
 #[async_trait]
 pub trait MessageRepository: Send + Sync + 'static {
     /// Stores a new message with status `sent`, or returns the existing row holding the

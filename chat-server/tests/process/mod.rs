@@ -457,7 +457,8 @@ pub fn count_keys(messages: &[Value]) -> HashMap<String, (usize, i64)> {
     counts
 }
 
-/// The heavy tests of a file run one at a time, so each has both cores.
+/// The heavy tests of a file run one at a time, so each has both cores (under
+/// `cargo nextest`, whose processes hold one test each, `.config/nextest.toml` does it).
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock()

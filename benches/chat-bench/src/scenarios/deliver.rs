@@ -128,13 +128,16 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         let url = format!("{}/api/chat/send", target.base);
         let first_receiver = args.first_user;
         let receivers = args.receivers;
+        // Each worker's slots are offset by its share of a period, so the sends are
+        // spread evenly over time instead of leaving together once a period.
+        let first_slot = start + period.mul_f64(worker as f64 / senders as f64);
         workers.push(tokio::spawn(async move {
             let mut sent = Vec::new();
             let mut number = worker;
             let mut slot = 0u32;
             while number < total {
                 // A fixed schedule: late sends go at once and the rate holds on average.
-                tokio::time::sleep_until((start + period * slot).into()).await;
+                tokio::time::sleep_until((first_slot + period * slot).into()).await;
                 slot += 1;
                 let body = serde_json::json!({
                     "receiver_id": first_receiver + spread(number, receivers) as i64,
