@@ -1,0 +1,27 @@
+//! The Pusher protocol for the chat library: what Laravel Echo and pusher-js speak, so
+//! a Laravel front end talks to this server by changing host and port, and a Laravel
+//! back end keeps broadcasting its own events through it.
+//!
+//! This crate holds the protocol's rules, each testable on its own:
+//!
+//! - [`PusherApp`]: the application's id, key and secret;
+//! - [`SocketId`]: the connection id the server hands out and clients sign with;
+//! - [`ChannelName`] and [`ChatChannel`]: which channels exist, which need a signature,
+//!   and the two the chat itself speaks on (`private-chat.{user}` and
+//!   `presence-chat.{a}.{b}`);
+//! - [`signature`]: channel authorization strings and signed HTTP API requests,
+//!   compared in constant time;
+//! - [`Member`]: a presence member's signed data and the payloads announcing it;
+//! - [`protocol`]: the frames of protocol 7, parsed and written.
+
+mod app;
+mod channel;
+mod member;
+pub mod protocol;
+pub mod signature;
+mod socket_id;
+
+pub use app::{AppError, PusherApp};
+pub use channel::{ChannelError, ChannelKind, ChannelName, ChatChannel};
+pub use member::{MAX_CHANNEL_DATA_BYTES, Member, MemberError, presence_succeeded};
+pub use socket_id::{SocketId, SocketIdError};
