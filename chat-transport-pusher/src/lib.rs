@@ -9,12 +9,15 @@
 //! - [`ChannelName`] and [`ChatChannel`]: which channels exist, which need a signature,
 //!   and the two the chat itself speaks on (`private-chat.{user}` and
 //!   `presence-chat.{a}.{b}`);
+//! - [`authorize_subscription`]: who may join which private and presence channel (the
+//!   chat's channels by the chat's rules, a host's own by its [`ChannelAuthorizer`]);
 //! - [`signature`]: channel authorization strings and signed HTTP API requests,
 //!   compared in constant time;
 //! - [`Member`]: a presence member's signed data and the payloads announcing it;
 //! - [`protocol`]: the frames of protocol 7, parsed and written.
 
 mod app;
+mod authorization;
 mod channel;
 mod member;
 pub mod protocol;
@@ -22,6 +25,9 @@ pub mod signature;
 mod socket_id;
 
 pub use app::{AppError, PusherApp};
+pub use authorization::{
+    AuthRefusal, ChannelAuth, ChannelAuthorizer, Grant, authorize_subscription,
+};
 pub use channel::{ChannelError, ChannelKind, ChannelName, ChatChannel};
 pub use member::{MAX_CHANNEL_DATA_BYTES, Member, MemberError, presence_succeeded};
 pub use socket_id::{SocketId, SocketIdError};
