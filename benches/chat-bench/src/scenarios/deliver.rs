@@ -196,16 +196,22 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         task.abort();
     }
 
-    let mut latencies: Vec<f64> = sent
+    // Each received message's latency (ms) and when it was sent (s into the run).
+    let mut timed: Vec<(f64, f64)> = sent
         .iter()
         .filter(|s| s.acknowledged)
         .filter_map(|s| {
-            first_arrival
-                .get(&s.number)
-                .map(|at| at.duration_since(s.at).as_secs_f64() * 1000.0)
+            first_arrival.get(&s.number).map(|at| {
+                (
+                    at.duration_since(s.at).as_secs_f64() * 1000.0,
+                    s.at.saturating_duration_since(start).as_secs_f64(),
+                )
+            })
         })
         .collect();
-    latencies.sort_by(f64::total_cmp);
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let slowest_sent_at = timed.last().map_or(f64::NAN, |&(_, at)| at);
+    let latencies: Vec<f64> = timed.into_iter().map(|(latency, _)| latency).collect();
     let lost = acknowledged - latencies.len();
 
     let mut report = Report::new("deliver");
@@ -229,5 +235,6 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         latencies.last().copied().unwrap_or(f64::NAN),
         "ms",
     );
+    report.add("slowest sent after", slowest_sent_at, "s");
     Ok(report)
 }
