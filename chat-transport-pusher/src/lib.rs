@@ -13,12 +13,15 @@
 //!   chat's channels by the chat's rules, a host's own by its [`ChannelAuthorizer`]);
 //! - [`signature`]: channel authorization strings and signed HTTP API requests,
 //!   compared in constant time;
+//! - [`message_frame`]: the chat's events as Laravel Echo listens for them
+//!   (`App\Events\MessageSent` and its kin, in a configurable [`EventNamespace`]);
 //! - [`Member`]: a presence member's signed data and the payloads announcing it;
 //! - [`protocol`]: the frames of protocol 7, parsed and written.
 
 mod app;
 mod authorization;
 mod channel;
+mod events;
 mod member;
 pub mod protocol;
 pub mod signature;
@@ -29,5 +32,6 @@ pub use authorization::{
     AuthRefusal, ChannelAuth, ChannelAuthorizer, Grant, authorize_subscription,
 };
 pub use channel::{ChannelError, ChannelKind, ChannelName, ChatChannel};
+pub use events::{ChatEvent, EventNamespace, NamespaceError, message_frame};
 pub use member::{MAX_CHANNEL_DATA_BYTES, Member, MemberError, presence_succeeded};
 pub use socket_id::{SocketId, SocketIdError};
