@@ -16,6 +16,8 @@
 //! - [`message_frame`]: the chat's events as Laravel Echo listens for them
 //!   (`App\Events\MessageSent` and its kin, in a configurable [`EventNamespace`]);
 //! - [`Member`]: a presence member's signed data and the payloads announcing it;
+//! - [`parse_event`] and [`parse_batch`]: events published through the HTTP API,
+//!   checked against Pusher's limits;
 //! - [`protocol`]: the frames of protocol 7, parsed and written.
 
 mod app;
@@ -26,6 +28,7 @@ mod member;
 pub mod protocol;
 pub mod signature;
 mod socket_id;
+mod trigger;
 
 pub use app::{AppError, PusherApp};
 pub use authorization::{
@@ -35,3 +38,4 @@ pub use channel::{ChannelError, ChannelKind, ChannelName, ChatChannel};
 pub use events::{ChatEvent, EventNamespace, NamespaceError, message_frame};
 pub use member::{MAX_CHANNEL_DATA_BYTES, Member, MemberError, presence_succeeded};
 pub use socket_id::{SocketId, SocketIdError};
+pub use trigger::{Trigger, TriggerError, TriggerLimits, parse_batch, parse_event};
