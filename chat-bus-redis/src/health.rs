@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub(crate) struct Health {
     subscriber_down: AtomicBool,
     publisher_down: AtomicBool,
+    /// Events of this node were dropped and the other nodes have not been told yet.
+    gap_owed: AtomicBool,
 }
 
 impl Health {
@@ -20,10 +22,6 @@ impl Health {
         self.subscriber_down.load(Ordering::Acquire)
     }
 
-    pub(crate) fn publisher_is_down(&self) -> bool {
-        self.publisher_down.load(Ordering::Acquire)
-    }
-
     pub(crate) fn set_subscriber(&self, up: bool, why: &dyn std::fmt::Display) {
         if self.subscriber_down.swap(!up, Ordering::AcqRel) == up {
             if up {
@@ -32,6 +30,23 @@ impl Health {
                 tracing::warn!(error = %why, "the bus lost its Redis subscription: events from other nodes wait until it is back");
             }
         }
+    }
+
+    /// Events were dropped instead of published: the publisher is down until it has
+    /// announced a gap to the other nodes.
+    pub(crate) fn lost_events(&self, why: &dyn std::fmt::Display) {
+        self.gap_owed.store(true, Ordering::Release);
+        self.set_publisher(false, why);
+    }
+
+    pub(crate) fn gap_owed(&self) -> bool {
+        self.gap_owed.load(Ordering::Acquire)
+    }
+
+    /// Takes the duty to announce a gap, before announcing it: events dropped from
+    /// now on owe another announcement.
+    pub(crate) fn take_owed_gap(&self) {
+        self.gap_owed.store(false, Ordering::Release);
     }
 
     pub(crate) fn set_publisher(&self, up: bool, why: &dyn std::fmt::Display) {

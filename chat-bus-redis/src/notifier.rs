@@ -63,7 +63,7 @@ impl std::fmt::Debug for RedisNotifier {
 }
 
 impl RedisNotifier {
-    /// A notifier on `url` (`redis://[user:pass@]host:port[/db]` or `rediss://`; the
+    /// A notifier on `url` (`redis://[user:pass@]host:port[/db]`, no TLS; the
     /// RESP3 that pub/sub needs is asked for here), topics under `prefix`, with local
     /// subscribers that may fall [`InProcessNotifier::DEFAULT_CAPACITY`] events behind.
     ///
@@ -87,9 +87,10 @@ impl RedisNotifier {
             local: local.clone(),
             disconnected: disconnected_tx,
         };
-        let config = connection::manager_config()
-            .set_push_sender(handler)
-            .set_automatic_resubscription();
+        // No automatic resubscription: after a reconnect the subscription task
+        // subscribes exactly the users with local streams (the manager would also bring
+        // back topics released while Redis was away, which no one would release again).
+        let config = connection::manager_config().set_push_sender(handler);
         let receiving = ConnectionManager::new_lazy_with_config(
             connection::client(url, ProtocolVersion::RESP3)?,
             config,
@@ -163,14 +164,20 @@ impl Notifier for RedisNotifier {
         {
             shared
                 .health
-                .set_publisher(false, &"more events wait than the outbox holds");
+                .lost_events(&"more events wait than the outbox holds");
         }
         Ok(())
     }
 
     async fn subscribe(&self, user: UserId) -> Result<EventStream, Error> {
         let shared = &self.shared;
-        let stream = shared.local.subscribe(user).await?;
+        // The guard exists before the topic is wanted, so a caller that gives up while
+        // waiting (its future dropped) still releases the topic after wanting it.
+        let subscription = Subscription {
+            stream: Some(shared.local.subscribe(user).await?),
+            user,
+            commands: shared.commands.clone(),
+        };
         if shared.health.subscriber_is_down() {
             // Not waiting for Redis: the stream works locally at once, and gets a gap
             // once its topic is subscribed.
@@ -186,11 +193,7 @@ impl Notifier for RedisNotifier {
                 let _ = subscribed.await;
             }
         }
-        Ok(Box::pin(Subscription {
-            stream: Some(stream),
-            user,
-            commands: shared.commands.clone(),
-        }))
+        Ok(Box::pin(subscription))
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -29,13 +29,15 @@ pub(crate) async fn run(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let lost = health.publisher_is_down();
-        if lost {
+        if health.gap_owed() {
             // Waits for events, or tries again after a while without any.
             let received = tokio::time::timeout(RETRY, outbox.recv_many(&mut batch, BATCH)).await;
             if received == Ok(0) {
                 return;
             }
+            // Taken before announcing, so an event dropped while the announcement is
+            // on its way is announced again by the next round.
+            health.take_owed_gap();
             let announced: Result<(), _> = redis::cmd("PUBLISH")
                 .arg(&gap_topic)
                 .arg(node)
@@ -43,8 +45,9 @@ pub(crate) async fn run(
                 .await;
             match announced {
                 Ok(()) => health.set_publisher(true, &"recovered"),
-                Err(_) => {
+                Err(error) => {
                     // Still away: what was waiting is lost too, and announced later.
+                    health.lost_events(&error);
                     batch.clear();
                     continue;
                 }
@@ -61,7 +64,7 @@ pub(crate) async fn run(
         }
         let published: Result<(), _> = pipeline.query_async(&mut connection).await;
         if let Err(error) = published {
-            health.set_publisher(false, &error);
+            health.lost_events(&error);
         }
     }
 }

@@ -132,6 +132,9 @@ impl SubscriptionTask {
                     }
                     Err(error) => {
                         self.health.set_subscriber(false, &error);
+                        // A stream may have gone live locally while Redis was away
+                        // (also before this task first reached it).
+                        owe_gap = true;
                         // Answer what comes meanwhile (streams work locally, and get
                         // their gap on recovery), then try again.
                         let wait = tokio::time::sleep(retry);
@@ -150,7 +153,7 @@ impl SubscriptionTask {
                                     }
                                     Some(Command::Release(_)) => {}
                                 },
-                                _ = self.disconnected.recv() => {}
+                                Some(()) = self.disconnected.recv() => {}
                             }
                         }
                         continue;
@@ -168,7 +171,7 @@ impl SubscriptionTask {
                         owe_gap = true;
                     }
                 }
-                _ = self.disconnected.recv() => {
+                Some(()) = self.disconnected.recv() => {
                     self.health.set_subscriber(false, &"the connection to Redis closed");
                     lost = true;
                     owe_gap = true;
@@ -196,29 +199,42 @@ impl SubscriptionTask {
         pending: &mut Vec<Command>,
         subscribed: &mut HashSet<UserId>,
     ) -> redis::RedisResult<()> {
-        let mut wanted = Vec::new();
+        let mut wanted = HashSet::new();
         let mut answers = Vec::new();
-        let mut released = Vec::new();
+        let mut released = HashSet::new();
         let mut answered_early = false;
         for command in pending.drain(..) {
             match command {
                 Command::Want(user, done) => {
-                    let new = subscribed.insert(user);
-                    if new {
-                        wanted.push(self.topics.user(user));
+                    if subscribed.insert(user) {
+                        wanted.insert(user);
                     }
                     match done {
                         Some(done) => answers.push(done),
-                        None => answered_early |= new,
+                        // Answered before its topic was known to be subscribed.
+                        None => answered_early = true,
                     }
                 }
                 Command::Release(user) => {
                     if self.local.subscriber_count(user) == 0 && subscribed.remove(&user) {
-                        released.push(self.topics.user(user));
+                        released.insert(user);
                     }
                 }
             }
         }
+        // One batch may release a user and want it again (or the other way round):
+        // what Redis is told follows where each user ended, since every SUBSCRIBE is
+        // sent before every UNSUBSCRIBE.
+        let wanted: Vec<String> = wanted
+            .into_iter()
+            .filter(|user| subscribed.contains(user))
+            .map(|user| self.topics.user(user))
+            .collect();
+        let released: Vec<String> = released
+            .into_iter()
+            .filter(|user| !subscribed.contains(user))
+            .map(|user| self.topics.user(user))
+            .collect();
         let result = async {
             if !wanted.is_empty() {
                 self.connection.subscribe(&wanted).await?;

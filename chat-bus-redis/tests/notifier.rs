@@ -79,6 +79,38 @@ async fn a_users_topic_is_subscribed_while_it_has_local_streams() {
     .await;
 }
 
+/// A caller that gives up while its subscription waits for Redis (a handshake whose
+/// client went away) leaves no topic subscribed behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_given_up_while_waiting_releases_its_topic() {
+    let Some(url) = service_url("CHAT_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = format!("chat-test-given-up-{}", std::process::id());
+    let node = RedisNotifier::connect(&url, &prefix).unwrap();
+    // A first stream, so the node is connected and the next ones wait for Redis.
+    let first = node.subscribe(UserId::new(100)).await.unwrap();
+    let mut abandoned = 0;
+    for user in 1..=20 {
+        let subscribing = node.subscribe(UserId::new(user));
+        if tokio::time::timeout(Duration::ZERO, subscribing)
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
+    }
+    assert!(abandoned > 0, "every subscription was answered at once");
+    for user in 1..=20 {
+        let topic = format!("{prefix}:user:{user}");
+        eventually("the abandoned topic is released", || async {
+            subscribers_of(&url, &topic).await == 0
+        })
+        .await;
+    }
+    drop(first);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_becomes_a_gap_and_live_delivery_resumes() {
     let Some(mut redis) = RedisServer::start() else {

@@ -89,7 +89,7 @@ pub struct Settings {
     /// Sends a user may make in a burst.
     #[arg(long, env = "CHAT_SEND_BURST", default_value = "30")]
     pub send_burst: NonZeroU32,
-    /// `redis://[user:pass@]host:port[/db]` (or `rediss://`): the Redis every node of
+    /// `redis://[user:pass@]host:port[/db]` (TLS is not supported): the Redis every node of
     /// a deployment shares. Turns on live events, presence and the per-user limits
     /// across nodes.
     #[arg(long, env = "CHAT_REDIS_URL", hide_env_values = true)]

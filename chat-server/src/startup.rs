@@ -223,8 +223,14 @@ fn redis(settings: &Settings) -> Result<Option<(&str, &str)>, StartError> {
 
 /// The error for a Redis URL that does not parse; it does not repeat the URL, which may
 /// hold a password.
-fn invalid_redis_url<E>(_: E) -> StartError {
-    StartError::Config("CHAT_REDIS_URL is not a valid redis:// or rediss:// URL".to_owned())
+fn invalid_redis_url(error: chat_core::Error) -> StartError {
+    match error {
+        // The adapter's own explanation (it never repeats the URL).
+        chat_core::Error::Validation(errors) => {
+            StartError::Config(format!("CHAT_REDIS_URL: {errors}"))
+        }
+        _ => StartError::Config("CHAT_REDIS_URL is not a valid redis:// URL".to_owned()),
+    }
 }
 
 /// Events to this node's connections: within this process, or with `CHAT_REDIS_URL`

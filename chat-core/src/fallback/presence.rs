@@ -14,7 +14,9 @@ const LOCAL: u64 = 1 << 63;
 
 /// Seats on `shared` (presence every node shares, on Redis say) and, while it answers
 /// `Error::Unavailable`, on `local`: the connection limit then holds per node, and a
-/// lookup answers what this node knows. A user is never refused a connection because
+/// lookup answers what this node knows. Seats taken locally stay local until given
+/// back: a lookup counts them as online also once `shared` answers again (the shared
+/// limit does not see them meanwhile). A user is never refused a connection because
 /// the shared backend is away. The switch is logged once each way, and every request
 /// answered locally is counted ([`fallbacks`]).
 ///
@@ -100,12 +102,17 @@ impl Presence for FallbackPresence {
                 self.switch.fell_back(&source);
                 self.local.lookup(users).await
             }
-            answer => {
-                if answer.is_ok() {
-                    self.switch.answered();
+            Ok(mut shared) => {
+                self.switch.answered();
+                // Seats taken here during an outage live only here until they are
+                // given back: their users are online too.
+                let local = self.local.lookup(users).await?;
+                for (answer, here) in shared.iter_mut().zip(local) {
+                    answer.online |= here.online;
                 }
-                answer
+                Ok(shared)
             }
+            other => other,
         }
     }
 }
