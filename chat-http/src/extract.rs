@@ -12,9 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use chat_core::{ValidationCode, ValidationErrors};
 use serde::Deserialize;
-use serde::de::{
-    DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor,
-};
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Unexpected, Visitor};
 
 use crate::error::ApiError;
 
@@ -139,9 +137,11 @@ fn inspect(bytes: &[u8]) -> Result<(), ApiError> {
     let Some(field) = repeated.into_inner() else {
         return walked.map_err(|e| ApiError::MalformedJson(e.to_string()));
     };
-    // The walk stopped at the repeated key; malformed JSON after it is still a 400.
+    // The walk stopped at the repeated key; malformed JSON after it is still a 400,
+    // by the walk's own measure: every value read as it reads them (a number beyond
+    // f64 is malformed there, where skipping it would have passed it).
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    IgnoredAny::deserialize(&mut deserializer)
+    serde_json::Value::deserialize(&mut deserializer)
         .and_then(|_| deserializer.end())
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let text = format!("The {field} field appears more than once.");

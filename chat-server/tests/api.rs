@@ -1024,6 +1024,23 @@ async fn repeated_json_keys_answer_422_naming_the_field() {
         "{}",
         not_utf8.text
     );
+    // A number beyond what JSON numbers are read as (f64) is refused as malformed
+    // wherever it stands: before a repeated key, and after one.
+    for body in [
+        r#"{"a": {"b": 1e400, "b": 20}}"#,
+        r#"{"a": {"b": -9, "b": 222337205821e3003381, "b": 20}}"#,
+        r#"{"receiver_id": 2, "receiver_id": 3, "message": "x", "n": -1e999}"#,
+    ] {
+        let answer = app
+            .send(raw_post("/api/chat/send", &token, "application/json", body))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            answer.text
+        );
+    }
     // Malformed JSON stays a 400, even with a repeated key before the error.
     let malformed = app
         .send(raw_post(
