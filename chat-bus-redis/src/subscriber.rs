@@ -82,6 +82,11 @@ impl AsyncPushSender for PushHandler {
                     if node != self.node {
                         self.local.deliver(user, &event);
                     }
+                } else {
+                    // Something this version cannot read (a newer node's kind of event
+                    // during a rolling upgrade, say): the feeds re-read the store
+                    // rather than miss it.
+                    self.local.gap_all();
                 }
             }
             PushKind::Disconnection => {

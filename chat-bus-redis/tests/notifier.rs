@@ -79,6 +79,27 @@ async fn a_users_topic_is_subscribed_while_it_has_local_streams() {
     .await;
 }
 
+/// A payload this node cannot read on a user's topic (a newer node's kind of event,
+/// say) becomes a gap, so the user's feeds re-read the store instead of missing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_event_becomes_a_gap() {
+    let Some(url) = service_url("CHAT_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = format!("chat-test-unreadable-{}", std::process::id());
+    let node = RedisNotifier::connect(&url, &prefix).unwrap();
+    let mut stream = node.subscribe(ALICE).await.unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PUBLISH")
+        .arg(format!("{prefix}:user:1"))
+        .arg(r#"{"node":1,"user":1,"kind":"reaction","event":{}}"#)
+        .query_async::<i64>(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut stream).await, Notice::Gap);
+}
+
 /// A caller that gives up while its subscription waits for Redis (a handshake whose
 /// client went away) leaves no topic subscribed behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
