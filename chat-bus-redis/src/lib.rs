@@ -6,14 +6,19 @@
 //!   answers from the store.
 //! - [`RedisPresence`] knows which users hold live connections on any node (each
 //!   node refreshes its own with a time to live, so a node that dies leaves no ghosts),
-//!   and holds the per-user connection limit across nodes.
+//!   and holds the per-user connection limit across nodes. Wrap it in
+//!   [`chat_core::FallbackPresence`] to count each node's own connections while Redis
+//!   cannot be reached.
 //! - [`RedisRateLimiter`] keeps every key's allowance in Redis (GCRA in one Lua
 //!   script, one round trip a check), so a per-user limit holds whichever node the
 //!   user's requests reach. Wrap it in [`chat_core::FallbackRateLimiter`] to keep
 //!   limiting on each node's own while Redis cannot be reached.
 //!
 //! Keys and topics live under a prefix (`chat` by default in the reference server), so
-//! several deployments can share one Redis. Redis keeps nothing the store does not.
+//! several deployments can share one Redis. Redis holds no message: events are hints
+//! the feed checks against the store, and seats and allowances come back as clients
+//! do; only last-seen times live in Redis alone. URLs are `redis://` (TLS to Redis is
+//! not built in).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
