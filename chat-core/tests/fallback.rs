@@ -4,7 +4,8 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
@@ -12,15 +13,26 @@ use chat_core::{
     RateDecision, RateLimiter, Seat, UserId, UserPresence,
 };
 
-/// A shared limiter that allows everything, until it is switched off.
+/// How long the fallbacks in these tests answer locally before asking again.
+const RETRY_AFTER: Duration = Duration::from_millis(50);
+
+/// Waits out [`RETRY_AFTER`].
+async fn retry_after_passes() {
+    tokio::time::sleep(RETRY_AFTER * 2).await;
+}
+
+/// A shared limiter that allows everything, until it is switched off; counts how often
+/// it is asked.
 #[derive(Default)]
 struct Shared {
     down: AtomicBool,
+    asked: AtomicUsize,
 }
 
 #[async_trait]
 impl RateLimiter for Shared {
     async fn check(&self, _: &str, _: NonZeroU32) -> Result<RateDecision, Error> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
         if self.down.load(Ordering::Relaxed) {
             return Err(Error::unavailable("connection refused"));
         }
@@ -51,7 +63,7 @@ fn local() -> Arc<GovernorRateLimiter> {
 #[tokio::test]
 async fn the_local_limiter_answers_while_the_shared_one_is_down() {
     let shared = Arc::new(Shared::default());
-    let limiter = FallbackRateLimiter::new(shared.clone(), local());
+    let limiter = FallbackRateLimiter::new(shared.clone(), local()).retry_after(RETRY_AFTER);
     let one = NonZeroU32::MIN;
     assert_eq!(
         limiter.check("send:1", one).await.unwrap(),
@@ -72,14 +84,40 @@ async fn the_local_limiter_answers_while_the_shared_one_is_down() {
     assert!(matches!(answers[2], RateDecision::Denied { limit: 2, .. }));
     assert!(limiter.falling_back());
     assert_eq!(limiter.fallbacks(), 3);
-    // Back: the shared limiter answers again.
+    // Back: the shared limiter answers again (once the wait is over).
     shared.down.store(false, Ordering::Relaxed);
+    retry_after_passes().await;
     assert!(matches!(
         limiter.check("send:1", one).await.unwrap(),
         RateDecision::Allowed { limit: 100, .. }
     ));
     assert!(!limiter.falling_back());
     assert_eq!(limiter.fallbacks(), 3);
+}
+
+#[tokio::test]
+async fn an_unavailable_shared_limiter_is_left_alone_for_a_while() {
+    let shared = Arc::new(Shared::default());
+    shared.down.store(true, Ordering::Relaxed);
+    // Long enough that the loop below runs within it on any machine.
+    let limiter =
+        FallbackRateLimiter::new(shared.clone(), local()).retry_after(Duration::from_secs(3_600));
+    for _ in 0..50 {
+        limiter.check("send:1", NonZeroU32::MIN).await.unwrap();
+    }
+    // Asked once: the other checks did not wait for it.
+    assert_eq!(shared.asked.load(Ordering::Relaxed), 1);
+    assert_eq!(limiter.fallbacks(), 50);
+
+    // After the wait, one check asks again.
+    let shared = Arc::new(Shared::default());
+    shared.down.store(true, Ordering::Relaxed);
+    let limiter = FallbackRateLimiter::new(shared.clone(), local()).retry_after(RETRY_AFTER);
+    limiter.check("send:1", NonZeroU32::MIN).await.unwrap();
+    retry_after_passes().await;
+    limiter.check("send:1", NonZeroU32::MIN).await.unwrap();
+    limiter.check("send:1", NonZeroU32::MIN).await.unwrap();
+    assert_eq!(shared.asked.load(Ordering::Relaxed), 2);
 }
 
 #[tokio::test]
@@ -130,7 +168,8 @@ impl Presence for SharedPresence {
 async fn local_presence_holds_the_limit_while_the_shared_one_is_down() {
     let alice = UserId::new(1);
     let shared = Arc::new(SharedPresence::default());
-    let presence = FallbackPresence::new(shared.clone(), Arc::new(InMemoryPresence::new()));
+    let presence = FallbackPresence::new(shared.clone(), Arc::new(InMemoryPresence::new()))
+        .retry_after(RETRY_AFTER);
     let on_shared = presence.join(alice, 2).await.unwrap().unwrap();
     assert!(!presence.falling_back());
 
@@ -147,6 +186,7 @@ async fn local_presence_holds_the_limit_while_the_shared_one_is_down() {
     let third = presence.join(alice, 2).await.unwrap().unwrap();
 
     shared.down.store(false, Ordering::Relaxed);
+    retry_after_passes().await;
     presence.leave(on_shared).await.unwrap();
     // Back on the shared presence, the seats taken during the outage still count as
     // online until they are given back.

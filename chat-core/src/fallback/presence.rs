@@ -51,6 +51,17 @@ impl FallbackPresence {
         }
     }
 
+    /// After the shared presence was found unavailable, answers locally for `wait`
+    /// before asking it again ([`FALLBACK_RETRY_AFTER`] unless set), so connections are
+    /// not each held up by an unreachable backend's timeouts.
+    ///
+    /// [`FALLBACK_RETRY_AFTER`]: crate::FALLBACK_RETRY_AFTER
+    #[must_use]
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.switch.set_retry_after(wait);
+        self
+    }
+
     /// Whether the last request was answered by the local presence.
     pub fn falling_back(&self) -> bool {
         self.switch.falling_back()
@@ -62,17 +73,28 @@ impl FallbackPresence {
     }
 }
 
+impl FallbackPresence {
+    /// A seat on the local presence, marked as one.
+    async fn join_locally(&self, user: UserId, limit: usize) -> Result<Option<Seat>, Error> {
+        let seat = self.local.join(user, limit).await?;
+        Ok(seat.map(|seat| Seat {
+            id: seat.id | LOCAL,
+            ..seat
+        }))
+    }
+}
+
 #[async_trait]
 impl Presence for FallbackPresence {
     async fn join(&self, user: UserId, limit: usize) -> Result<Option<Seat>, Error> {
+        if !self.switch.worth_trying() {
+            self.switch.skipped();
+            return self.join_locally(user, limit).await;
+        }
         match self.shared.join(user, limit).await {
             Err(Error::Unavailable { source }) => {
                 self.switch.fell_back(&source);
-                let seat = self.local.join(user, limit).await?;
-                Ok(seat.map(|seat| Seat {
-                    id: seat.id | LOCAL,
-                    ..seat
-                }))
+                self.join_locally(user, limit).await
             }
             answer => {
                 if answer.is_ok() {
@@ -97,6 +119,10 @@ impl Presence for FallbackPresence {
     }
 
     async fn lookup(&self, users: &[UserId]) -> Result<Vec<UserPresence>, Error> {
+        if !self.switch.worth_trying() {
+            self.switch.skipped();
+            return self.local.lookup(users).await;
+        }
         match self.shared.lookup(users).await {
             Err(Error::Unavailable { source }) => {
                 self.switch.fell_back(&source);

@@ -43,6 +43,17 @@ impl FallbackRateLimiter {
         }
     }
 
+    /// After the shared limiter was found unavailable, answers locally for `wait`
+    /// before asking it again ([`FALLBACK_RETRY_AFTER`] unless set), so checks are not
+    /// each held up by an unreachable backend's timeouts.
+    ///
+    /// [`FALLBACK_RETRY_AFTER`]: crate::FALLBACK_RETRY_AFTER
+    #[must_use]
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.switch.set_retry_after(wait);
+        self
+    }
+
     /// Whether the last check was answered by the local limiter.
     pub fn falling_back(&self) -> bool {
         self.switch.falling_back()
@@ -57,6 +68,10 @@ impl FallbackRateLimiter {
 #[async_trait]
 impl RateLimiter for FallbackRateLimiter {
     async fn check(&self, key: &str, cost: NonZeroU32) -> Result<RateDecision, Error> {
+        if !self.switch.worth_trying() {
+            self.switch.skipped();
+            return self.local.check(key, cost).await;
+        }
         match self.shared.check(key, cost).await {
             Err(Error::Unavailable { source }) => {
                 self.switch.fell_back(&source);
