@@ -47,7 +47,7 @@ pub mod testing;
 pub use async_trait::async_trait;
 pub use error::{AuthError, BoxError, Error, FieldError, ValidationCode, ValidationErrors};
 pub use event::{Event, Receipt, Typing};
-pub use fallback::{FALLBACK_RETRY_AFTER, FallbackPresence, FallbackRateLimiter};
+pub use fallback::{FALLBACK_RETRY_AFTER, Fallback, FallbackPresence, FallbackRateLimiter};
 pub use ids::{MessageId, UserId};
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtIssuer};

@@ -7,9 +7,9 @@ use std::time::Duration;
 use chat_bus_redis::{RedisNotifier, RedisPresence, RedisRateLimiter};
 use chat_core::jwt::KeyError;
 use chat_core::{
-    Authenticator, ChatService, FallbackPresence, FallbackRateLimiter, GovernorRateLimiter,
-    InMemoryPresence, InProcessNotifier, JwtAlgorithm, JwtAuthenticator, JwtIssuer,
-    MessageRepository, Notifier, Presence, RateLimiter,
+    Authenticator, ChatService, Fallback, FallbackPresence, FallbackRateLimiter,
+    GovernorRateLimiter, InMemoryPresence, InProcessNotifier, JwtAlgorithm, JwtAuthenticator,
+    JwtIssuer, MessageRepository, Notifier, Presence, RateLimiter,
 };
 #[cfg(feature = "postgres")]
 use chat_store_postgres::PostgresStore;
@@ -256,13 +256,8 @@ fn presence(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Presence>,
     };
     let ttl = Duration::from_secs(u64::from(settings.presence_ttl_seconds.get()));
     let shared = RedisPresence::connect(url, prefix, ttl).map_err(invalid_redis_url)?;
-    let presence = Arc::new(FallbackPresence::new(Arc::new(shared), local));
-    let counted = Arc::clone(&presence);
-    metrics.observe_counter(
-        "chat_rate_limiter_fallbacks_total{limit=\"connections\"}",
-        move || counted.fallbacks(),
-    );
-    Ok(presence)
+    let presence = FallbackPresence::new(Arc::new(shared), local);
+    Ok(counted(presence, "connections", metrics))
 }
 
 /// The per-user send limit: on this node alone, or with `CHAT_REDIS_URL` on Redis for
@@ -277,13 +272,23 @@ fn send_limiter(
         return Ok(local);
     };
     let shared = RedisRateLimiter::connect(url, prefix, rate, burst).map_err(invalid_redis_url)?;
-    let limiter = Arc::new(FallbackRateLimiter::new(Arc::new(shared), local));
-    let counted = Arc::clone(&limiter);
+    let limiter = FallbackRateLimiter::new(Arc::new(shared), local);
+    Ok(counted(limiter, "send", metrics))
+}
+
+/// `fallback`, with its local answers counted on `/metrics` as
+/// `chat_rate_limiter_fallbacks_total{limit="…"}`.
+fn counted<P>(fallback: Fallback<P>, limit: &str, metrics: &Metrics) -> Arc<Fallback<P>>
+where
+    P: ?Sized + Send + Sync + 'static,
+{
+    let fallback = Arc::new(fallback);
+    let counted = Arc::clone(&fallback);
     metrics.observe_counter(
-        "chat_rate_limiter_fallbacks_total{limit=\"send\"}",
+        format!("chat_rate_limiter_fallbacks_total{{limit=\"{limit}\"}}"),
         move || counted.fallbacks(),
     );
-    Ok(limiter)
+    fallback
 }
 
 /// Opens the store and assembles the state the server runs on.
