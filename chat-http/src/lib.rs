@@ -40,6 +40,36 @@ pub use metrics::{MeasuredRepository, Metrics, StoreTiming, track_requests};
 pub use openapi::{API_PREFIX, openapi, openapi_at, openapi_at_for, openapi_for, system_routes};
 pub use state::{AppState, AppStateBuilder, DEFAULT_MAX_BODY_BYTES};
 
+/// Smallest body the Pusher HTTP API accepts: a full batch of events at their data
+/// limit, with room for names and channels.
+const PUSHER_API_BODY_BYTES: usize = 1024 * 1024;
+
+/// The Pusher routes at the paths Pusher clients and Laravel use, for a host to merge at
+/// its root: `GET /app/{key}` (pusher-js and Laravel Echo), `POST /broadcasting/auth`
+/// (authorizing private and presence channels for the bearer token's user) and the
+/// HTTP API under `/apps/{id}/` (events, batch events, channels, users, terminating a
+/// user's connections). Every route answers 404 when `state` was built without
+/// [`AppStateBuilder::pusher`].
+pub fn pusher_router<S>(state: AppState) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    use axum::routing::{get, post};
+    let api = get(routes::pusher::api).post(routes::pusher::api);
+    Router::new()
+        .route("/app/{key}", get(routes::pusher::connect))
+        .route(
+            "/broadcasting/auth",
+            post(routes::pusher::authorize).layer(DefaultBodyLimit::max(state.max_body_bytes())),
+        )
+        .route(
+            "/apps/{*rest}",
+            api.layer(DefaultBodyLimit::max(PUSHER_API_BODY_BYTES)),
+        )
+        .layer(from_fn_with_state(state.clone(), track_requests))
+        .with_state(state)
+}
+
 /// The chat API, REST and WebSocket, for a host to nest in its own router.
 ///
 /// Paths are relative to the mount point (`/send`, `/messages/{user_id}`, `/read/{id}`,

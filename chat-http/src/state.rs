@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chat_core::{Authenticator, ChatService, RateLimiter};
+use chat_transport_pusher::{ChannelAuthorizer, PusherApp, PusherConfig, PusherEndpoint};
 use chat_transport_ws::{WsConfig, WsEndpoint};
 
 use crate::auth::AuthThrottle;
@@ -27,6 +28,7 @@ struct Inner {
     metrics: Metrics,
     max_body_bytes: usize,
     websocket: WsEndpoint,
+    pusher: Option<PusherEndpoint>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -49,6 +51,8 @@ pub struct AppStateBuilder {
     max_body_bytes: usize,
     websocket: WsConfig,
     allowed_origins: Vec<String>,
+    pusher: Option<(PusherApp, PusherConfig)>,
+    channel_authorizer: Option<Arc<dyn ChannelAuthorizer>>,
 }
 
 impl AppStateBuilder {
@@ -91,14 +95,38 @@ impl AppStateBuilder {
         self
     }
 
+    /// Speaks the Pusher protocol too, for `app` with `config` (see
+    /// [`pusher_router`](crate::pusher_router)). Its WebSocket limits are `config`'s; its
+    /// connections share the native endpoint's per-user limit, origins and shutdown.
+    pub fn pusher(mut self, app: PusherApp, config: PusherConfig) -> Self {
+        self.pusher = Some((app, config));
+        self
+    }
+
+    /// Authorizes the host's own private and presence Pusher channels.
+    pub fn channel_authorizer(mut self, authorizer: Arc<dyn ChannelAuthorizer>) -> Self {
+        self.channel_authorizer = Some(authorizer);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         // The endpoint serves the same service as the handlers: one owner per setting.
         let websocket = WsEndpoint::new(self.chat.clone(), self.websocket)
             .with_allowed_origins(self.allowed_origins);
+        let authorizer = self.channel_authorizer;
+        let pusher = self.pusher.map(|(app, config)| {
+            let endpoint =
+                PusherEndpoint::new(app, self.chat.clone(), config, websocket.hub().clone());
+            match authorizer {
+                Some(authorizer) => endpoint.with_authorizer(authorizer),
+                None => endpoint,
+            }
+        });
         AppState {
             inner: Arc::new(Inner {
                 websocket,
+                pusher,
                 chat: self.chat,
                 authenticator: self.authenticator,
                 auth_throttle: AuthThrottle::new(self.auth_failure_limiter),
@@ -122,7 +150,14 @@ impl AppState {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             websocket: WsConfig::default(),
             allowed_origins: Vec::new(),
+            pusher: None,
+            channel_authorizer: None,
         }
+    }
+
+    /// The Pusher endpoint, when the state speaks Pusher.
+    pub fn pusher(&self) -> Option<&PusherEndpoint> {
+        self.inner.pusher.as_ref()
     }
 
     /// The chat service.

@@ -149,6 +149,46 @@ pub struct Settings {
     /// WebSocket connections one user may hold at once.
     #[arg(long, env = "CHAT_WS_MAX_CONNECTIONS_PER_USER", default_value = "16")]
     pub ws_max_connections_per_user: NonZeroUsize,
+    /// Pusher app id (`/apps/{id}/…`). With the key and secret, enables the Pusher
+    /// protocol for Laravel Echo and pusher-js; in development mode (no JWT key set),
+    /// development values are used and printed.
+    #[arg(long, env = "CHAT_PUSHER_APP_ID")]
+    pub pusher_app_id: Option<String>,
+    /// Pusher app key (clients connect to `/app/{key}`).
+    #[arg(long, env = "CHAT_PUSHER_APP_KEY")]
+    pub pusher_app_key: Option<String>,
+    /// Pusher app secret: signs channel authorizations and HTTP API requests.
+    #[arg(long, env = "CHAT_PUSHER_APP_SECRET", hide_env_values = true)]
+    pub pusher_app_secret: Option<String>,
+    /// Seconds of silence after which a Pusher client pings (and the server pings a
+    /// silent client, closing it with 4201 when no answer comes as long again).
+    #[arg(
+        long,
+        env = "CHAT_PUSHER_ACTIVITY_TIMEOUT_SECONDS",
+        default_value = "30"
+    )]
+    pub pusher_activity_timeout_seconds: NonZeroU32,
+    /// Distinct members one presence channel may hold.
+    #[arg(long, env = "CHAT_PUSHER_MAX_PRESENCE_MEMBERS", default_value = "100")]
+    pub pusher_max_presence_members: NonZeroUsize,
+    /// Client events (whispers) one Pusher connection may send per second.
+    #[arg(
+        long,
+        env = "CHAT_PUSHER_CLIENT_EVENTS_PER_SECOND",
+        default_value = "10"
+    )]
+    pub pusher_client_events_per_second: NonZeroU32,
+    /// Largest `data` of an event published through the Pusher HTTP API, in bytes.
+    #[arg(long, env = "CHAT_PUSHER_MAX_EVENT_BYTES", default_value = "10240")]
+    pub pusher_max_event_bytes: NonZeroUsize,
+    /// Namespace of the chat's Pusher events (`App\Events\MessageSent`); empty for
+    /// bare names.
+    #[arg(
+        long,
+        env = "CHAT_PUSHER_EVENT_NAMESPACE",
+        default_value = "App\\Events"
+    )]
+    pub pusher_event_namespace: String,
     /// Log filter, e.g. `info` or `chat_server=debug,info`.
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     pub log: String,
@@ -179,6 +219,26 @@ impl Settings {
             .with_write_timeout(Duration::from_secs(u64::from(
                 self.ws_write_timeout_seconds.get(),
             )))
+    }
+
+    /// The Pusher limits of these settings (the WebSocket limits are the native ones).
+    pub fn pusher_config(&self) -> Result<chat_transport_pusher::PusherConfig, String> {
+        let namespace = self
+            .pusher_event_namespace
+            .parse()
+            .map_err(|error| format!("CHAT_PUSHER_EVENT_NAMESPACE: {error}"))?;
+        let trigger = chat_transport_pusher::TriggerLimits {
+            max_data_bytes: self.pusher_max_event_bytes.get(),
+            ..Default::default()
+        };
+        let activity = Duration::from_secs(u64::from(self.pusher_activity_timeout_seconds.get()));
+        Ok(chat_transport_pusher::PusherConfig::default()
+            .with_websocket(self.ws_config())
+            .with_activity_timeout(activity, activity)
+            .with_max_presence_members(self.pusher_max_presence_members.get())
+            .with_client_events_per_second(self.pusher_client_events_per_second.get())
+            .with_trigger_limits(trigger)
+            .with_namespace(namespace))
     }
 
     /// The trusted proxies of these settings.

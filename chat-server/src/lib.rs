@@ -62,6 +62,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn_with_state(state.clone(), track_requests))
+        // Added after the layer above: these routers measure their own requests.
+        .merge(pusher_routes(&state))
         // Added after the layer above: the chat router measures its own requests.
         .nest(API_PREFIX, router(state.clone()))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -88,6 +90,16 @@ pub fn app(state: AppState) -> Router {
             request_id::CountingRequestId::new(),
         ))
         .with_state(state)
+}
+
+/// The Pusher routes when the state speaks Pusher (none otherwise, so their paths
+/// stay 404 as any unknown path).
+fn pusher_routes(state: &AppState) -> Router<AppState> {
+    if state.pusher().is_some() {
+        chat_http::pusher_router(state.clone())
+    } else {
+        Router::new()
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

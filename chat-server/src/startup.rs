@@ -17,6 +17,7 @@ use chat_store_postgres::PostgresStore;
 use chat_store_sqlite::SqliteStore;
 
 use chat_http::{AppState, Metrics};
+use chat_transport_pusher::PusherApp;
 
 use crate::config::{Database, Settings};
 use crate::dev_key;
@@ -302,7 +303,11 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
         .with_presence(presence(settings, &metrics)?)
         .with_config(settings.chat_config())
         .with_send_limiter(send_limiter(settings, &metrics)?);
-    Ok(AppState::builder(chat, authenticator)
+    let mut builder = AppState::builder(chat, authenticator);
+    if let Some(app) = pusher_app(settings)? {
+        builder = builder.pusher(app, settings.pusher_config().map_err(StartError::Config)?);
+    }
+    Ok(builder
         .websocket(settings.ws_config())
         .allowed_origins(settings.allowed_origins.iter().cloned())
         .auth_failure_limiter(Arc::new(GovernorRateLimiter::per_minute(
@@ -313,6 +318,40 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
         .metrics(metrics)
         .max_body_bytes(settings.max_body_bytes.get())
         .build())
+}
+
+/// The Pusher app of the settings: the three `CHAT_PUSHER_APP_*` values, or in
+/// development mode (no JWT key configured) development values, printed.
+fn pusher_app(settings: &Settings) -> Result<Option<PusherApp>, StartError> {
+    let app = match (
+        &settings.pusher_app_id,
+        &settings.pusher_app_key,
+        &settings.pusher_app_secret,
+    ) {
+        (Some(id), Some(key), Some(secret)) => PusherApp::new(id, key, secret)
+            .map_err(|error| StartError::Config(format!("CHAT_PUSHER_APP_*: {error}")))?,
+        (None, None, None) => {
+            if configured_key(settings)?.is_some() {
+                return Ok(None);
+            }
+            let app = PusherApp::development(&development_secret(settings)?);
+            tracing::warn!(
+                app_id = app.id(),
+                key = app.key(),
+                secret = app.secret_text(),
+                "DEVELOPMENT MODE: the Pusher protocol (Laravel Echo, pusher-js) runs with \
+                 development credentials; set CHAT_PUSHER_APP_ID, CHAT_PUSHER_APP_KEY and \
+                 CHAT_PUSHER_APP_SECRET in production."
+            );
+            app
+        }
+        _ => {
+            return Err(StartError::Config(
+                "set all three of CHAT_PUSHER_APP_ID, CHAT_PUSHER_APP_KEY and CHAT_PUSHER_APP_SECRET, or none".to_owned(),
+            ));
+        }
+    };
+    Ok(Some(app))
 }
 
 /// Mints a token for `user` valid for `ttl` with the settings' key.

@@ -63,6 +63,29 @@ impl PusherApp {
         &self.key
     }
 
+    /// Development credentials derived from `seed` (a server's development secret):
+    /// id `chat-dev`, key `chat-dev-key`, and a secret that is the same for the same
+    /// seed, so a Laravel `.env` written once keeps working across restarts, and that
+    /// does not reveal the seed.
+    pub fn development(seed: &[u8]) -> Self {
+        use hmac::{KeyInit, Mac};
+        // HMAC accepts a key of any length.
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(seed)
+            .expect("HMAC takes any key length");
+        mac.update(b"chat pusher development secret");
+        let secret = hex::encode(&mac.finalize().into_bytes()[..16]);
+        Self {
+            id: "chat-dev".to_owned(),
+            key: "chat-dev-key".to_owned(),
+            secret,
+        }
+    }
+
+    /// The secret, for printing development credentials; never log a real one.
+    pub fn secret_text(&self) -> &str {
+        &self.secret
+    }
+
     pub(crate) fn secret(&self) -> &[u8] {
         self.secret.as_bytes()
     }
@@ -100,6 +123,22 @@ mod tests {
             PusherApp::new("1", "key", "").unwrap_err(),
             AppError::EmptySecret
         );
+    }
+
+    #[test]
+    fn development_credentials_follow_the_seed() {
+        let one = PusherApp::development(b"seed one");
+        assert_eq!((one.id(), one.key()), ("chat-dev", "chat-dev-key"));
+        assert_eq!(
+            one.secret_text(),
+            PusherApp::development(b"seed one").secret_text()
+        );
+        assert_ne!(
+            one.secret_text(),
+            PusherApp::development(b"seed two").secret_text()
+        );
+        assert_eq!(one.secret_text().len(), 32);
+        assert!(!one.secret_text().contains("seed"));
     }
 
     #[test]

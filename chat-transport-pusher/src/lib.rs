@@ -19,16 +19,32 @@
 //! - [`parse_event`] and [`parse_batch`]: events published through the HTTP API,
 //!   checked against Pusher's limits;
 //! - [`protocol`]: the frames of protocol 7, parsed and written.
+//!
+//! [`PusherEndpoint`] puts them to work: it upgrades `GET /app/{key}` into a
+//! connection speaking protocol 7 (channels, presence members, client events, and the
+//! chat's own events on `private-chat.{user}` from the user's live feed), answers the
+//! authorization endpoint, and serves the HTTP API ([`PusherEndpoint::handle_api`]).
+//! The reference server mounts it when `CHAT_PUSHER_APP_*` are set.
 
+mod api;
 mod app;
 mod authorization;
 mod channel;
+mod config;
+mod endpoint;
 mod events;
+mod hub;
 mod member;
 pub mod protocol;
+mod session;
 pub mod signature;
 mod socket_id;
 mod trigger;
+
+pub use api::{ApiCall, ApiResponse};
+pub use config::PusherConfig;
+pub use endpoint::PusherEndpoint;
+pub use hub::{ChannelHub, ChannelInfo};
 
 pub use app::{AppError, PusherApp};
 pub use authorization::{

@@ -16,6 +16,8 @@ use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message as WsMessage};
 
+use crate::config::close_code;
+
 /// Longest wait for the close frame to be written, and for the closing handshake to
 /// finish after it (discarding input meanwhile).
 const WRITE_GRACE: Duration = Duration::from_secs(1);
@@ -56,14 +58,16 @@ where
     }
 }
 
-/// How a session ended.
+/// How a session ended, and so how its socket is closed by [`close`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Closing {
+pub enum Closing {
     /// The peer closed or went away: nothing to tell it.
     ByPeer,
     /// The server closes with this code and reason.
     Close {
+        /// The close code.
         code: u16,
+        /// The close reason, for people.
         reason: &'static str,
         /// The frame layer failed on the peer's input and can read no more, so
         /// what the peer still sends is discarded as raw bytes.
@@ -73,7 +77,7 @@ pub(crate) enum Closing {
 
 impl Closing {
     /// The server closes with `code`; the peer's input can still be read as frames.
-    pub(crate) fn with(code: u16, reason: &'static str) -> Self {
+    pub fn with(code: u16, reason: &'static str) -> Self {
         Self::Close {
             code,
             reason,
@@ -81,8 +85,29 @@ impl Closing {
         }
     }
 
+    /// The close for a failed read, by the WebSocket layer's error: 1009 for a message
+    /// over the limit, 1007 for text that is not UTF-8, 1002 for a protocol error; a
+    /// connection that merely failed is gone.
+    pub fn after_read_error(error: &WsError) -> Self {
+        match error {
+            WsError::Capacity(_) => {
+                Self::after_bad_input(close_code::MESSAGE_TOO_BIG, "message too big")
+            }
+            WsError::Utf8(_) => {
+                Self::after_bad_input(close_code::INVALID_PAYLOAD, "text frames must be UTF-8")
+            }
+            WsError::Protocol(_) => {
+                Self::after_bad_input(close_code::PROTOCOL_ERROR, "protocol error")
+            }
+            _ => {
+                tracing::debug!(%error, "WebSocket read failed");
+                Self::ByPeer
+            }
+        }
+    }
+
     /// The server closes with `code` after the peer's input failed to decode.
-    pub(crate) fn after_bad_input(code: u16, reason: &'static str) -> Self {
+    pub fn after_bad_input(code: u16, reason: &'static str) -> Self {
         Self::Close {
             code,
             reason,
@@ -91,8 +116,10 @@ impl Closing {
     }
 }
 
-/// Finishes a connection as `closing` says, within a few seconds at most.
-pub(crate) async fn close<S: WsSocket>(socket: &mut S, closing: Closing, write_timeout: Duration) {
+/// Finishes a connection as `closing` says, within a few seconds at most: the close
+/// frame within `write_timeout` (at most a second), then the peer's input read and
+/// discarded until it answers, so a reset cannot overtake the close code.
+pub async fn close<S: WsSocket>(socket: &mut S, closing: Closing, write_timeout: Duration) {
     let write_grace = write_timeout.min(WRITE_GRACE);
     let Closing::Close {
         code,

@@ -82,7 +82,9 @@ impl ConnectionHub {
         self.inner.shutdown.send_replace(true);
     }
 
-    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    /// Changes to `true` when [`shut_down`](Self::shut_down) is called: a connection
+    /// of another transport sharing this hub closes then.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
     }
 }

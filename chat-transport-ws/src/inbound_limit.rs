@@ -5,7 +5,8 @@ use tokio::time::Instant;
 use crate::config::WsConfig;
 
 /// How many client messages a connection may still send right now.
-pub(crate) struct InboundLimit {
+#[derive(Debug)]
+pub struct InboundLimit {
     tokens: f64,
     burst: f64,
     per_second: f64,
@@ -13,17 +14,23 @@ pub(crate) struct InboundLimit {
 }
 
 impl InboundLimit {
-    pub(crate) fn new(config: &WsConfig) -> Self {
+    /// The limit of `config`: its inbound rate and burst.
+    pub fn new(config: &WsConfig) -> Self {
+        Self::with_rate(config.messages_per_second, config.message_burst)
+    }
+
+    /// `per_second` messages on average, `burst` at once.
+    pub fn with_rate(per_second: u32, burst: u32) -> Self {
         Self {
-            tokens: f64::from(config.message_burst),
-            burst: f64::from(config.message_burst),
-            per_second: f64::from(config.messages_per_second),
+            tokens: f64::from(burst.max(1)),
+            burst: f64::from(burst.max(1)),
+            per_second: f64::from(per_second.max(1)),
             last: Instant::now(),
         }
     }
 
     /// Takes one message's token; `false` when none is left.
-    pub(crate) fn allow(&mut self) -> bool {
+    pub fn allow(&mut self) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
         self.tokens = (self.tokens + refill).min(self.burst);

@@ -56,12 +56,13 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use chat_core::{Admission, ChatService, FeedStart, Identity};
-use seat::HeldSeat;
 
-pub use closing::WsSocket;
+pub use closing::{Closing, WsSocket, close};
 pub use config::{WsConfig, close_code};
 pub use hub::{ConnectionHub, Registration};
+pub use inbound_limit::InboundLimit;
 pub use pair_socket::PairSocket;
+pub use seat::HeldSeat;
 pub use session::Session;
 pub use upgrade::{UpgradedSocket, WsUpgrade, WsUpgradeRejection};
 

@@ -4,9 +4,16 @@ use chat_core::{ChatService, Seat};
 
 /// Gives its seat back when dropped (in the background: a drop cannot wait).
 #[derive(Debug)]
-pub(crate) struct HeldSeat {
+pub struct HeldSeat {
     pub(crate) chat: ChatService,
     pub(crate) seat: Seat,
+}
+
+impl HeldSeat {
+    /// Holds `seat` of `chat` until dropped.
+    pub fn new(chat: ChatService, seat: Seat) -> Self {
+        Self { chat, seat }
+    }
 }
 
 impl Drop for HeldSeat {

@@ -94,7 +94,7 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
         };
         let written = match step {
             Step::Inbound(None) => return Closing::ByPeer,
-            Step::Inbound(Some(Err(error))) => return inbound_error(&error),
+            Step::Inbound(Some(Err(error))) => return Closing::after_read_error(&error),
             Step::Inbound(Some(Ok(frame))) => {
                 last_heard = Instant::now();
                 match frame {
@@ -180,23 +180,4 @@ fn expiry_instant(identity: &Identity) -> Instant {
     let left = expires_at - time::OffsetDateTime::now_utc();
     let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
     Instant::now() + left.min(NEVER)
-}
-
-/// The close frame for a failed read, by the WebSocket layer's error type.
-fn inbound_error(error: &WsError) -> Closing {
-    match error {
-        WsError::Capacity(_) => {
-            Closing::after_bad_input(close_code::MESSAGE_TOO_BIG, "message too big")
-        }
-        WsError::Utf8(_) => {
-            Closing::after_bad_input(close_code::INVALID_PAYLOAD, "text frames must be UTF-8")
-        }
-        WsError::Protocol(_) => {
-            Closing::after_bad_input(close_code::PROTOCOL_ERROR, "protocol error")
-        }
-        _ => {
-            tracing::debug!(%error, "WebSocket read failed");
-            Closing::ByPeer
-        }
-    }
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod conversations;
 pub(crate) mod messages;
+pub(crate) mod pusher;
 pub(crate) mod system;
 pub(crate) mod ws;
 
