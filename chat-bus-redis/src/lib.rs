@@ -9,6 +9,9 @@
 //!   and holds the per-user connection limit across nodes. Wrap it in
 //!   [`chat_core::FallbackPresence`] to count each node's own connections while Redis
 //!   cannot be reached.
+//! - [`RedisBroadcast`] carries opaque payloads to every node on one topic (the
+//!   Pusher transport's channel events and presence members), with a gap after every
+//!   moment Redis may have lost some.
 //! - [`RedisRateLimiter`] keeps every key's allowance in Redis (GCRA in one Lua
 //!   script, one round trip a check), so a per-user limit holds whichever node the
 //!   user's requests reach. Wrap it in [`chat_core::FallbackRateLimiter`] to keep
@@ -40,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+mod broadcast;
 mod connection;
 mod error;
 mod health;
@@ -52,6 +56,7 @@ mod subscriber;
 pub mod testing;
 mod wire;
 
+pub use broadcast::RedisBroadcast;
 pub use notifier::RedisNotifier;
 pub use presence::RedisPresence;
 pub use rate_limiter::RedisRateLimiter;

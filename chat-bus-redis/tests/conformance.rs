@@ -132,3 +132,17 @@ mod presence_across_nodes {
         }))
     });
 }
+
+/// Two nodes on one Redis: a payload published on one reaches the other through it.
+mod broadcast_across_nodes {
+    use chat_bus_redis::RedisBroadcast;
+    use chat_core::testing::service_url;
+
+    chat_core::broadcast_suite!(async {
+        let url = service_url("CHAT_TEST_REDIS_URL")?;
+        let prefix = super::fresh_prefix();
+        let here = RedisBroadcast::connect(&url, &prefix, "conformance", 1024).unwrap();
+        let there = RedisBroadcast::connect(&url, &prefix, "conformance", 1024).unwrap();
+        Some((std::sync::Arc::new(here), std::sync::Arc::new(there)))
+    });
+}

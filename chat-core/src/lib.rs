@@ -51,7 +51,10 @@ pub use fallback::{FALLBACK_RETRY_AFTER, Fallback, FallbackPresence, FallbackRat
 pub use ids::{MessageId, UserId};
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtIssuer};
-pub use memory::{GovernorRateLimiter, InMemoryPresence, InMemoryRepository, InProcessNotifier};
+pub use memory::{
+    GovernorRateLimiter, InMemoryPresence, InMemoryRepository, InProcessBroadcast,
+    InProcessNotifier,
+};
 pub use message::{
     Inserted, Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome, UnknownStatus,
 };
@@ -60,8 +63,9 @@ pub use page::{
     HistoryRequest, MAX_PAGE_SIZE,
 };
 pub use ports::{
-    Authenticator, EventStream, Identity, Layered, MessageRepository, Notice, Notifier, Presence,
-    RateDecision, RateLimiter, RepositoryLayer, Seat, StoreOperation, UserPresence,
+    Authenticator, Broadcast, BroadcastStream, Broadcasted, EventStream, Identity, Layered,
+    MessageRepository, Notice, Notifier, Presence, RateDecision, RateLimiter, RepositoryLayer,
+    Seat, StoreOperation, UserPresence,
 };
 pub use service::{
     Admission, ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,

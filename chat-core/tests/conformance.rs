@@ -32,3 +32,10 @@ mod presence {
         Some(std::sync::Arc::new(chat_core::InMemoryPresence::new()))
     });
 }
+
+mod broadcast {
+    chat_core::broadcast_suite!(async {
+        let broadcast = std::sync::Arc::new(chat_core::InProcessBroadcast::new(64));
+        Some((std::sync::Arc::clone(&broadcast), broadcast))
+    });
+}

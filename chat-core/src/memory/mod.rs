@@ -1,10 +1,12 @@
 //! In-memory adapters of every port: for tests, examples and single-process use.
 
+mod broadcast;
 mod notifier;
 mod presence;
 mod rate_limiter;
 mod repository;
 
+pub use broadcast::InProcessBroadcast;
 pub use notifier::InProcessNotifier;
 pub use presence::InMemoryPresence;
 pub use rate_limiter::GovernorRateLimiter;

@@ -1,6 +1,7 @@
 //! The ports: what the core needs from the outside world.
 
 mod authenticator;
+mod broadcast;
 mod layered;
 mod notifier;
 mod presence;
@@ -8,6 +9,7 @@ mod rate_limiter;
 mod repository;
 
 pub use authenticator::{Authenticator, Identity};
+pub use broadcast::{Broadcast, BroadcastStream, Broadcasted};
 pub use layered::{Layered, RepositoryLayer, StoreOperation};
 pub use notifier::{EventStream, Notice, Notifier};
 pub use presence::{Presence, Seat, UserPresence};

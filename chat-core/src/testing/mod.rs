@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+pub mod broadcast;
 mod faults;
 pub mod notifier;
 pub mod presence;
@@ -139,6 +140,36 @@ macro_rules! notifier_suite {
             dropped_stream_does_not_disturb_others,
             slow_subscriber_never_blocks_publish,
         );
+    };
+}
+
+/// Expands to one `#[tokio::test]` per `Broadcast` conformance case. The factory
+/// evaluates to a future of `Option<(A, B)>`: two handles of one broadcast (the same
+/// one twice on one node, or two nodes sharing a broker), each dereferencing to it.
+#[macro_export]
+macro_rules! broadcast_suite {
+    ($factory:expr) => {
+        $crate::__broadcast_cases!($factory;
+            every_subscriber_on_every_node_receives,
+            payloads_arrive_in_publish_order,
+            nothing_is_kept_for_later_subscribers,
+            a_dropped_stream_does_not_disturb_others,
+            a_slow_subscriber_never_blocks_publish,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __broadcast_cases {
+    ($factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((here, there)) = $factory.await else { return };
+                $crate::testing::broadcast::$case(&*here, &*there).await;
+            }
+        )+
     };
 }
 
