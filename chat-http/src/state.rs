@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chat_core::{Authenticator, ChatService, RateLimiter};
+use chat_core::{Authenticator, Broadcast, ChatService, RateLimiter};
 use chat_transport_pusher::{ChannelAuthorizer, PusherApp, PusherConfig, PusherEndpoint};
 use chat_transport_ws::{WsConfig, WsEndpoint};
 
@@ -53,6 +53,7 @@ pub struct AppStateBuilder {
     allowed_origins: Vec<String>,
     pusher: Option<(PusherApp, PusherConfig)>,
     channel_authorizer: Option<Arc<dyn ChannelAuthorizer>>,
+    pusher_broadcast: Option<Arc<dyn Broadcast>>,
 }
 
 impl AppStateBuilder {
@@ -109,19 +110,29 @@ impl AppStateBuilder {
         self
     }
 
+    /// Shares the Pusher channels with the other nodes on `broadcast` (see
+    /// [`PusherEndpoint::with_broadcast`]).
+    pub fn pusher_broadcast(mut self, broadcast: Arc<dyn Broadcast>) -> Self {
+        self.pusher_broadcast = Some(broadcast);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         // The endpoint serves the same service as the handlers: one owner per setting.
         let websocket = WsEndpoint::new(self.chat.clone(), self.websocket)
             .with_allowed_origins(self.allowed_origins);
-        let authorizer = self.channel_authorizer;
+        let (authorizer, broadcast) = (self.channel_authorizer, self.pusher_broadcast);
         let pusher = self.pusher.map(|(app, config)| {
-            let endpoint =
+            let mut endpoint =
                 PusherEndpoint::new(app, self.chat.clone(), config, websocket.hub().clone());
-            match authorizer {
-                Some(authorizer) => endpoint.with_authorizer(authorizer),
-                None => endpoint,
+            if let Some(authorizer) = authorizer {
+                endpoint = endpoint.with_authorizer(authorizer);
             }
+            if let Some(broadcast) = broadcast {
+                endpoint = endpoint.with_broadcast(broadcast);
+            }
+            endpoint
         });
         AppState {
             inner: Arc::new(Inner {
@@ -152,6 +163,7 @@ impl AppState {
             allowed_origins: Vec::new(),
             pusher: None,
             channel_authorizer: None,
+            pusher_broadcast: None,
         }
     }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_bus_redis::{RedisNotifier, RedisPresence, RedisRateLimiter};
+use chat_bus_redis::{RedisBroadcast, RedisNotifier, RedisPresence, RedisRateLimiter};
 use chat_core::jwt::KeyError;
 use chat_core::{
     Authenticator, ChatService, Fallback, FallbackPresence, FallbackRateLimiter,
@@ -306,6 +306,12 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     let mut builder = AppState::builder(chat, authenticator);
     if let Some(app) = pusher_app(settings)? {
         builder = builder.pusher(app, settings.pusher_config().map_err(StartError::Config)?);
+        if let Some((url, prefix)) = redis(settings)? {
+            let broadcast =
+                RedisBroadcast::connect(url, prefix, "pusher", PUSHER_BROADCAST_CAPACITY)
+                    .map_err(invalid_redis_url)?;
+            builder = builder.pusher_broadcast(Arc::new(broadcast));
+        }
     }
     Ok(builder
         .websocket(settings.ws_config())
@@ -319,6 +325,10 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
         .max_body_bytes(settings.max_body_bytes.get())
         .build())
 }
+
+/// Channel events a node may fall behind on before it rebuilds its copy of the others'
+/// presence members.
+const PUSHER_BROADCAST_CAPACITY: usize = 65_536;
 
 /// The Pusher app of the settings: the three `CHAT_PUSHER_APP_*` values, or in
 /// development mode (no JWT key configured) development values, printed.

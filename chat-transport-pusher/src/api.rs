@@ -56,7 +56,7 @@ impl ApiResponse {
 impl PusherEndpoint {
     /// Answers one HTTP API request, checked against the app's credentials at `now`
     /// (Unix seconds).
-    pub fn handle_api(&self, call: &ApiCall<'_>, now: i64) -> ApiResponse {
+    pub async fn handle_api(&self, call: &ApiCall<'_>, now: i64) -> ApiResponse {
         let Some(rest) = call.path.strip_prefix("/apps/") else {
             return ApiResponse::error(404, "not found");
         };
@@ -85,8 +85,8 @@ impl PusherEndpoint {
         };
         let segments: Vec<&str> = route.split('/').collect();
         match (call.method, segments.as_slice()) {
-            ("POST", ["events"]) => self.trigger(call.body),
-            ("POST", ["batch_events"]) => self.trigger_batch(call.body),
+            ("POST", ["events"]) => self.trigger(call.body).await,
+            ("POST", ["batch_events"]) => self.trigger_batch(call.body).await,
             ("GET", ["channels"]) => self.channel_list(param("filter_by_prefix"), param("info")),
             ("GET", ["channels", name]) => {
                 with_channel(name, |channel| self.channel_info(&channel, param("info")))
@@ -95,7 +95,7 @@ impl PusherEndpoint {
                 with_channel(name, |channel| self.channel_users(&channel))
             }
             ("POST", ["users", user, "terminate_connections"]) if !user.is_empty() => {
-                self.channels().terminate(user, code::OVER_LIMIT);
+                self.terminate(user, code::OVER_LIMIT).await;
                 ApiResponse::ok(json!({}))
             }
             (
@@ -109,16 +109,17 @@ impl PusherEndpoint {
         }
     }
 
-    fn trigger(&self, body: &[u8]) -> ApiResponse {
+    async fn trigger(&self, body: &[u8]) -> ApiResponse {
         match parse_event(body, &self.config().trigger) {
             Ok(trigger) => {
                 for channel in &trigger.channels {
-                    self.channels().publish(
+                    self.publish(
                         channel,
                         &trigger.name,
                         &trigger.data,
                         trigger.socket_id.as_ref(),
-                    );
+                    )
+                    .await;
                 }
                 ApiResponse::ok(json!({}))
             }
@@ -126,17 +127,18 @@ impl PusherEndpoint {
         }
     }
 
-    fn trigger_batch(&self, body: &[u8]) -> ApiResponse {
+    async fn trigger_batch(&self, body: &[u8]) -> ApiResponse {
         match parse_batch(body, &self.config().trigger) {
             Ok(batch) => {
                 for trigger in &batch {
                     for channel in &trigger.channels {
-                        self.channels().publish(
+                        self.publish(
                             channel,
                             &trigger.name,
                             &trigger.data,
                             trigger.socket_id.as_ref(),
-                        );
+                        )
+                        .await;
                     }
                 }
                 ApiResponse::ok(json!({ "batch": vec![json!({}); batch.len()] }))

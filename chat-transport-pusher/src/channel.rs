@@ -18,8 +18,25 @@ pub enum ChannelKind {
 
 /// A valid channel name: 1 to 164 of ASCII letters, digits and `_-=@,.;`, as Pusher
 /// allows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct ChannelName(String);
+
+impl TryFrom<String> for ChannelName {
+    type Error = ChannelError;
+
+    fn try_from(name: String) -> Result<Self, ChannelError> {
+        name.parse()
+    }
+}
+
+impl From<ChannelName> for String {
+    fn from(name: ChannelName) -> Self {
+        name.0
+    }
+}
 
 /// Why a channel name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::response::Response;
-use chat_core::{ChatService, UserId};
+use chat_core::{Broadcast, ChatService, InProcessBroadcast, UserId};
 use chat_transport_ws::{ConnectionHub, WsSocket, WsUpgrade};
 
+use crate::cluster::{Cluster, Envelope};
 use crate::config::PusherConfig;
 use crate::hub::ChannelHub;
 use crate::protocol::{PROTOCOL_VERSION, code};
@@ -34,8 +35,14 @@ struct Inner {
     channels: ChannelHub,
     connections: ConnectionHub,
     authorizer: Option<Arc<dyn ChannelAuthorizer>>,
+    broadcast: Arc<dyn Broadcast>,
+    cluster: tokio::sync::OnceCell<Cluster>,
     open: AtomicUsize,
 }
+
+/// Payloads a node's own broadcast holds for it before it counts as behind, when the
+/// endpoint serves one node alone.
+const LOCAL_BROADCAST_CAPACITY: usize = 65_536;
 
 impl std::fmt::Debug for PusherEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,6 +81,8 @@ impl PusherEndpoint {
                 channels: ChannelHub::new(),
                 connections,
                 authorizer: None,
+                broadcast: Arc::new(InProcessBroadcast::new(LOCAL_BROADCAST_CAPACITY)),
+                cluster: tokio::sync::OnceCell::new(),
                 open: AtomicUsize::new(0),
             }),
         }
@@ -88,6 +97,57 @@ impl PusherEndpoint {
             tracing::error!("the channel authorizer must be set before the endpoint is shared");
         }
         self
+    }
+
+    /// Shares channel events, presence members and terminations with the other nodes
+    /// on `broadcast` (a [`RedisBroadcast`](https://docs.rs/chat-bus-redis), say);
+    /// without it the endpoint serves one node. Set before the endpoint is shared.
+    pub fn with_broadcast(mut self, broadcast: Arc<dyn Broadcast>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.broadcast = broadcast;
+        } else {
+            tracing::error!("the broadcast must be set before the endpoint is shared");
+        }
+        self
+    }
+
+    /// This node's side of the cluster, joined on first use.
+    pub(crate) async fn cluster(&self) -> &Cluster {
+        self.inner
+            .cluster
+            .get_or_init(|| {
+                Cluster::start(
+                    Arc::clone(&self.inner.broadcast),
+                    self.inner.channels.clone(),
+                )
+            })
+            .await
+    }
+
+    /// Publishes `event` with `data` (a string, forwarded verbatim) on `channel`, to
+    /// every subscriber on every node but the connection `except` names: what
+    /// `POST /apps/{id}/events` does.
+    pub async fn publish(
+        &self,
+        channel: &ChannelName,
+        event: &str,
+        data: &str,
+        except: Option<&SocketId>,
+    ) {
+        let frame = crate::protocol::frame(event, Some(channel.as_str()), data);
+        self.cluster().await.publish(Envelope::Event {
+            channel: channel.clone(),
+            frame,
+            except: except.cloned(),
+        });
+    }
+
+    /// Closes every connection of `user` on every node with `code`.
+    pub async fn terminate(&self, user: &str, code: u16) {
+        self.cluster().await.publish(Envelope::Terminate {
+            user_id: user.to_owned(),
+            code,
+        });
     }
 
     /// The app's credentials.

@@ -1,17 +1,20 @@
-//! The channels of one node: who is subscribed to what, presence members, and
-//! fan-out of one event to every subscriber of a channel.
+//! The channels of one node: who is subscribed to what, presence members (this
+//! node's, and what the other nodes said of theirs), and fan-out of one event to
+//! every subscriber of a channel on this node.
 //!
 //! Each connection has a [`Link`]: a bounded queue of frames its session writes, and a
 //! way to be closed from outside (a subscriber that lets its queue fill up, a user's
 //! connections terminated through the HTTP API). Publishing never waits on a socket.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
+use crate::cluster::Envelope;
 use crate::member::{Member, presence_succeeded};
 use crate::protocol::{code, frame};
 use crate::{ChannelKind, ChannelName, SocketId};
@@ -118,8 +121,159 @@ pub struct ChannelHub {
 
 #[derive(Debug, Default)]
 struct Inner {
-    channels: Mutex<HashMap<ChannelName, Channel>>,
+    state: Mutex<State>,
     next_id: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    channels: HashMap<ChannelName, Channel>,
+    /// The presence members of the other nodes, by node, as they announced them.
+    remote: HashMap<u64, RemoteNode>,
+    /// Where this node's member changes go to reach the other nodes (queued while the
+    /// state is locked, so they leave in the order they happened), and its id.
+    cluster: Option<(mpsc::UnboundedSender<Envelope>, u64)>,
+}
+
+#[derive(Debug)]
+struct RemoteNode {
+    last_heard: Instant,
+    members: HashMap<ChannelName, HashMap<String, Value>>,
+}
+
+/// A change of this node's presence members that the other nodes must hear of.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MemberChange {
+    /// A member's first connection on this node joined.
+    Joined(ChannelName, Member),
+    /// A member's last connection on this node left.
+    Left(ChannelName, String),
+}
+
+impl State {
+    /// Tells the other nodes of `change`.
+    fn tell(&self, change: &MemberChange) {
+        let Some((outbox, node)) = &self.cluster else {
+            return;
+        };
+        let envelope = match change.clone() {
+            MemberChange::Joined(channel, member) => Envelope::Joined {
+                node: *node,
+                channel,
+                user_id: member.user_id,
+                user_info: member.user_info,
+            },
+            MemberChange::Left(channel, user_id) => Envelope::Left {
+                node: *node,
+                channel,
+                user_id,
+            },
+        };
+        let _ = outbox.send(envelope);
+    }
+
+    /// Whether `user` is a member of `channel` on any other node.
+    fn elsewhere(&self, channel: &ChannelName, user: &str) -> bool {
+        self.remote.values().any(|node| {
+            node.members
+                .get(channel)
+                .is_some_and(|m| m.contains_key(user))
+        })
+    }
+
+    /// Whether `user` is a member of `channel` anywhere.
+    fn present(&self, channel: &ChannelName, user: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|c| c.members.contains_key(user))
+            || self.elsewhere(channel, user)
+    }
+
+    /// Every member of `channel` on every node, each once.
+    fn all_members(&self, channel: &ChannelName) -> BTreeMap<String, Value> {
+        let mut all = BTreeMap::new();
+        for node in self.remote.values() {
+            if let Some(members) = node.members.get(channel) {
+                for (user, info) in members {
+                    all.insert(user.clone(), info.clone());
+                }
+            }
+        }
+        if let Some(local) = self.channels.get(channel) {
+            for (user, present) in &local.members {
+                all.insert(user.clone(), present.info.clone());
+            }
+        }
+        all
+    }
+
+    /// Tells this node's subscribers of `channel` that `user` came or went.
+    fn announce(&self, channel: &ChannelName, event: &str, data: &str) {
+        if let Some(local) = self.channels.get(channel) {
+            let frame: Frame = frame(event, Some(channel.as_str()), data).into();
+            for subscriber in local.subscribers.values() {
+                subscriber.link.deliver(&frame);
+            }
+        }
+    }
+
+    /// Replaces what `node` said of its members with `members`, announcing every member
+    /// that appears or disappears on the whole.
+    fn replace_remote(
+        &mut self,
+        node: u64,
+        members: Option<HashMap<ChannelName, HashMap<String, Value>>>,
+    ) {
+        let old = self
+            .remote
+            .get(&node)
+            .map(|n| n.members.clone())
+            .unwrap_or_default();
+        let mut touched: Vec<(ChannelName, String)> = Vec::new();
+        for (channel, users) in old.iter().chain(members.iter().flatten()) {
+            for user in users.keys() {
+                touched.push((channel.clone(), user.clone()));
+            }
+        }
+        touched.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+        touched.dedup();
+        let before: Vec<bool> = touched.iter().map(|(c, u)| self.present(c, u)).collect();
+        match members {
+            Some(members) => {
+                let entry = self.remote.entry(node).or_insert_with(|| RemoteNode {
+                    last_heard: Instant::now(),
+                    members: HashMap::new(),
+                });
+                entry.last_heard = Instant::now();
+                entry.members = members;
+            }
+            None => {
+                self.remote.remove(&node);
+            }
+        }
+        for ((channel, user), was) in touched.iter().zip(before) {
+            let is = self.present(channel, user);
+            if was && !is {
+                let removed = Member {
+                    user_id: user.clone(),
+                    user_info: Value::Null,
+                }
+                .removed();
+                self.announce(channel, "pusher_internal:member_removed", &removed);
+            } else if !was && is {
+                let info = self
+                    .all_members(channel)
+                    .remove(user)
+                    .unwrap_or(Value::Null);
+                let added = Member {
+                    user_id: user.clone(),
+                    user_info: info,
+                }
+                .added();
+                self.announce(channel, "pusher_internal:member_added", &added);
+            }
+        }
+    }
 }
 
 impl ChannelHub {
@@ -128,11 +282,16 @@ impl ChannelHub {
         Self::default()
     }
 
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelName, Channel>> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner
-            .channels
+            .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends this node's member changes to `outbox` from now on, as node `node`.
+    pub(crate) fn set_cluster(&self, outbox: mpsc::UnboundedSender<Envelope>, node: u64) {
+        self.state().cluster = Some((outbox, node));
     }
 
     /// A fresh connection number, the key of its subscriptions.
@@ -141,9 +300,10 @@ impl ChannelHub {
     }
 
     /// Subscribes connection `id` to `channel`; for a presence channel, as `member`
-    /// (at most `max_members` distinct members). The `subscription_succeeded` data to
-    /// answer with; the other subscribers hear `member_added` when this is the
-    /// member's first connection.
+    /// (at most `max_members` distinct members across the nodes). The
+    /// `subscription_succeeded` data to answer with, and the change the other nodes
+    /// must hear of; the other subscribers hear `member_added` when the member is new
+    /// everywhere.
     pub(crate) fn join(
         &self,
         id: u64,
@@ -152,113 +312,201 @@ impl ChannelHub {
         user: Option<String>,
         member: Option<Member>,
         max_members: usize,
-    ) -> Result<String, JoinRefusal> {
-        let mut channels = self.channels();
-        let state = channels.entry(channel.clone()).or_default();
-        let mut added = None;
+    ) -> Result<(String, Option<MemberChange>), JoinRefusal> {
+        let mut state = self.state();
+        let mut change = None;
         if let Some(member) = &member {
-            if let Some(present) = state.members.get_mut(&member.user_id) {
-                present.connections += 1;
-            } else if state.members.len() >= max_members {
-                if state.subscribers.is_empty() {
-                    channels.remove(channel);
-                }
+            let known_here = state
+                .channels
+                .get(channel)
+                .is_some_and(|c| c.members.contains_key(&member.user_id));
+            let elsewhere = state.elsewhere(channel, &member.user_id);
+            if !known_here && !elsewhere && state.all_members(channel).len() >= max_members {
                 return Err(JoinRefusal::MembersFull(max_members));
-            } else {
-                state.members.insert(
-                    member.user_id.clone(),
-                    Present {
-                        connections: 1,
-                        info: member.user_info.clone(),
-                    },
-                );
-                added = Some(member.added());
+            }
+            if !known_here && !elsewhere {
+                state.announce(channel, "pusher_internal:member_added", &member.added());
+            }
+            let local = state.channels.entry(channel.clone()).or_default();
+            match local.members.get_mut(&member.user_id) {
+                Some(present) => present.connections += 1,
+                None => {
+                    local.members.insert(
+                        member.user_id.clone(),
+                        Present {
+                            connections: 1,
+                            info: member.user_info.clone(),
+                        },
+                    );
+                    change = Some(MemberChange::Joined(channel.clone(), member.clone()));
+                }
             }
         }
-        let replaced = state.subscribers.insert(
+        let local = state.channels.entry(channel.clone()).or_default();
+        let replaced = local.subscribers.insert(
             id,
             Subscriber {
                 link: Arc::clone(link),
                 user: member.map(|m| m.user_id).or(user),
             },
         );
-        if let Some(added) = added {
-            let frame: Frame = frame(
-                "pusher_internal:member_added",
-                Some(channel.as_str()),
-                &added,
-            )
-            .into();
-            for (other, subscriber) in &state.subscribers {
-                if *other != id {
-                    subscriber.link.deliver(&frame);
-                }
-            }
-        }
         debug_assert!(replaced.is_none(), "a connection joins a channel once");
-        Ok(match channel.kind() {
+        let data = match channel.kind() {
             ChannelKind::Presence => {
                 let members: Vec<Member> = state
-                    .members
-                    .iter()
-                    .map(|(user_id, present)| Member {
-                        user_id: user_id.clone(),
-                        user_info: present.info.clone(),
-                    })
+                    .all_members(channel)
+                    .into_iter()
+                    .map(|(user_id, user_info)| Member { user_id, user_info })
                     .collect();
                 presence_succeeded(&members)
             }
             _ => "{}".to_owned(),
-        })
+        };
+        if let Some(change) = &change {
+            state.tell(change);
+        }
+        Ok((data, change))
     }
 
-    /// Unsubscribes connection `id` from `channel`; the other subscribers hear
-    /// `member_removed` when it was a presence member's last connection.
-    pub(crate) fn leave(&self, id: u64, channel: &ChannelName) {
-        let mut channels = self.channels();
-        let Some(state) = channels.get_mut(channel) else {
-            return;
-        };
-        let Some(subscriber) = state.subscribers.remove(&id) else {
-            return;
-        };
+    /// Unsubscribes connection `id` from `channel`; the change the other nodes must
+    /// hear of. The other subscribers hear `member_removed` when it was a presence
+    /// member's last connection anywhere.
+    pub(crate) fn leave(&self, id: u64, channel: &ChannelName) -> Option<MemberChange> {
+        let mut state = self.state();
+        let local = state.channels.get_mut(channel)?;
+        let subscriber = local.subscribers.remove(&id)?;
+        let mut change = None;
         if channel.kind() == ChannelKind::Presence
             && let Some(user_id) = subscriber.user
-            && let Some(present) = state.members.get_mut(&user_id)
+            && let Some(present) = local.members.get_mut(&user_id)
         {
             present.connections -= 1;
             if present.connections == 0 {
-                state.members.remove(&user_id);
-                let removed = Member {
-                    user_id,
-                    user_info: Value::Null,
+                local.members.remove(&user_id);
+                if !state.elsewhere(channel, &user_id) {
+                    let removed = Member {
+                        user_id: user_id.clone(),
+                        user_info: Value::Null,
+                    }
+                    .removed();
+                    state.announce(channel, "pusher_internal:member_removed", &removed);
                 }
-                .removed();
-                let frame: Frame = frame(
-                    "pusher_internal:member_removed",
-                    Some(channel.as_str()),
-                    &removed,
-                )
-                .into();
-                for subscriber in state.subscribers.values() {
-                    subscriber.link.deliver(&frame);
-                }
+                change = Some(MemberChange::Left(channel.clone(), user_id));
             }
         }
-        if state.subscribers.is_empty() {
-            channels.remove(channel);
+        if state
+            .channels
+            .get(channel)
+            .is_some_and(|c| c.subscribers.is_empty())
+        {
+            state.channels.remove(channel);
         }
+        if let Some(change) = &change {
+            state.tell(change);
+        }
+        change
     }
 
     /// Connection `id`'s subscription to `channel`, if it has one.
     pub(crate) fn subscription(&self, id: u64, channel: &ChannelName) -> Option<Subscription> {
-        self.channels()
+        self.state()
+            .channels
             .get(channel)?
             .subscribers
             .get(&id)
             .map(|s| Subscription {
                 user: s.user.clone(),
             })
+    }
+
+    /// Another node's member joined `channel`.
+    pub(crate) fn remote_joined(&self, node: u64, channel: ChannelName, member: Member) {
+        let mut state = self.state();
+        let mut members = state
+            .remote
+            .get(&node)
+            .map(|n| n.members.clone())
+            .unwrap_or_default();
+        members
+            .entry(channel)
+            .or_default()
+            .insert(member.user_id, member.user_info);
+        state.replace_remote(node, Some(members));
+    }
+
+    /// Another node's member left `channel`.
+    pub(crate) fn remote_left(&self, node: u64, channel: &ChannelName, user: &str) {
+        let mut state = self.state();
+        let mut members = state
+            .remote
+            .get(&node)
+            .map(|n| n.members.clone())
+            .unwrap_or_default();
+        if let Some(users) = members.get_mut(channel) {
+            users.remove(user);
+            if users.is_empty() {
+                members.remove(channel);
+            }
+        }
+        state.replace_remote(node, Some(members));
+    }
+
+    /// Everything another node has: its members, replacing what it said before.
+    pub(crate) fn remote_members(&self, node: u64, members: Vec<(ChannelName, Member)>) {
+        let mut by_channel: HashMap<ChannelName, HashMap<String, Value>> = HashMap::new();
+        for (channel, member) in members {
+            by_channel
+                .entry(channel)
+                .or_default()
+                .insert(member.user_id, member.user_info);
+        }
+        self.state().replace_remote(node, Some(by_channel));
+    }
+
+    /// Another node is alive.
+    pub(crate) fn remote_alive(&self, node: u64) {
+        let mut state = self.state();
+        if let Some(remote) = state.remote.get_mut(&node) {
+            remote.last_heard = Instant::now();
+        } else {
+            state.replace_remote(node, Some(HashMap::new()));
+        }
+    }
+
+    /// Forgets the nodes not heard from for `silence`, and their members.
+    pub(crate) fn expire_remote(&self, silence: std::time::Duration) {
+        let mut state = self.state();
+        let silent: Vec<u64> = state
+            .remote
+            .iter()
+            .filter(|(_, node)| node.last_heard.elapsed() >= silence)
+            .map(|(id, _)| *id)
+            .collect();
+        for node in silent {
+            tracing::warn!(
+                node,
+                "a Pusher node went silent; its presence members are removed"
+            );
+            state.replace_remote(node, None);
+        }
+    }
+
+    /// This node's own presence members, for the other nodes.
+    pub(crate) fn local_members(&self) -> Vec<(ChannelName, Member)> {
+        let state = self.state();
+        let mut members = Vec::new();
+        for (channel, local) in &state.channels {
+            for (user_id, present) in &local.members {
+                members.push((
+                    channel.clone(),
+                    Member {
+                        user_id: user_id.clone(),
+                        user_info: present.info.clone(),
+                    },
+                ));
+            }
+        }
+        members
     }
 
     /// Writes `frame` to every subscriber of `channel` but `except` (a connection that
@@ -269,15 +517,14 @@ impl ChannelHub {
         frame: &Frame,
         except: ExceptSocket<'_>,
     ) -> usize {
-        let channels = self.channels();
-        let Some(state) = channels.get(channel) else {
+        let state = self.state();
+        let Some(state) = state.channels.get(channel) else {
             return 0;
         };
         let mut reached = 0;
-        for (id, subscriber) in &state.subscribers {
+        for subscriber in state.subscribers.values() {
             let excluded = match except {
                 ExceptSocket::None => false,
-                ExceptSocket::Connection(except) => *id == except,
                 ExceptSocket::Socket(except) => subscriber.link.socket_id == *except,
             };
             if !excluded {
@@ -288,9 +535,10 @@ impl ChannelHub {
         reached
     }
 
-    /// Publishes `event` with `data` (forwarded verbatim as the frame's string) on
-    /// `channel` to every subscriber but the connection `except` names.
-    pub fn publish(
+    /// Writes `event` with `data` (forwarded verbatim as the frame's string) on
+    /// `channel` to every subscriber on this node but the connection `except` names.
+    #[cfg(test)]
+    pub(crate) fn publish(
         &self,
         channel: &ChannelName,
         event: &str,
@@ -302,47 +550,40 @@ impl ChannelHub {
         self.publish_to(channel, &frame, except)
     }
 
-    /// The channels with at least one subscriber whose names start with `prefix`, and
-    /// their occupancy.
+    /// The channels whose names start with `prefix` that have a subscriber on this
+    /// node or a presence member on any, with their occupancy.
     pub fn occupied(&self, prefix: &str) -> Vec<(ChannelName, ChannelInfo)> {
-        let mut list: Vec<(ChannelName, ChannelInfo)> = self
-            .channels()
-            .iter()
-            .filter(|(name, _)| name.as_str().starts_with(prefix))
-            .map(|(name, state)| (name.clone(), info(state)))
-            .collect();
-        list.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        list
+        let state = self.state();
+        let mut names: Vec<&ChannelName> = state.channels.keys().collect();
+        for node in state.remote.values() {
+            names.extend(node.members.keys());
+        }
+        names.retain(|name| name.as_str().starts_with(prefix));
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| (name.clone(), info(&state, name)))
+            .collect()
     }
 
-    /// The occupancy of `channel` (zero when no one is subscribed).
+    /// The occupancy of `channel`: this node's subscriptions, and presence members on
+    /// every node.
     pub fn info(&self, channel: &ChannelName) -> ChannelInfo {
-        self.channels().get(channel).map_or(
-            ChannelInfo {
-                subscription_count: 0,
-                user_count: 0,
-            },
-            info,
-        )
+        info(&self.state(), channel)
     }
 
-    /// The ids of a presence channel's members, sorted.
+    /// The ids of a presence channel's members on every node, sorted.
     pub fn members(&self, channel: &ChannelName) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .channels()
-            .get(channel)
-            .map(|state| state.members.keys().cloned().collect())
-            .unwrap_or_default();
-        ids.sort();
-        ids
+        self.state().all_members(channel).into_keys().collect()
     }
 
     /// Closes every connection subscribed as `user` (a presence member, or the owner
     /// of `private-chat.{user}`) with `code`. How many connections were asked to close.
     pub fn terminate(&self, user: &str, code: u16) -> usize {
         let mut links: Vec<Arc<Link>> = Vec::new();
-        for state in self.channels().values() {
-            for subscriber in state.subscribers.values() {
+        for local in self.state().channels.values() {
+            for subscriber in local.subscribers.values() {
                 if subscriber.user.as_deref() == Some(user)
                     && !links.iter().any(|l| Arc::ptr_eq(l, &subscriber.link))
                 {
@@ -369,16 +610,17 @@ pub(crate) struct Subscription {
 pub(crate) enum ExceptSocket<'a> {
     /// Everyone hears it.
     None,
-    /// Not this connection (a client event's sender).
-    Connection(u64),
     /// Not the connection with this socket id (the HTTP API's `socket_id`).
     Socket(&'a SocketId),
 }
 
-fn info(state: &Channel) -> ChannelInfo {
+fn info(state: &State, channel: &ChannelName) -> ChannelInfo {
     ChannelInfo {
-        subscription_count: state.subscribers.len(),
-        user_count: state.members.len(),
+        subscription_count: state
+            .channels
+            .get(channel)
+            .map_or(0, |c| c.subscribers.len()),
+        user_count: state.all_members(channel).len(),
     }
 }
 
@@ -425,7 +667,7 @@ mod tests {
         hub.join(a1, &link_a1, &room, None, member("a"), 10)
             .unwrap();
         let joined = hub.join(b, &link_b, &room, None, member("b"), 10).unwrap();
-        let presence: Value = serde_json::from_str(&joined).unwrap();
+        let presence: Value = serde_json::from_str(&joined.0).unwrap();
         assert_eq!(presence["presence"]["count"], 2);
         assert_eq!(
             events(&mut inbox_a1),
@@ -452,6 +694,53 @@ mod tests {
         assert_eq!(hub.members(&room), ["b"]);
         hub.leave(b, &room);
         assert!(hub.occupied("").is_empty());
+    }
+
+    #[test]
+    fn members_of_other_nodes_count_once_and_leave_with_their_node() {
+        let hub = ChannelHub::new();
+        let room = channel("presence-room");
+        let (a, link_a, mut inbox_a) = connect(&hub, "1.1");
+        hub.join(a, &link_a, &room, None, member("a"), 10).unwrap();
+        // Another node's member joins: news here.
+        hub.remote_joined(7, room.clone(), member("b").unwrap());
+        assert_eq!(
+            events(&mut inbox_a),
+            [r#"pusher_internal:member_added {"user_id":"b","user_info":{"id":"b"}}"#]
+        );
+        // The same user on a third node is not news, nor is a local member there.
+        hub.remote_joined(8, room.clone(), member("b").unwrap());
+        hub.remote_joined(8, room.clone(), member("a").unwrap());
+        assert!(events(&mut inbox_a).is_empty());
+        let (c, link_c, _ic) = connect(&hub, "3.1");
+        let (joined, change) = hub.join(c, &link_c, &room, None, member("c"), 10).unwrap();
+        let presence: Value = serde_json::from_str(&joined).unwrap();
+        assert_eq!(
+            presence["presence"]["ids"],
+            serde_json::json!(["a", "b", "c"])
+        );
+        assert_eq!(
+            change,
+            Some(MemberChange::Joined(room.clone(), member("c").unwrap()))
+        );
+        events(&mut inbox_a);
+        // b leaves one node but is still on the other.
+        hub.remote_left(7, &room, "b");
+        assert!(events(&mut inbox_a).is_empty());
+        assert_eq!(
+            hub.info(&room),
+            ChannelInfo {
+                subscription_count: 2,
+                user_count: 3
+            }
+        );
+        // The other node goes silent: b is gone everywhere, a is still here.
+        hub.expire_remote(std::time::Duration::ZERO);
+        assert_eq!(
+            events(&mut inbox_a),
+            [r#"pusher_internal:member_removed {"user_id":"b"}"#]
+        );
+        assert_eq!(hub.members(&room), ["a", "c"]);
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod api;
 mod app;
 mod authorization;
 mod channel;
+mod cluster;
 mod config;
 mod endpoint;
 mod events;

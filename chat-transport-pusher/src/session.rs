@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tungstenite::Message as WsMessage;
 
+use crate::cluster::Envelope;
 use crate::endpoint::PusherEndpoint;
-use crate::hub::{ExceptSocket, Frame, JoinRefusal, Link};
+use crate::hub::{Frame, JoinRefusal, Link};
 use crate::protocol::{self, ClientFrame, code};
 use crate::signature::channel_auth_is_valid;
 use crate::{ChannelKind, ChannelName, ChatChannel, ChatEvent, Member, SocketId, message_frame};
@@ -79,6 +80,8 @@ pub(crate) async fn run<S: WsSocket>(endpoint: PusherEndpoint, mut socket: S) {
         endpoint,
     };
     let _open = connection.endpoint.count_connection();
+    // Joined before the first subscription, so member changes reach the other nodes.
+    connection.endpoint.cluster().await;
     let closing = Box::pin(connection.drive(&mut socket)).await;
     connection.leave_all();
     drop(connection);
@@ -305,7 +308,7 @@ impl Connection {
             config.max_presence_members,
         );
         match joined {
-            Ok(data) => {
+            Ok((data, _)) => {
                 self.joined.push(channel.clone());
                 let frame = protocol::frame(
                     "pusher_internal:subscription_succeeded",
@@ -374,11 +377,11 @@ impl Connection {
             None
         };
         let frame = client_event_frame(event, channel, data, user_id);
-        self.endpoint.channels().publish_to(
-            channel,
-            &frame.into(),
-            ExceptSocket::Connection(self.id),
-        );
+        self.endpoint.cluster().await.publish(Envelope::Event {
+            channel: channel.clone(),
+            frame,
+            except: Some(self.link.socket_id.clone()),
+        });
         Ok(())
     }
 

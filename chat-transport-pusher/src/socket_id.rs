@@ -5,8 +5,23 @@ use std::fmt;
 /// A connection's id, handed out in `pusher:connection_established`. Clients send it
 /// back in authorization requests, and the HTTP API names it to leave a connection out
 /// of an event (`socket_id`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct SocketId(String);
+
+impl TryFrom<String> for SocketId {
+    type Error = SocketIdError;
+
+    fn try_from(id: String) -> Result<Self, SocketIdError> {
+        id.parse()
+    }
+}
+
+impl From<SocketId> for String {
+    fn from(id: SocketId) -> Self {
+        id.0
+    }
+}
 
 /// Why a socket id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

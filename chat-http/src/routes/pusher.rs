@@ -167,7 +167,9 @@ pub(crate) async fn api(
         query: uri.query().unwrap_or_default(),
         body: &body,
     };
-    let answer = pusher.handle_api(&call, time::OffsetDateTime::now_utc().unix_timestamp());
+    let answer = pusher
+        .handle_api(&call, time::OffsetDateTime::now_utc().unix_timestamp())
+        .await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
     let content_type = if answer.json {
         "application/json"
