@@ -92,6 +92,20 @@ impl Target {
         n: usize,
         query: &str,
     ) -> Result<Socket, String> {
+        let path = format!("/api/chat/ws{query}");
+        self.websocket_path(&path, Some(token), n)
+            .await
+            .map_err(|e| format!("user {user}: {e}"))
+    }
+
+    /// Opens a WebSocket on `path` (with `token` as a bearer, if any) from the `n`-th
+    /// source address.
+    pub(crate) async fn websocket_path(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        n: usize,
+    ) -> Result<Socket, String> {
         let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
         socket
             .bind(SocketAddr::new(Self::source(n), 0))
@@ -101,19 +115,21 @@ impl Target {
             .await
             .map_err(|e| format!("connect: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let url = format!("ws://{}/api/chat/ws{query}", self.address);
+        let url = format!("ws://{}{path}", self.address);
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| "token is not a header value".to_owned())?;
-        request.headers_mut().insert("authorization", value);
+        if let Some(token) = token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| "token is not a header value".to_owned())?;
+            request.headers_mut().insert("authorization", value);
+        }
         // Small client buffers: the client holds as many connections as the server.
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
         let (socket, _) = client_async_with_config(request, stream, Some(config))
             .await
-            .map_err(|e| format!("user {user}: handshake: {e}"))?;
+            .map_err(|e| format!("handshake: {e}"))?;
         Ok(socket)
     }
 

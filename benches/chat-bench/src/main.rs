@@ -58,6 +58,9 @@ enum Scenario {
     Deliver(scenarios::deliver::Args),
     /// A large backlog read by one connection: messages per second.
     CatchUp(scenarios::catch_up::Args),
+    /// Pusher connections on their private-chat channels: memory per connection, and
+    /// latency from the HTTP API's POST to each arrival on a shared channel.
+    Pusher(scenarios::pusher::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             Scenario::Idle(args) => scenarios::idle::run(&target, args).await,
             Scenario::Deliver(args) => scenarios::deliver::run(&target, args).await,
             Scenario::CatchUp(args) => scenarios::catch_up::run(&target, args).await,
+            Scenario::Pusher(args) => scenarios::pusher::run(&target, args).await,
         }
     });
     match result {

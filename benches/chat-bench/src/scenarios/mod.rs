@@ -4,4 +4,5 @@ pub(crate) mod catch_up;
 pub(crate) mod deliver;
 pub(crate) mod history;
 pub(crate) mod idle;
+pub(crate) mod pusher;
 pub(crate) mod send;
