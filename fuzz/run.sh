@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 CARGO_FUZZ_VERSION=0.13.2
 seconds=${FUZZ_SECONDS:-30}
-read -r -a targets <<< "${FUZZ_TARGETS:-ws_frame rest_query rest_body}"
+read -r -a targets <<< "${FUZZ_TARGETS:-ws_frame rest_query rest_body pusher_frame}"
 
 # Stable Rust: no sanitizer (the sanitizers need nightly); libFuzzer's coverage
 # instrumentation and the harness's own checks still run. 16 codegen units instead of

@@ -6,7 +6,7 @@
 //! way to be closed from outside (a subscriber that lets its queue fill up, a user's
 //! connections terminated through the HTTP API). Publishing never waits on a socket.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -22,35 +22,58 @@ use crate::{ChannelKind, ChannelName, SocketId};
 /// A frame as written to clients, shared by every subscriber it fans out to.
 pub(crate) type Frame = Arc<str>;
 
+/// Frames a drained queue may keep room for; beyond this its memory is given back.
+const KEEP_SLOTS: usize = 16;
+
 /// One connection as the hub reaches it.
 #[derive(Debug)]
 pub(crate) struct Link {
     pub(crate) socket_id: SocketId,
-    outbox: mpsc::Sender<Frame>,
+    /// Frames waiting to be written; empty, it holds no memory, so an idle connection
+    /// costs only this struct.
+    outbox: Mutex<VecDeque<Frame>>,
+    capacity: usize,
+    ready: Notify,
     closed: Notify,
     close_code: AtomicU16,
 }
 
+/// The session's end of its link: the frames queued for it.
+#[derive(Debug)]
+pub(crate) struct Inbox(Arc<Link>);
+
 impl Link {
     /// A link for connection `socket_id`, with room for `capacity` frames not yet
-    /// written; the receiver is the session's.
-    pub(crate) fn new(socket_id: SocketId, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Frame>) {
-        let (outbox, inbox) = mpsc::channel(capacity.max(1));
+    /// written; the inbox is the session's.
+    pub(crate) fn new(socket_id: SocketId, capacity: usize) -> (Arc<Self>, Inbox) {
         let link = Arc::new(Self {
             socket_id,
-            outbox,
+            outbox: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            ready: Notify::new(),
             closed: Notify::new(),
             close_code: AtomicU16::new(0),
         });
-        (link, inbox)
+        (Arc::clone(&link), Inbox(link))
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, VecDeque<Frame>> {
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `frame`; a connection whose queue is full is too far behind and is
     /// closed so it reconnects.
     fn deliver(&self, frame: &Frame) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbox.try_send(Arc::clone(frame)) {
-            self.close(code::OVER_CAPACITY);
+        {
+            let mut outbox = self.outbox();
+            if outbox.len() >= self.capacity {
+                drop(outbox);
+                self.close(code::OVER_CAPACITY);
+                return;
+            }
+            outbox.push_back(Arc::clone(frame));
         }
+        self.ready.notify_one();
     }
 
     /// Asks the session to close with `code` (the first code asked for wins).
@@ -73,6 +96,35 @@ impl Link {
             }
             self.closed.notified().await;
         }
+    }
+}
+
+impl Inbox {
+    /// The next queued frame, if there is one.
+    pub(crate) fn try_recv(&self) -> Option<Frame> {
+        let mut outbox = self.0.outbox();
+        let frame = outbox.pop_front();
+        if outbox.is_empty() && outbox.capacity() > KEEP_SLOTS {
+            *outbox = VecDeque::new();
+        }
+        frame
+    }
+
+    /// The next queued frame, once there is one.
+    pub(crate) async fn recv(&self) -> Frame {
+        loop {
+            if let Some(frame) = self.try_recv() {
+                return frame;
+            }
+            // A frame queued since the check left a permit: this completes at once.
+            self.0.ready.notified().await;
+        }
+    }
+
+    /// Frames queued.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.outbox().len()
     }
 }
 
@@ -632,7 +684,7 @@ mod tests {
         name.parse().unwrap()
     }
 
-    fn connect(hub: &ChannelHub, socket: &str) -> (u64, Arc<Link>, mpsc::Receiver<Frame>) {
+    fn connect(hub: &ChannelHub, socket: &str) -> (u64, Arc<Link>, Inbox) {
         let (link, inbox) = Link::new(socket.parse().unwrap(), 4);
         (hub.connection_number(), link, inbox)
     }
@@ -644,9 +696,9 @@ mod tests {
         })
     }
 
-    fn events(inbox: &mut mpsc::Receiver<Frame>) -> Vec<String> {
+    fn events(inbox: &mut Inbox) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(frame) = inbox.try_recv() {
+        while let Some(frame) = inbox.try_recv() {
             let value: Value = serde_json::from_str(&frame).unwrap();
             out.push(format!(
                 "{} {}",

@@ -11,13 +11,12 @@ use chat_core::{
 use chat_transport_ws::{Closing, HeldSeat, InboundLimit, Registration, WsSocket, close};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tungstenite::Message as WsMessage;
 
 use crate::cluster::Envelope;
 use crate::endpoint::PusherEndpoint;
-use crate::hub::{Frame, JoinRefusal, Link};
+use crate::hub::{Frame, Inbox, JoinRefusal, Link};
 use crate::protocol::{self, ClientFrame, code};
 use crate::signature::channel_auth_is_valid;
 use crate::{ChannelKind, ChannelName, ChatChannel, ChatEvent, Member, SocketId, message_frame};
@@ -35,7 +34,7 @@ struct Connection {
     endpoint: PusherEndpoint,
     id: u64,
     link: std::sync::Arc<Link>,
-    inbox: mpsc::Receiver<Frame>,
+    inbox: Inbox,
     joined: Vec<ChannelName>,
     chat: Option<Box<ChatFeed>>,
     inbound: InboundLimit,
@@ -133,7 +132,7 @@ impl Connection {
                 _ = shutdown.changed() => Step::Shutdown,
                 code = link.closed() => Step::Kicked(code),
                 update = next_update(&mut self.chat) => Step::Update(update),
-                Some(frame) = self.inbox.recv() => Step::Outbox(frame),
+                frame = self.inbox.recv() => Step::Outbox(frame),
                 frame = socket.next() => Step::Inbound(frame),
                 _ = tick.tick() => Step::Tick,
             };
