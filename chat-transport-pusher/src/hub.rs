@@ -138,9 +138,82 @@ struct Subscriber {
 
 #[derive(Debug, Default)]
 struct Channel {
-    subscribers: HashMap<u64, Subscriber>,
+    /// Most channels have one subscriber (each user's `private-chat` channel): a vector
+    /// keeps them small; a large one is scanned only when a connection leaves.
+    subscribers: Subscribers,
     /// Presence channels: each member once, with how many connections it joined with.
-    members: HashMap<String, Present>,
+    members: Members,
+}
+
+#[derive(Debug, Default)]
+struct Subscribers(Vec<(u64, Subscriber)>);
+
+impl Subscribers {
+    fn insert(&mut self, id: u64, subscriber: Subscriber) -> Option<Subscriber> {
+        let replaced = self.remove(&id);
+        self.0.push((id, subscriber));
+        replaced
+    }
+
+    fn remove(&mut self, id: &u64) -> Option<Subscriber> {
+        let at = self.0.iter().position(|(other, _)| other == id)?;
+        let (_, subscriber) = self.0.swap_remove(at);
+        if self.0.capacity() > 4 * self.0.len().max(4) {
+            self.0.shrink_to_fit();
+        }
+        Some(subscriber)
+    }
+
+    fn get(&self, id: &u64) -> Option<&Subscriber> {
+        self.0.iter().find(|(other, _)| other == id).map(|(_, s)| s)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Subscriber> {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A presence channel's members; nothing for other channels.
+#[derive(Debug, Default)]
+#[expect(
+    clippy::box_collection,
+    reason = "a pointer, not an empty map's 48 bytes, in each of the many channels without members"
+)]
+struct Members(Option<Box<HashMap<String, Present>>>);
+
+impl Members {
+    fn contains_key(&self, user: &str) -> bool {
+        self.0.as_ref().is_some_and(|m| m.contains_key(user))
+    }
+
+    fn get_mut(&mut self, user: &str) -> Option<&mut Present> {
+        self.0.as_mut()?.get_mut(user)
+    }
+
+    fn insert(&mut self, user: String, present: Present) {
+        self.0.get_or_insert_default().insert(user, present);
+    }
+
+    fn remove(&mut self, user: &str) {
+        if let Some(members) = &mut self.0 {
+            members.remove(user);
+            if members.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &Present)> {
+        self.0.iter().flat_map(|m| m.iter())
+    }
 }
 
 #[derive(Debug)]
@@ -252,7 +325,7 @@ impl State {
             }
         }
         if let Some(local) = self.channels.get(channel) {
-            for (user, present) in &local.members {
+            for (user, present) in local.members.iter() {
                 all.insert(user.clone(), present.info.clone());
             }
         }
@@ -548,7 +621,7 @@ impl ChannelHub {
         let state = self.state();
         let mut members = Vec::new();
         for (channel, local) in &state.channels {
-            for (user_id, present) in &local.members {
+            for (user_id, present) in local.members.iter() {
                 members.push((
                     channel.clone(),
                     Member {
