@@ -109,7 +109,9 @@ async fn next_update(chat: &mut Option<Box<ChatFeed>>) -> FeedUpdate {
 
 impl Connection {
     async fn drive<S: WsSocket>(&mut self, socket: &mut S) -> Closing {
-        let config = self.endpoint.config().clone();
+        let config = self.endpoint.config();
+        // Only what the loop needs is kept in the connection's future.
+        let (activity_timeout, pong_timeout) = (config.activity_timeout, config.pong_timeout);
         let established = protocol::connection_established(
             self.link.socket_id.as_str(),
             config.activity_timeout_secs(),
@@ -117,9 +119,8 @@ impl Connection {
         if let Err(closing) = self.write(socket, established).await {
             return closing;
         }
-        let period = config
-            .activity_timeout
-            .min(config.pong_timeout)
+        let period = activity_timeout
+            .min(pong_timeout)
             .max(Duration::from_millis(100));
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -164,10 +165,10 @@ impl Connection {
                 Step::Kicked(code) => return Closing::with(code, kicked_reason(code)),
                 Step::Tick => {
                     let silence = last_heard.elapsed();
-                    if silence >= config.activity_timeout + config.pong_timeout {
+                    if silence >= activity_timeout + pong_timeout {
                         return Closing::with(code::PONG_NOT_RECEIVED, "pong not received");
                     }
-                    if silence >= config.activity_timeout {
+                    if silence >= activity_timeout {
                         self.write(socket, protocol::frame("pusher:ping", None, "{}"))
                             .await
                     } else {
