@@ -171,7 +171,8 @@ impl PusherEndpoint {
     fn channel_info(&self, channel: &ChannelName, info: Option<&str>) -> ApiResponse {
         let occupancy = self.channels().info(channel);
         let mut body = Map::new();
-        body.insert("occupied".into(), json!(occupancy.subscription_count > 0));
+        let occupied = occupancy.subscription_count > 0 || occupancy.user_count > 0;
+        body.insert("occupied".into(), json!(occupied));
         for attribute in attributes(info) {
             match attribute {
                 "subscription_count" => {

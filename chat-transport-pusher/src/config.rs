@@ -20,6 +20,9 @@ pub struct PusherConfig {
     pub pong_timeout: Duration,
     /// Distinct members one presence channel may hold.
     pub max_presence_members: usize,
+    /// Channels one connection may join at once; more are refused with a
+    /// `pusher:subscription_error`.
+    pub max_channels_per_connection: usize,
     /// Client events (`client-…`) one connection may send per second; more are
     /// refused with a `pusher:error` 4301.
     pub client_events_per_second: u32,
@@ -41,6 +44,7 @@ impl Default for PusherConfig {
             activity_timeout: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             max_presence_members: 100,
+            max_channels_per_connection: 100,
             client_events_per_second: 10,
             outbox_frames: 256,
             trigger: TriggerLimits::default(),

@@ -135,7 +135,9 @@ impl PusherEndpoint {
         except: Option<&SocketId>,
     ) {
         let frame = crate::protocol::frame(event, Some(channel.as_str()), data);
-        self.cluster().await.publish(Envelope::Event {
+        let cluster = self.cluster().await;
+        cluster.publish(Envelope::Event {
+            node: cluster.node(),
             channel: channel.clone(),
             frame,
             except: except.cloned(),
@@ -144,7 +146,9 @@ impl PusherEndpoint {
 
     /// Closes every connection of `user` on every node with `code`.
     pub async fn terminate(&self, user: &str, code: u16) {
-        self.cluster().await.publish(Envelope::Terminate {
+        let cluster = self.cluster().await;
+        cluster.publish(Envelope::Terminate {
+            node: cluster.node(),
             user_id: user.to_owned(),
             code,
         });

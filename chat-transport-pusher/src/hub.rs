@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::cluster::Envelope;
+use crate::cluster::{Entry, Envelope, Outbox};
 use crate::member::{Member, presence_succeeded};
 use crate::protocol::{code, frame};
 use crate::{ChannelKind, ChannelName, SocketId};
@@ -257,7 +257,7 @@ struct State {
     remote: HashMap<u64, RemoteNode>,
     /// Where this node's member changes go to reach the other nodes (queued while the
     /// state is locked, so they leave in the order they happened), and its id.
-    cluster: Option<(mpsc::UnboundedSender<Envelope>, u64)>,
+    cluster: Option<Outbox>,
 }
 
 #[derive(Debug)]
@@ -278,23 +278,58 @@ pub(crate) enum MemberChange {
 impl State {
     /// Tells the other nodes of `change`.
     fn tell(&self, change: &MemberChange) {
-        let Some((outbox, node)) = &self.cluster else {
+        let Some(outbox) = &self.cluster else {
             return;
         };
         let envelope = match change.clone() {
             MemberChange::Joined(channel, member) => Envelope::Joined {
-                node: *node,
+                node: outbox.node,
                 channel,
                 user_id: member.user_id,
                 user_info: member.user_info,
             },
             MemberChange::Left(channel, user_id) => Envelope::Left {
-                node: *node,
+                node: outbox.node,
                 channel,
                 user_id,
             },
         };
-        let _ = outbox.send(envelope);
+        outbox.queue_change(envelope);
+    }
+
+    /// Announces to this node's subscribers of `channel` whether `user` came or went,
+    /// given whether it was present before a change.
+    fn announce_change(&self, channel: &ChannelName, user: &str, was: bool) {
+        let is = self.present(channel, user);
+        if was && !is {
+            let removed = Member {
+                user_id: user.to_owned(),
+                user_info: Value::Null,
+            }
+            .removed();
+            self.announce(channel, "pusher_internal:member_removed", &removed);
+        } else if !was && is {
+            let info = self
+                .all_members(channel)
+                .remove(user)
+                .unwrap_or(Value::Null);
+            let added = Member {
+                user_id: user.to_owned(),
+                user_info: info,
+            }
+            .added();
+            self.announce(channel, "pusher_internal:member_added", &added);
+        }
+    }
+
+    /// The copy of `node`'s members, made if missing; it was heard from just now.
+    fn remote_node(&mut self, node: u64) -> &mut RemoteNode {
+        let remote = self.remote.entry(node).or_insert_with(|| RemoteNode {
+            last_heard: Instant::now(),
+            members: HashMap::new(),
+        });
+        remote.last_heard = Instant::now();
+        remote
     }
 
     /// Whether `user` is a member of `channel` on any other node.
@@ -377,26 +412,7 @@ impl State {
             }
         }
         for ((channel, user), was) in touched.iter().zip(before) {
-            let is = self.present(channel, user);
-            if was && !is {
-                let removed = Member {
-                    user_id: user.clone(),
-                    user_info: Value::Null,
-                }
-                .removed();
-                self.announce(channel, "pusher_internal:member_removed", &removed);
-            } else if !was && is {
-                let info = self
-                    .all_members(channel)
-                    .remove(user)
-                    .unwrap_or(Value::Null);
-                let added = Member {
-                    user_id: user.clone(),
-                    user_info: info,
-                }
-                .added();
-                self.announce(channel, "pusher_internal:member_added", &added);
-            }
+            self.announce_change(channel, user, was);
         }
     }
 }
@@ -414,9 +430,37 @@ impl ChannelHub {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends this node's member changes to `outbox` from now on, as node `node`.
-    pub(crate) fn set_cluster(&self, outbox: mpsc::UnboundedSender<Envelope>, node: u64) {
-        self.state().cluster = Some((outbox, node));
+    /// Sends this node's member changes to `outbox` from now on.
+    pub(crate) fn set_cluster(&self, outbox: Outbox) {
+        self.state().cluster = Some(outbox);
+    }
+
+    /// Queues every member of this node for the other nodes, in order with its
+    /// changes (the state is locked meanwhile).
+    pub(crate) fn queue_members(&self) {
+        let state = self.state();
+        let Some(outbox) = &state.cluster else {
+            return;
+        };
+        let mut members = Vec::new();
+        for (channel, local) in &state.channels {
+            for (user_id, present) in local.members.iter() {
+                members.push(Entry {
+                    channel: channel.clone(),
+                    user_id: user_id.clone(),
+                    user_info: present.info.clone(),
+                });
+            }
+        }
+        outbox.queue_change(Envelope::Members {
+            node: outbox.node,
+            members,
+        });
+    }
+
+    /// Whether `node` is one this node has heard from (and not taken for dead).
+    pub(crate) fn knows(&self, node: u64) -> bool {
+        self.state().remote.contains_key(&node)
     }
 
     /// A fresh connection number, the key of its subscriptions.
@@ -547,33 +591,29 @@ impl ChannelHub {
     /// Another node's member joined `channel`.
     pub(crate) fn remote_joined(&self, node: u64, channel: ChannelName, member: Member) {
         let mut state = self.state();
-        let mut members = state
-            .remote
-            .get(&node)
-            .map(|n| n.members.clone())
-            .unwrap_or_default();
-        members
-            .entry(channel)
+        let was = state.present(&channel, &member.user_id);
+        let user = member.user_id.clone();
+        state
+            .remote_node(node)
+            .members
+            .entry(channel.clone())
             .or_default()
             .insert(member.user_id, member.user_info);
-        state.replace_remote(node, Some(members));
+        state.announce_change(&channel, &user, was);
     }
 
     /// Another node's member left `channel`.
     pub(crate) fn remote_left(&self, node: u64, channel: &ChannelName, user: &str) {
         let mut state = self.state();
-        let mut members = state
-            .remote
-            .get(&node)
-            .map(|n| n.members.clone())
-            .unwrap_or_default();
-        if let Some(users) = members.get_mut(channel) {
+        let was = state.present(channel, user);
+        let remote = state.remote_node(node);
+        if let Some(users) = remote.members.get_mut(channel) {
             users.remove(user);
             if users.is_empty() {
-                members.remove(channel);
+                remote.members.remove(channel);
             }
         }
-        state.replace_remote(node, Some(members));
+        state.announce_change(channel, user, was);
     }
 
     /// Everything another node has: its members, replacing what it said before.
@@ -590,12 +630,7 @@ impl ChannelHub {
 
     /// Another node is alive.
     pub(crate) fn remote_alive(&self, node: u64) {
-        let mut state = self.state();
-        if let Some(remote) = state.remote.get_mut(&node) {
-            remote.last_heard = Instant::now();
-        } else {
-            state.replace_remote(node, Some(HashMap::new()));
-        }
+        self.state().remote_node(node);
     }
 
     /// Forgets the nodes not heard from for `silence`, and their members.
@@ -614,24 +649,6 @@ impl ChannelHub {
             );
             state.replace_remote(node, None);
         }
-    }
-
-    /// This node's own presence members, for the other nodes.
-    pub(crate) fn local_members(&self) -> Vec<(ChannelName, Member)> {
-        let state = self.state();
-        let mut members = Vec::new();
-        for (channel, local) in &state.channels {
-            for (user_id, present) in local.members.iter() {
-                members.push((
-                    channel.clone(),
-                    Member {
-                        user_id: user_id.clone(),
-                        user_info: present.info.clone(),
-                    },
-                ));
-            }
-        }
-        members
     }
 
     /// Writes `frame` to every subscriber of `channel` but `except` (a connection that

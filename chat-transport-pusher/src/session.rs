@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chat_core::{
-    Admission, ChatService, Feed, FeedStart, FeedUpdate, Message, MessageStatus, UserId,
+    Admission, ChatService, Feed, FeedStart, FeedUpdate, Message, MessageId, MessageStatus, UserId,
 };
 use chat_transport_ws::{Closing, HeldSeat, InboundLimit, Registration, WsSocket, close};
 use futures_util::{SinkExt, StreamExt};
@@ -26,6 +26,8 @@ use crate::{ChannelKind, ChannelName, ChatChannel, ChatEvent, Member, SocketId, 
 struct ChatFeed {
     feed: Feed,
     channel: ChannelName,
+    /// Messages written to the user that the store could not be told of yet.
+    unmarked: Vec<MessageId>,
     _registration: Registration,
     _seat: Option<HeldSeat>,
 }
@@ -133,8 +135,10 @@ impl Connection {
                 _ = shutdown.changed() => Step::Shutdown,
                 code = link.closed() => Step::Kicked(code),
                 update = next_update(&mut self.chat) => Step::Update(update),
-                frame = self.inbox.recv() => Step::Outbox(frame),
+                // Before the outbox: a busy channel must not keep the client's own
+                // frames (pongs, unsubscribes) unread, and those are rate limited.
                 frame = socket.next() => Step::Inbound(frame),
+                frame = self.inbox.recv() => Step::Outbox(frame),
                 _ = tick.tick() => Step::Tick,
             };
             let written = match step {
@@ -145,7 +149,7 @@ impl Connection {
                     match frame {
                         WsMessage::Text(text) => {
                             if !self.inbound.allow() {
-                                return Closing::with(code::OVER_CAPACITY, "too many messages");
+                                return Closing::with(code::OVER_LIMIT, "too many messages");
                             }
                             Box::pin(self.handle_text(socket, text.as_str())).await
                         }
@@ -164,6 +168,9 @@ impl Connection {
                 Step::Update(update) => Box::pin(self.chat_update(socket, update)).await,
                 Step::Kicked(code) => return Closing::with(code, kicked_reason(code)),
                 Step::Tick => {
+                    if let Some(chat) = self.chat.as_deref_mut() {
+                        mark_delivered(chat).await;
+                    }
                     let silence = last_heard.elapsed();
                     if silence >= activity_timeout + pong_timeout {
                         return Closing::with(code::PONG_NOT_RECEIVED, "pong not received");
@@ -238,6 +245,12 @@ impl Connection {
             // Already subscribed: pusher-js never asks twice, and joining again would
             // announce the member again.
             return Ok(());
+        }
+        let most = self.endpoint.config().max_channels_per_connection;
+        if self.joined.len() >= most {
+            let message = format!("at most {most} channels per connection");
+            let frame = protocol::subscription_error(channel.as_str(), 403, &message);
+            return self.write(socket, frame).await;
         }
         let refused = |status: u16, message: &str| {
             protocol::subscription_error(channel.as_str(), status, message)
@@ -345,7 +358,17 @@ impl Connection {
         }
         self.chat = None;
     }
+}
 
+impl Drop for Connection {
+    /// However the session ends (a panic, an aborted task), its subscriptions and
+    /// presence memberships go with it.
+    fn drop(&mut self) {
+        self.leave_all();
+    }
+}
+
+impl Connection {
     async fn client_event<S: WsSocket>(
         &mut self,
         socket: &mut S,
@@ -377,7 +400,9 @@ impl Connection {
             None
         };
         let frame = client_event_frame(event, channel, data, user_id);
-        self.endpoint.cluster().await.publish(Envelope::Event {
+        let cluster = self.endpoint.cluster().await;
+        cluster.publish(Envelope::Event {
+            node: cluster.node(),
             channel: channel.clone(),
             frame,
             except: Some(self.link.socket_id.clone()),
@@ -414,15 +439,8 @@ impl Connection {
                     }
                 }
                 within(timeout, socket.flush()).await?;
-                if !delivered.is_empty()
-                    && let Err(error) = chat
-                        .feed
-                        .chat()
-                        .mark_messages_delivered(user, &delivered)
-                        .await
-                {
-                    tracing::warn!(%error, "cannot mark messages written to a Pusher connection delivered");
-                }
+                chat.unmarked.extend(delivered);
+                mark_delivered(chat).await;
             },
             FeedUpdate::Receipt(receipt) => {
                 let event = match receipt.status {
@@ -478,9 +496,30 @@ async fn open_chat(
     Ok(Box::new(ChatFeed {
         feed,
         channel: channel.clone(),
+        unmarked: Vec::new(),
         _registration: registration,
         _seat: seat,
     }))
+}
+
+/// Marks what was written to the user delivered; kept to try again at the next tick
+/// or update while the store cannot be reached.
+async fn mark_delivered(chat: &mut ChatFeed) {
+    if chat.unmarked.is_empty() {
+        return;
+    }
+    let user = chat.feed.user();
+    match chat
+        .feed
+        .chat()
+        .mark_messages_delivered(user, &chat.unmarked)
+        .await
+    {
+        Ok(_) => chat.unmarked.clear(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot mark messages written to a Pusher connection delivered yet");
+        }
+    }
 }
 
 /// A client event as relayed: its data as sent, with the sender's `user_id` on a

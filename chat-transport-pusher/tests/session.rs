@@ -196,3 +196,78 @@ async fn client_events_need_a_joined_private_channel_and_are_rate_limited() {
     };
     assert_eq!(data["code"], 4301);
 }
+
+/// A broadcast whose broker is gone for good.
+struct Unreachable;
+
+#[chat_core::async_trait]
+impl chat_core::Broadcast for Unreachable {
+    async fn publish(&self, _payload: Vec<u8>) -> Result<(), chat_core::Error> {
+        Err(chat_core::Error::unavailable("no broker"))
+    }
+
+    async fn subscribe(&self) -> Result<chat_core::BroadcastStream, chat_core::Error> {
+        Err(chat_core::Error::unavailable("no broker"))
+    }
+}
+
+#[tokio::test]
+async fn without_the_other_nodes_this_nodes_connections_still_hear_events() {
+    let chat = ChatService::in_memory();
+    let endpoint =
+        endpoint(&chat, PusherConfig::default()).with_broadcast(std::sync::Arc::new(Unreachable));
+    let mut listener = connect(&endpoint).await;
+    let mut whisperer = connect(&endpoint).await;
+    listener
+        .send(json!({ "event": "pusher:subscribe", "data": { "channel": "news" } }))
+        .await;
+    assert_eq!(
+        listener.frame().await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    let news: ChannelName = "news".parse().unwrap();
+    endpoint.publish(&news, "Story", "{\"n\":1}", None).await;
+    let story = listener.frame().await;
+    assert_eq!(
+        (story["event"].as_str(), story["data"].as_str()),
+        (Some("Story"), Some("{\"n\":1}"))
+    );
+    listener.subscribe_private("private-room").await;
+    whisperer.subscribe_private("private-room").await;
+    whisperer
+        .send(json!({ "event": "client-typing", "channel": "private-room", "data": {} }))
+        .await;
+    assert_eq!(listener.frame().await["event"], "client-typing");
+}
+
+#[tokio::test]
+async fn a_connection_joins_a_bounded_number_of_channels() {
+    let chat = ChatService::in_memory();
+    let mut config = PusherConfig::default();
+    config.max_channels_per_connection = 2;
+    let mut client = connect(&endpoint(&chat, config)).await;
+    for (n, expected) in [
+        "pusher_internal:subscription_succeeded",
+        "pusher_internal:subscription_succeeded",
+        "pusher:subscription_error",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        client
+            .send(json!({ "event": "pusher:subscribe", "data": { "channel": format!("c{n}") } }))
+            .await;
+        assert_eq!(client.frame().await["event"], expected);
+    }
+    // Leaving one makes room.
+    client
+        .send(json!({ "event": "pusher:unsubscribe", "data": { "channel": "c0" } }))
+        .await;
+    client
+        .send(json!({ "event": "pusher:subscribe", "data": { "channel": "c2" } }))
+        .await;
+    assert_eq!(
+        client.frame().await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+}

@@ -146,9 +146,10 @@ describe('authorizing the chat channels', () => {
     assert.equal(outsider.status, 403);
   });
 
-  test('a bad socket id or channel name is 422', async () => {
-    assert.equal((await authorize(5, 'socket_id=abc&channel_name=private-chat.5')).status, 422);
-    assert.equal((await authorize(5, 'socket_id=1.2&channel_name=')).status, 422);
+  test('a bad socket id or channel name is 403, as Laravel answers it', async () => {
+    assert.equal((await authorize(5, 'socket_id=abc&channel_name=private-chat.5')).status, 403);
+    assert.equal((await authorize(5, 'socket_id=1.2&channel_name=')).status, 403);
+    assert.equal((await authorize(5, 'socket_id=1.2')).status, 403);
   });
 
   test("Echo's .error() fires for a channel that is not the user's, and the socket stays", async () => {

@@ -8,7 +8,6 @@ use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chat_core::ValidationCode;
 use chat_transport_pusher::{ApiCall, AuthRefusal, ChannelName, PusherEndpoint, SocketId};
 use chat_transport_ws::{WsUpgrade, WsUpgradeRejection};
 use serde::Deserialize;
@@ -88,7 +87,9 @@ async fn authorize_request(
                 .starts_with("application/json")
         });
     let form: AuthForm = if is_json {
-        serde_json::from_slice(body).map_err(|error| ApiError::MalformedJson(error.to_string()))?
+        serde_json::from_slice(body).map_err(|_| {
+            forbidden("the body must be a JSON object with socket_id and channel_name")
+        })?
     } else {
         let mut form = AuthForm {
             socket_id: None,
@@ -103,24 +104,15 @@ async fn authorize_request(
         }
         form
     };
-    let socket_id: SocketId = required(form.socket_id, "socket_id")?.parse().map_err(
-        |error: chat_transport_pusher::SocketIdError| {
-            ApiError::invalid(
-                "socket_id",
-                ValidationCode::InvalidFormat,
-                error.to_string(),
-            )
-        },
-    )?;
-    let channel: ChannelName = required(form.channel_name, "channel_name")?
-        .parse()
-        .map_err(|error: chat_transport_pusher::ChannelError| {
-            ApiError::invalid(
-                "channel_name",
-                ValidationCode::InvalidFormat,
-                error.to_string(),
-            )
-        })?;
+    // Laravel's route answers 403 for anything but a missing credential; so does this.
+    let socket_id: SocketId = form
+        .socket_id
+        .and_then(|id| id.parse().ok())
+        .ok_or(forbidden("socket_id must be a socket id such as 1234.5678"))?;
+    let channel: ChannelName = form
+        .channel_name
+        .and_then(|name| name.parse().ok())
+        .ok_or(forbidden("channel_name must be a valid channel name"))?;
     match pusher.authorize(identity.user_id, &socket_id, &channel) {
         Ok(auth) => Ok(Json(auth).into_response()),
         Err(refusal @ (AuthRefusal::Forbidden | AuthRefusal::Public)) => {
@@ -135,14 +127,8 @@ async fn authorize_request(
     }
 }
 
-fn required(value: Option<String>, field: &'static str) -> Result<String, ApiError> {
-    value.filter(|v| !v.is_empty()).ok_or_else(|| {
-        ApiError::invalid(
-            field,
-            ValidationCode::Required,
-            format!("The {field} field is required."),
-        )
-    })
+fn forbidden(reason: &'static str) -> ApiError {
+    ApiError::Chat(chat_core::Error::Forbidden { reason })
 }
 
 /// `/apps/{id}/…`: the HTTP API, answered by the Pusher endpoint.
