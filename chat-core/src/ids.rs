@@ -46,3 +46,7 @@ id_type!(
     /// A message's identifier: 64-bit, ascending in commit order per store.
     MessageId
 );
+id_type!(
+    /// A background job's identifier, stable for the job's whole life.
+    JobId
+);

@@ -48,12 +48,12 @@ pub use async_trait::async_trait;
 pub use error::{AuthError, BoxError, Error, FieldError, ValidationCode, ValidationErrors};
 pub use event::{Event, Receipt, Typing};
 pub use fallback::{FALLBACK_RETRY_AFTER, Fallback, FallbackPresence, FallbackRateLimiter};
-pub use ids::{MessageId, UserId};
+pub use ids::{JobId, MessageId, UserId};
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtIssuer};
 pub use memory::{
-    GovernorRateLimiter, InMemoryPresence, InMemoryRepository, InProcessBroadcast,
-    InProcessNotifier,
+    GovernorRateLimiter, InMemoryJobStore, InMemoryPresence, InMemoryRepository,
+    InProcessBroadcast, InProcessNotifier,
 };
 pub use message::{
     Inserted, Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome, UnknownStatus,
@@ -63,9 +63,9 @@ pub use page::{
     HistoryRequest, MAX_PAGE_SIZE,
 };
 pub use ports::{
-    Authenticator, Broadcast, BroadcastStream, Broadcasted, EventStream, Identity, Layered,
-    MessageRepository, Notice, Notifier, Presence, RateDecision, RateLimiter, RepositoryLayer,
-    Seat, StoreOperation, UserPresence,
+    Authenticator, Broadcast, BroadcastStream, Broadcasted, Claimed, EventStream, Identity, Job,
+    JobState, JobStore, Layered, MessageRepository, NewJob, Notice, Notifier, Outcome, Presence,
+    RateDecision, RateLimiter, RepositoryLayer, Seat, StoreOperation, UserPresence,
 };
 pub use service::{
     Admission, ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,

@@ -39,3 +39,9 @@ mod broadcast {
         Some((std::sync::Arc::clone(&broadcast), broadcast))
     });
 }
+
+mod jobs {
+    chat_core::job_store_suite!(async {
+        Some(std::sync::Arc::new(chat_core::InMemoryJobStore::new()))
+    });
+}

@@ -2,6 +2,7 @@
 
 mod authenticator;
 mod broadcast;
+mod jobs;
 mod layered;
 mod notifier;
 mod presence;
@@ -10,6 +11,7 @@ mod repository;
 
 pub use authenticator::{Authenticator, Identity};
 pub use broadcast::{Broadcast, BroadcastStream, Broadcasted};
+pub use jobs::{Claimed, Job, JobState, JobStore, NewJob, Outcome};
 pub use layered::{Layered, RepositoryLayer, StoreOperation};
 pub use notifier::{EventStream, Notice, Notifier};
 pub use presence::{Presence, Seat, UserPresence};

@@ -18,6 +18,7 @@
 
 pub mod broadcast;
 mod faults;
+pub mod jobs;
 pub mod notifier;
 pub mod presence;
 pub mod rate_limiter;
@@ -170,6 +171,29 @@ macro_rules! __broadcast_cases {
                 $crate::testing::broadcast::$case(&*here, &*there).await;
             }
         )+
+    };
+}
+
+/// Expands to one `#[tokio::test]` per `JobStore` conformance case, each with a fresh
+/// store from the factory (a future of `Option<Arc<S>>` for a `JobStore` `S`).
+#[macro_export]
+macro_rules! job_store_suite {
+    ($factory:expr) => {
+        $crate::__conformance_cases!(jobs, $factory;
+            only_due_jobs_are_claimed_oldest_due_first,
+            the_limit_bounds_a_claim,
+            success_removes_the_job,
+            a_failure_retries_at_its_time_and_the_last_one_is_dead,
+            an_ended_lease_is_taken_over_and_the_old_claim_cannot_finish,
+            operators_retry_and_discard_dead_jobs,
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_claims_are_disjoint() {
+            let Some(store) = $factory.await else { return };
+            let store: ::std::sync::Arc<dyn $crate::JobStore> = store;
+            $crate::testing::jobs::concurrent_claims_are_disjoint(store).await;
+        }
     };
 }
 
