@@ -38,6 +38,7 @@ mod error;
 mod first_by_id;
 mod history;
 mod insert;
+mod jobs;
 mod migrations;
 mod readers;
 mod sql;
@@ -50,8 +51,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    ConversationSummary, Error, HistoryPage, Inserted, Message, MessageId, MessageRepository,
-    MessageStatus, NewMessageRecord, UserId,
+    Claimed, ConversationSummary, Error, HistoryPage, Inserted, Job, JobId, JobState, JobStore,
+    Message, MessageId, MessageRepository, MessageStatus, NewJob, NewMessageRecord, Outcome,
+    UserId,
 };
 use rusqlite::Connection;
 use time::OffsetDateTime;
@@ -280,5 +282,47 @@ impl MessageRepository for SqliteStore {
     async fn ping(&self) -> Result<(), Error> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+}
+
+/// The job outbox: claims and finishes go through the single writer, so two claims
+/// never hand out the same job; lists are reads.
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn enqueue(&self, jobs: Vec<NewJob>, now: OffsetDateTime) -> Result<Vec<JobId>, Error> {
+        self.writer
+            .write(move |conn| jobs::enqueue(conn, &jobs, now))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claimed>, Error> {
+        self.writer
+            .write(move |conn| jobs::claim(conn, now, lease, limit))
+            .await
+    }
+
+    async fn finish(&self, id: JobId, lease: u64, outcome: Outcome) -> Result<bool, Error> {
+        self.writer
+            .write(move |conn| jobs::finish(conn, id, lease, &outcome))
+            .await
+    }
+
+    async fn list(&self, state: JobState, limit: u32) -> Result<Vec<Job>, Error> {
+        self.read(move |conn| jobs::list(conn, state, limit)).await
+    }
+
+    async fn retry(&self, id: JobId, now: OffsetDateTime) -> Result<bool, Error> {
+        self.writer
+            .write(move |conn| jobs::retry(conn, id, now))
+            .await
+    }
+
+    async fn discard(&self, id: JobId) -> Result<bool, Error> {
+        self.writer.write(move |conn| jobs::discard(conn, id)).await
     }
 }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/0003_counts_on_conversations.sql"),
     ),
+    (4, include_str!("../migrations/0004_jobs.sql")),
 ];
 
 /// The schema version this release writes.

@@ -181,7 +181,7 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     })
 }
 
-fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<time::OffsetDateTime> {
+pub(crate) fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<time::OffsetDateTime> {
     let micros: i64 = row.get(index)?;
     timestamp::from_unix_micros(micros).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(

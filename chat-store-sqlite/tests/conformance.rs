@@ -39,3 +39,17 @@ mod memory {
         ))
     });
 }
+
+mod jobs_on_a_file {
+    chat_core::job_store_suite!(super::file_store());
+}
+
+mod jobs_in_memory {
+    chat_core::job_store_suite!(async {
+        Some(Box::new(
+            chat_store_sqlite::SqliteStore::open_in_memory()
+                .await
+                .expect("open SQLite in memory"),
+        ))
+    });
+}

@@ -175,7 +175,7 @@ macro_rules! __broadcast_cases {
 }
 
 /// Expands to one `#[tokio::test]` per `JobStore` conformance case, each with a fresh
-/// store from the factory (a future of `Option<Arc<S>>` for a `JobStore` `S`).
+/// store from the factory.
 #[macro_export]
 macro_rules! job_store_suite {
     ($factory:expr) => {
@@ -185,15 +185,9 @@ macro_rules! job_store_suite {
             success_removes_the_job,
             a_failure_retries_at_its_time_and_the_last_one_is_dead,
             an_ended_lease_is_taken_over_and_the_old_claim_cannot_finish,
+            concurrent_claims_are_disjoint,
             operators_retry_and_discard_dead_jobs,
         );
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn concurrent_claims_are_disjoint() {
-            let Some(store) = $factory.await else { return };
-            let store: ::std::sync::Arc<dyn $crate::JobStore> = store;
-            $crate::testing::jobs::concurrent_claims_are_disjoint(store).await;
-        }
     };
 }
 
