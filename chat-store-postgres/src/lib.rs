@@ -25,6 +25,7 @@
 
 mod error;
 mod insert;
+mod jobs;
 mod reads;
 mod sql;
 mod status;
@@ -33,8 +34,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    ConversationSummary, Error, HistoryPage, Inserted, Message, MessageId, MessageRepository,
-    MessageStatus, NewMessageRecord, UserId,
+    Claimed, ConversationSummary, Error, HistoryPage, Inserted, Job, JobId, JobState, JobStore,
+    Message, MessageId, MessageRepository, MessageStatus, NewJob, NewMessageRecord, Outcome,
+    UserId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor};
@@ -251,5 +253,38 @@ impl MessageRepository for PostgresStore {
 
     async fn ping(&self) -> Result<(), Error> {
         Ok(self.answer().await?)
+    }
+}
+
+/// The job outbox; each call delegates to `jobs.rs`.
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn enqueue(&self, jobs: Vec<NewJob>, now: OffsetDateTime) -> Result<Vec<JobId>, Error> {
+        Ok(self.enqueue_jobs(jobs, now).await?)
+    }
+
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claimed>, Error> {
+        Ok(self.claim_jobs(now, lease, limit).await?)
+    }
+
+    async fn finish(&self, id: JobId, lease: u64, outcome: Outcome) -> Result<bool, Error> {
+        Ok(self.finish_job(id, lease, outcome).await?)
+    }
+
+    async fn list(&self, state: JobState, limit: u32) -> Result<Vec<Job>, Error> {
+        Ok(self.list_jobs(state, limit).await?)
+    }
+
+    async fn retry(&self, id: JobId, now: OffsetDateTime) -> Result<bool, Error> {
+        Ok(self.retry_job(id, now).await?)
+    }
+
+    async fn discard(&self, id: JobId) -> Result<bool, Error> {
+        Ok(self.discard_job(id).await?)
     }
 }

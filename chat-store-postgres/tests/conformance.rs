@@ -6,3 +6,7 @@ mod common;
 mod postgres {
     chat_core::message_repository_suite!(super::common::fixture());
 }
+
+mod jobs {
+    chat_core::job_store_suite!(super::common::fixture());
+}
