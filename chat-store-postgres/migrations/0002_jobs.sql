@@ -4,6 +4,7 @@
 CREATE TABLE jobs (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind        TEXT NOT NULL,
+    subject     BIGINT,           -- the message the job is about, if any
     payload     TEXT NOT NULL,
     state       TEXT NOT NULL DEFAULT 'pending'
                 CHECK (state IN ('pending', 'running', 'dead')),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chat_core::{Claimed, Job, JobId, JobState, NewJob, Outcome};
+use chat_core::{Claimed, Job, JobId, JobState, MessageId, NewJob, Outcome};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::PostgresStore;
 use crate::error::StoreError;
 
-const COLUMNS: &str = "id, kind, payload, state, attempts, due_at, created_at, last_error";
+const COLUMNS: &str = "id, kind, subject, payload, state, attempts, due_at, created_at, last_error";
 
 const CLAIM: &str = "WITH due AS ( \
        SELECT id FROM jobs \
@@ -20,7 +20,7 @@ const CLAIM: &str = "WITH due AS ( \
         FOR UPDATE SKIP LOCKED) \
      UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, lease_until = $3 \
        FROM due WHERE jobs.id = due.id \
-     RETURNING jobs.id, jobs.kind, jobs.payload, jobs.state, jobs.attempts, jobs.due_at, \
+     RETURNING jobs.id, jobs.kind, jobs.subject, jobs.payload, jobs.state, jobs.attempts, jobs.due_at, \
        jobs.created_at, jobs.last_error";
 
 fn state_name(state: JobState) -> &'static str {
@@ -40,6 +40,9 @@ fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
     Ok(Job {
         id: JobId::new(row.try_get("id")?),
         kind: row.try_get("kind")?,
+        subject: row
+            .try_get::<Option<i64>, _>("subject")?
+            .map(MessageId::new),
         payload: row.try_get("payload")?,
         state,
         attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
@@ -56,17 +59,22 @@ impl PostgresStore {
         now: OffsetDateTime,
     ) -> Result<Vec<JobId>, StoreError> {
         let kinds: Vec<String> = jobs.iter().map(|job| job.kind.clone()).collect();
+        let subjects: Vec<Option<i64>> = jobs
+            .iter()
+            .map(|job| job.subject.map(MessageId::get))
+            .collect();
         let payloads: Vec<String> = jobs.iter().map(|job| job.payload.clone()).collect();
         let due: Vec<OffsetDateTime> = jobs.iter().map(|job| job.due_at).collect();
         // One statement, so all of them or none; ids in the order given.
         let rows = sqlx::query(
-            "INSERT INTO jobs (kind, payload, due_at, created_at) \
-             SELECT kind, payload, due_at, $4 \
-               FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TIMESTAMPTZ[]) WITH ORDINALITY \
-                    AS j(kind, payload, due_at, n) ORDER BY n \
+            "INSERT INTO jobs (kind, subject, payload, due_at, created_at) \
+             SELECT kind, subject, payload, due_at, $5 \
+               FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TIMESTAMPTZ[]) WITH ORDINALITY \
+                    AS j(kind, subject, payload, due_at, n) ORDER BY n \
              RETURNING id",
         )
         .bind(kinds)
+        .bind(subjects)
         .bind(payloads)
         .bind(due)
         .bind(now)

@@ -5,6 +5,7 @@
 CREATE TABLE jobs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     kind        TEXT NOT NULL,
+    subject     INTEGER,          -- the message the job is about, if any
     payload     TEXT NOT NULL,
     state       INTEGER NOT NULL DEFAULT 0 CHECK (state IN (0, 1, 2)),
     attempts    INTEGER NOT NULL DEFAULT 0,

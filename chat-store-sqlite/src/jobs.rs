@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use chat_core::timestamp::to_unix_micros;
-use chat_core::{Claimed, Job, JobId, JobState, NewJob, Outcome};
+use chat_core::{Claimed, Job, JobId, JobState, MessageId, NewJob, Outcome};
 use rusqlite::{Connection, Row, params};
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::sql::time_at;
 
-const COLUMNS: &str = "id, kind, payload, state, attempts, due_at, created_at, last_error";
+const COLUMNS: &str = "id, kind, subject, payload, state, attempts, due_at, created_at, last_error";
 
 fn state_code(state: JobState) -> i64 {
     match state {
@@ -22,7 +22,7 @@ fn state_code(state: JobState) -> i64 {
 }
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
-    let state = match row.get::<_, i64>(3)? {
+    let state = match row.get::<_, i64>(4)? {
         0 => JobState::Pending,
         1 => JobState::Running,
         _ => JobState::Dead,
@@ -30,12 +30,13 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
         id: JobId::new(row.get(0)?),
         kind: row.get(1)?,
-        payload: row.get(2)?,
+        subject: row.get::<_, Option<i64>>(2)?.map(MessageId::new),
+        payload: row.get(3)?,
         state,
-        attempts: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
-        due_at: time_at(row, 5)?,
-        created_at: time_at(row, 6)?,
-        last_error: row.get(7)?,
+        attempts: u32::try_from(row.get::<_, i64>(5)?).unwrap_or(u32::MAX),
+        due_at: time_at(row, 6)?,
+        created_at: time_at(row, 7)?,
+        last_error: row.get(8)?,
     })
 }
 
@@ -45,13 +46,20 @@ pub(crate) fn enqueue(
     now: OffsetDateTime,
 ) -> Result<Vec<JobId>, StoreError> {
     let mut insert = conn.prepare_cached(
-        "INSERT INTO jobs (kind, payload, due_at, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+        "INSERT INTO jobs (kind, subject, payload, due_at, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
     )?;
     let created = to_unix_micros(now);
     jobs.iter()
         .map(|job| {
             let id: i64 = insert.query_row(
-                params![job.kind, job.payload, to_unix_micros(job.due_at), created],
+                params![
+                    job.kind,
+                    job.subject.map(MessageId::get),
+                    job.payload,
+                    to_unix_micros(job.due_at),
+                    created
+                ],
                 |row| row.get(0),
             )?;
             Ok(JobId::new(id))

@@ -68,6 +68,7 @@ impl JobStore for InMemoryJobStore {
                     job: Job {
                         id,
                         kind: new.kind,
+                        subject: new.subject,
                         payload: new.payload,
                         state: JobState::Pending,
                         attempts: 0,

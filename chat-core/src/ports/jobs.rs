@@ -4,13 +4,16 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::ids::JobId;
+use crate::ids::{JobId, MessageId};
 
 /// A job to run later, as it is enqueued.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewJob {
     /// What the job does (`webhook`, say): the worker picks its handler by it.
     pub kind: String,
+    /// The message it is about, if any (a job written with a new message gets that
+    /// message's id).
+    pub subject: Option<MessageId>,
     /// What the handler needs, as JSON.
     pub payload: String,
     /// The earliest time it may run.
@@ -38,6 +41,8 @@ pub struct Job {
     pub id: JobId,
     /// What it does.
     pub kind: String,
+    /// The message it is about, if any.
+    pub subject: Option<MessageId>,
     /// What its handler needs.
     pub payload: String,
     /// Where it stands.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::ids::JobId;
+use crate::ids::{JobId, MessageId};
 use crate::ports::{JobState, JobStore, NewJob, Outcome};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -18,6 +18,7 @@ fn t(seconds: i64) -> OffsetDateTime {
 fn job(name: &str, due: i64) -> NewJob {
     NewJob {
         kind: "test".into(),
+        subject: name.parse().ok().map(MessageId::new),
         payload: format!("{{\"name\":\"{name}\"}}"),
         due_at: t(due),
     }
@@ -45,6 +46,10 @@ pub async fn only_due_jobs_are_claimed_oldest_due_first(store: &dyn JobStore) {
             .all(|c| c.job.attempts == 1 && c.job.state == JobState::Running)
     );
     assert_eq!(claimed[0].lease_until, t(10) + LEASE);
+    assert_eq!(
+        (claimed[0].job.kind.as_str(), claimed[0].job.subject),
+        ("test", None)
+    );
     assert!(store.claim(t(10), LEASE, 10).await.unwrap().is_empty());
     let later = store.claim(t(20), LEASE, 10).await.unwrap();
     assert_eq!(later.len(), 1);
@@ -53,10 +58,17 @@ pub async fn only_due_jobs_are_claimed_oldest_due_first(store: &dyn JobStore) {
 
 pub async fn the_limit_bounds_a_claim(store: &dyn JobStore) {
     store
-        .enqueue((0..5).map(|n| job(&n.to_string(), 0)).collect(), t(0))
+        .enqueue((1..=5).map(|n| job(&n.to_string(), 0)).collect(), t(0))
         .await
         .unwrap();
-    assert_eq!(store.claim(t(1), LEASE, 2).await.unwrap().len(), 2);
+    let first = store.claim(t(1), LEASE, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    // A job's subject is kept.
+    assert!(
+        first
+            .iter()
+            .all(|c| c.job.subject.is_some_and(|id| (1..=5).contains(&id.get())))
+    );
     assert_eq!(store.claim(t(1), LEASE, 10).await.unwrap().len(), 3);
 }
 
@@ -107,6 +119,7 @@ pub async fn a_failure_retries_at_its_time_and_the_last_one_is_dead(store: &dyn 
     );
     let dead = store.list(JobState::Dead, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].subject, None);
     assert_eq!(
         (dead[0].id, dead[0].attempts, dead[0].last_error.as_deref()),
         (id, 2, Some("timeout"))
