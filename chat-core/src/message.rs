@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{MessageId, UserId};
+use crate::ports::NewJob;
 use crate::timestamp::serde_micros;
 
 /// Where a message is on its way to the receiver. The order is meaningful: a status
@@ -128,6 +129,10 @@ pub struct NewMessageRecord {
     pub client_message_id: Option<String>,
     /// The creation time (also the first `updated_at`).
     pub created_at: OffsetDateTime,
+    /// Background jobs the message causes (webhooks, say): stored in the same
+    /// transaction as the message, each with the new message's id as its subject, or
+    /// not at all. A replay of an idempotency key stores none.
+    pub jobs: Vec<NewJob>,
 }
 
 impl NewMessageRecord {

@@ -45,3 +45,9 @@ mod jobs {
         Some(std::sync::Arc::new(chat_core::InMemoryJobStore::new()))
     });
 }
+
+mod message_jobs {
+    chat_core::message_jobs_suite!(async {
+        Some(std::sync::Arc::new(chat_core::InMemoryRepository::new()))
+    });
+}

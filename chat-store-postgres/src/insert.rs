@@ -1,16 +1,17 @@
-//! Storing a message: participant locks, the idempotency key, and a commit whose
-//! answer was lost.
+//! Storing a message: participant locks, the idempotency key, the jobs it causes,
+//! and a commit whose answer was lost.
 
 use chat_core::{Inserted, MessageId, NewMessageRecord};
 use sqlx::Executor;
 
 use crate::error::StoreError;
+use crate::jobs::insert_jobs;
 use crate::{PostgresStore, RESOLUTION_ATTEMPTS, sql};
 
 impl PostgresStore {
     pub(crate) async fn insert_message(
         &self,
-        record: NewMessageRecord,
+        mut record: NewMessageRecord,
     ) -> Result<Inserted, StoreError> {
         let (low, high) = sql::conversation_key(record.sender_id, record.receiver_id);
         let mut tx = self.pool.begin().await?;
@@ -28,10 +29,19 @@ impl PostgresStore {
             .fetch_optional(&mut *tx)
             .await?;
         let inserted = match id {
-            Some(id) => Inserted {
-                message: record.into_message(MessageId::new(id)),
-                created: true,
-            },
+            Some(id) => {
+                let id = MessageId::new(id);
+                // In the same transaction as the message: both or neither. No round
+                // trip when there are none (no webhooks configured).
+                if !record.jobs.is_empty() {
+                    let jobs = std::mem::take(&mut record.jobs);
+                    insert_jobs(&mut *tx, &jobs, Some(id), record.created_at).await?;
+                }
+                Inserted {
+                    message: record.into_message(id),
+                    created: true,
+                }
+            }
             // The only uniqueness rule is the idempotency key: return its holder.
             None => {
                 let row = sqlx::query(sql::BY_CLIENT_ID)

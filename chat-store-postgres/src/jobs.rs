@@ -52,21 +52,26 @@ fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
     })
 }
 
-impl PostgresStore {
-    pub(crate) async fn enqueue_jobs(
-        &self,
-        jobs: Vec<NewJob>,
-        now: OffsetDateTime,
-    ) -> Result<Vec<JobId>, StoreError> {
-        let kinds: Vec<String> = jobs.iter().map(|job| job.kind.clone()).collect();
-        let subjects: Vec<Option<i64>> = jobs
-            .iter()
-            .map(|job| job.subject.map(MessageId::get))
-            .collect();
-        let payloads: Vec<String> = jobs.iter().map(|job| job.payload.clone()).collect();
-        let due: Vec<OffsetDateTime> = jobs.iter().map(|job| job.due_at).collect();
-        // One statement, so all of them or none; ids in the order given.
-        let rows = sqlx::query(
+/// Enqueues `jobs` at `now` through `executor` (a transaction, to write them with
+/// the change that causes them); with `subject`, each names it instead of its own.
+pub(crate) async fn insert_jobs<'e, E>(
+    executor: E,
+    jobs: &[NewJob],
+    subject: Option<MessageId>,
+    now: OffsetDateTime,
+) -> Result<Vec<JobId>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    let kinds: Vec<String> = jobs.iter().map(|job| job.kind.clone()).collect();
+    let subjects: Vec<Option<i64>> = jobs
+        .iter()
+        .map(|job| subject.or(job.subject).map(MessageId::get))
+        .collect();
+    let payloads: Vec<String> = jobs.iter().map(|job| job.payload.clone()).collect();
+    let due: Vec<OffsetDateTime> = jobs.iter().map(|job| job.due_at).collect();
+    // One statement, so all of them or none; ids in the order given.
+    let rows = sqlx::query(
             "INSERT INTO jobs (kind, subject, payload, due_at, created_at) \
              SELECT kind, subject, payload, due_at, $5 \
                FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TIMESTAMPTZ[]) WITH ORDINALITY \
@@ -78,15 +83,24 @@ impl PostgresStore {
         .bind(payloads)
         .bind(due)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(executor)
         .await?;
-        let mut ids: Vec<JobId> = rows
-            .iter()
-            .map(|row| row.try_get::<i64, _>("id").map(JobId::new))
-            .collect::<Result<_, _>>()?;
-        // Identity values follow the insertion order.
-        ids.sort();
-        Ok(ids)
+    let mut ids: Vec<JobId> = rows
+        .iter()
+        .map(|row| row.try_get::<i64, _>("id").map(JobId::new))
+        .collect::<Result<_, _>>()?;
+    // Identity values follow the insertion order.
+    ids.sort();
+    Ok(ids)
+}
+
+impl PostgresStore {
+    pub(crate) async fn enqueue_jobs(
+        &self,
+        jobs: Vec<NewJob>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<JobId>, StoreError> {
+        insert_jobs(&self.pool, &jobs, None, now).await
     }
 
     pub(crate) async fn claim_jobs(

@@ -10,3 +10,7 @@ mod postgres {
 mod jobs {
     chat_core::job_store_suite!(super::common::fixture());
 }
+
+mod message_jobs {
+    chat_core::message_jobs_suite!(super::common::fixture());
+}

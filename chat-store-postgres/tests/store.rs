@@ -152,3 +152,60 @@ async fn an_unreachable_database_is_unavailable() {
             .is_err()
     );
 }
+
+/// A message and its jobs commit together or not at all: a job the database refuses
+/// (a trigger here stands for any failure) takes its message with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_and_its_jobs_commit_or_roll_back_together() {
+    use chat_core::{JobState, JobStore, NewJob, UserId};
+
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_jobs() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.kind = 'refused' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse_jobs();",
+    )
+    .execute(fixture.pool())
+    .await
+    .unwrap();
+    let with_job = |text: &str, kind: &str| {
+        let mut record = record(1, 2, text);
+        record.jobs = vec![NewJob {
+            kind: kind.to_owned(),
+            subject: None,
+            payload: "{}".to_owned(),
+            due_at: record.created_at,
+        }];
+        record
+    };
+    let kept = fixture
+        .insert(with_job("kept", "webhook"))
+        .await
+        .unwrap()
+        .message;
+    assert!(
+        fixture
+            .insert(with_job("refused", "refused"))
+            .await
+            .is_err()
+    );
+    let history = fixture
+        .history_before(UserId::new(1), UserId::new(2), None, 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = history.iter().map(|m| m.message.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["kept"],
+        "the message of the refused job rolled back"
+    );
+    let jobs = fixture.list(JobState::Pending, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].kind.as_str(), jobs[0].subject),
+        ("webhook", Some(kept.id))
+    );
+}

@@ -1,14 +1,18 @@
-//! Storing a message: the row, its conversations' counters, and the idempotency key.
+//! Storing a message: the row, its conversations' counters, the idempotency key, and
+//! the jobs it causes.
 
 use chat_core::timestamp::to_unix_micros;
 use chat_core::{Inserted, MessageId, NewMessageRecord};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
-use crate::sql;
+use crate::{jobs, sql};
 
 /// Stores `record`, or returns the message already holding its idempotency key.
-pub(crate) fn insert(conn: &Connection, record: NewMessageRecord) -> Result<Inserted, StoreError> {
+pub(crate) fn insert(
+    conn: &Connection,
+    mut record: NewMessageRecord,
+) -> Result<Inserted, StoreError> {
     let sender = record.sender_id.get();
     let receiver = record.receiver_id.get();
     let id: Option<i64> = conn
@@ -28,6 +32,11 @@ pub(crate) fn insert(conn: &Connection, record: NewMessageRecord) -> Result<Inse
         Some(id) => {
             conn.prepare_cached(sql::TOUCH_CONVERSATIONS)?
                 .execute(params![sender, receiver, id])?;
+            // In the same savepoint as the message: both or neither.
+            if !record.jobs.is_empty() {
+                let jobs = std::mem::take(&mut record.jobs);
+                jobs::enqueue(conn, &jobs, Some(MessageId::new(id)), record.created_at)?;
+            }
             Ok(Inserted {
                 message: record.into_message(MessageId::new(id)),
                 created: true,

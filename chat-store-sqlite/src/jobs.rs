@@ -40,9 +40,11 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
+/// Enqueues `jobs` at `now`; with `subject`, each names it instead of its own.
 pub(crate) fn enqueue(
     conn: &Connection,
     jobs: &[NewJob],
+    subject: Option<MessageId>,
     now: OffsetDateTime,
 ) -> Result<Vec<JobId>, StoreError> {
     let mut insert = conn.prepare_cached(
@@ -55,7 +57,7 @@ pub(crate) fn enqueue(
             let id: i64 = insert.query_row(
                 params![
                     job.kind,
-                    job.subject.map(MessageId::get),
+                    subject.or(job.subject).map(MessageId::get),
                     job.payload,
                     to_unix_micros(job.due_at),
                     created

@@ -291,7 +291,7 @@ impl MessageRepository for SqliteStore {
 impl JobStore for SqliteStore {
     async fn enqueue(&self, jobs: Vec<NewJob>, now: OffsetDateTime) -> Result<Vec<JobId>, Error> {
         self.writer
-            .write(move |conn| jobs::enqueue(conn, &jobs, now))
+            .write(move |conn| jobs::enqueue(conn, &jobs, None, now))
             .await
     }
 

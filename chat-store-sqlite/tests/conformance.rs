@@ -53,3 +53,7 @@ mod jobs_in_memory {
         ))
     });
 }
+
+mod message_jobs_on_a_file {
+    chat_core::message_jobs_suite!(super::file_store());
+}

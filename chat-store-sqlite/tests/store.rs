@@ -273,3 +273,54 @@ async fn conversation_counts_and_floors_match_the_messages() {
         .unwrap();
     assert!(advanced > 0);
 }
+
+/// A message and its jobs commit together or not at all: a job the database refuses
+/// (a trigger here stands for any failure) takes its message with it, and the other
+/// writes of the same batch stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_and_its_jobs_commit_or_roll_back_together() {
+    use chat_core::{JobState, JobStore, NewJob};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs WHEN NEW.kind = 'refused' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    let with_job = |text: &str, kind: &str| {
+        let mut record = record(1, 2, text);
+        record.jobs = vec![NewJob {
+            kind: kind.to_owned(),
+            subject: None,
+            payload: "{}".to_owned(),
+            due_at: record.created_at,
+        }];
+        record
+    };
+    let (kept, refused) = tokio::join!(
+        store.insert(with_job("kept", "webhook")),
+        store.insert(with_job("refused", "refused")),
+    );
+    let kept = kept.unwrap().message;
+    assert!(refused.is_err(), "the refused job's insert must fail");
+    let history = store
+        .history_before(UserId::new(1), UserId::new(2), None, 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = history.iter().map(|m| m.message.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["kept"],
+        "the message of the refused job rolled back"
+    );
+    let jobs = store.list(JobState::Pending, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].kind.as_str(), jobs[0].subject),
+        ("webhook", Some(kept.id))
+    );
+}

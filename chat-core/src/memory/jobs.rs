@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::ids::JobId;
+use crate::ids::{JobId, MessageId};
 use crate::ports::{Claimed, Job, JobState, JobStore, NewJob, Outcome};
 
 /// A [`JobStore`] in memory: for tests, examples and a single process that may lose
@@ -38,6 +38,40 @@ impl InMemoryJobStore {
         Self::default()
     }
 
+    /// Enqueues `jobs` at once; with `subject`, each names it instead of its own.
+    pub(crate) fn enqueue_now(
+        &self,
+        jobs: Vec<NewJob>,
+        subject: Option<MessageId>,
+        now: OffsetDateTime,
+    ) -> Vec<JobId> {
+        let mut state = self.state();
+        let mut ids = Vec::with_capacity(jobs.len());
+        for new in jobs {
+            state.next_id += 1;
+            let id = JobId::new(state.next_id);
+            state.jobs.insert(
+                id,
+                Stored {
+                    job: Job {
+                        id,
+                        kind: new.kind,
+                        subject: subject.or(new.subject),
+                        payload: new.payload,
+                        state: JobState::Pending,
+                        attempts: 0,
+                        due_at: new.due_at,
+                        created_at: now,
+                        last_error: None,
+                    },
+                    lease: None,
+                },
+            );
+            ids.push(id);
+        }
+        ids
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the data consistent, so poisoning is harmless.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -57,31 +91,7 @@ fn claimable(stored: &Stored, now: OffsetDateTime) -> bool {
 #[async_trait]
 impl JobStore for InMemoryJobStore {
     async fn enqueue(&self, jobs: Vec<NewJob>, now: OffsetDateTime) -> Result<Vec<JobId>, Error> {
-        let mut state = self.state();
-        let mut ids = Vec::with_capacity(jobs.len());
-        for new in jobs {
-            state.next_id += 1;
-            let id = JobId::new(state.next_id);
-            state.jobs.insert(
-                id,
-                Stored {
-                    job: Job {
-                        id,
-                        kind: new.kind,
-                        subject: new.subject,
-                        payload: new.payload,
-                        state: JobState::Pending,
-                        attempts: 0,
-                        due_at: new.due_at,
-                        created_at: now,
-                        last_error: None,
-                    },
-                    lease: None,
-                },
-            );
-            ids.push(id);
-        }
-        Ok(ids)
+        Ok(self.enqueue_now(jobs, None, now))
     }
 
     async fn claim(

@@ -5,10 +5,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::Error;
+use crate::ids::JobId;
 use crate::ids::{MessageId, UserId};
+use crate::memory::InMemoryJobStore;
 use crate::message::{Inserted, Message, MessageStatus, NewMessageRecord};
 use crate::page::{ConversationSummary, HistoryPage};
-use crate::ports::MessageRepository;
+use crate::ports::{Claimed, Job, JobState, JobStore, MessageRepository, NewJob, Outcome};
 
 /// A [`MessageRepository`] in process memory. Nothing survives the process; otherwise
 /// it keeps the full contract, and it is the reference the conformance suite is
@@ -16,6 +18,9 @@ use crate::ports::MessageRepository;
 #[derive(Debug, Default)]
 pub struct InMemoryRepository {
     state: Mutex<State>,
+    /// Its job outbox: jobs written with a message are enqueued under the message
+    /// lock, so no one sees one without the other.
+    jobs: InMemoryJobStore,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +114,11 @@ impl MessageRepository for InMemoryRepository {
             }
         }
         let id = MessageId::new(state.messages.len() as i64 + 1);
+        let mut record = record;
+        let jobs = std::mem::take(&mut record.jobs);
+        if !jobs.is_empty() {
+            self.jobs.enqueue_now(jobs, Some(id), record.created_at);
+        }
         let message = record.into_message(id);
         if let Some(key) = &message.client_message_id {
             state
@@ -301,5 +311,38 @@ impl MessageRepository for InMemoryRepository {
 
     async fn ping(&self) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// The outbox of the messages' jobs, kept beside them.
+#[async_trait]
+impl JobStore for InMemoryRepository {
+    async fn enqueue(&self, jobs: Vec<NewJob>, now: OffsetDateTime) -> Result<Vec<JobId>, Error> {
+        self.jobs.enqueue(jobs, now).await
+    }
+
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Claimed>, Error> {
+        self.jobs.claim(now, lease, limit).await
+    }
+
+    async fn finish(&self, id: JobId, lease: u64, outcome: Outcome) -> Result<bool, Error> {
+        self.jobs.finish(id, lease, outcome).await
+    }
+
+    async fn list(&self, state: JobState, limit: u32) -> Result<Vec<Job>, Error> {
+        self.jobs.list(state, limit).await
+    }
+
+    async fn retry(&self, id: JobId, now: OffsetDateTime) -> Result<bool, Error> {
+        self.jobs.retry(id, now).await
+    }
+
+    async fn discard(&self, id: JobId) -> Result<bool, Error> {
+        self.jobs.discard(id).await
     }
 }

@@ -276,6 +276,7 @@ impl ChatService {
                 message: text,
                 client_message_id,
                 created_at: timestamp::now(),
+                jobs: Vec::new(),
             })
             .await?;
         if !inserted.created {

@@ -19,6 +19,7 @@
 pub mod broadcast;
 mod faults;
 pub mod jobs;
+pub mod message_jobs;
 pub mod notifier;
 pub mod presence;
 pub mod rate_limiter;
@@ -57,6 +58,7 @@ pub fn record(sender: i64, receiver: i64, text: &str) -> NewMessageRecord {
         message: text.to_owned(),
         client_message_id: None,
         created_at: crate::timestamp::now(),
+        jobs: Vec::new(),
     }
 }
 
@@ -187,6 +189,18 @@ macro_rules! job_store_suite {
             an_ended_lease_is_taken_over_and_the_old_claim_cannot_finish,
             concurrent_claims_are_disjoint,
             operators_retry_and_discard_dead_jobs,
+        );
+    };
+}
+
+/// Expands to one `#[tokio::test]` per conformance case of a store that is both a
+/// `MessageRepository` and a `JobStore`: jobs written with their message.
+#[macro_export]
+macro_rules! message_jobs_suite {
+    ($factory:expr) => {
+        $crate::__conformance_cases!(message_jobs, $factory;
+            jobs_are_written_with_their_message_and_name_it,
+            a_replay_writes_no_jobs,
         );
     };
 }
