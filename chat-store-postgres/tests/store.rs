@@ -157,7 +157,8 @@ async fn an_unreachable_database_is_unavailable() {
 /// (a trigger here stands for any failure) takes its message with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_and_its_jobs_commit_or_roll_back_together() {
-    use chat_core::{JobState, JobStore, NewJob, UserId};
+    use chat_core::testing::with_jobs;
+    use chat_core::{JobState, JobStore, UserId};
 
     let Some(fixture) = common::fixture().await else {
         return;
@@ -171,24 +172,14 @@ async fn a_message_and_its_jobs_commit_or_roll_back_together() {
     .execute(fixture.pool())
     .await
     .unwrap();
-    let with_job = |text: &str, kind: &str| {
-        let mut record = record(1, 2, text);
-        record.jobs = vec![NewJob {
-            kind: kind.to_owned(),
-            subject: None,
-            payload: "{}".to_owned(),
-            due_at: record.created_at,
-        }];
-        record
-    };
     let kept = fixture
-        .insert(with_job("kept", "webhook"))
+        .insert(with_jobs(record(1, 2, "kept"), &["webhook"]))
         .await
         .unwrap()
         .message;
     assert!(
         fixture
-            .insert(with_job("refused", "refused"))
+            .insert(with_jobs(record(1, 2, "refused"), &["refused"]))
             .await
             .is_err()
     );

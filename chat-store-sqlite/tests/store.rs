@@ -279,7 +279,8 @@ async fn conversation_counts_and_floors_match_the_messages() {
 /// writes of the same batch stand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_and_its_jobs_commit_or_roll_back_together() {
-    use chat_core::{JobState, JobStore, NewJob};
+    use chat_core::testing::with_jobs;
+    use chat_core::{JobState, JobStore};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chat.db");
@@ -291,19 +292,9 @@ async fn a_message_and_its_jobs_commit_or_roll_back_together() {
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
         )
         .unwrap();
-    let with_job = |text: &str, kind: &str| {
-        let mut record = record(1, 2, text);
-        record.jobs = vec![NewJob {
-            kind: kind.to_owned(),
-            subject: None,
-            payload: "{}".to_owned(),
-            due_at: record.created_at,
-        }];
-        record
-    };
     let (kept, refused) = tokio::join!(
-        store.insert(with_job("kept", "webhook")),
-        store.insert(with_job("refused", "refused")),
+        store.insert(with_jobs(record(1, 2, "kept"), &["webhook"])),
+        store.insert(with_jobs(record(1, 2, "refused"), &["refused"])),
     );
     let kept = kept.unwrap().message;
     assert!(refused.is_err(), "the refused job's insert must fail");

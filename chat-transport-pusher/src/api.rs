@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::endpoint::PusherEndpoint;
 use crate::protocol::code;
 use crate::signature::{ApiRequest, verify_api_request};
-use crate::{ChannelKind, ChannelName, parse_batch, parse_event};
+use crate::{ChannelKind, ChannelName, Trigger, parse_batch, parse_event};
 
 /// A request to the HTTP API as it arrived: method, the whole path
 /// (`/apps/{id}/events`), the raw query string, and the body.
@@ -112,15 +112,7 @@ impl PusherEndpoint {
     async fn trigger(&self, body: &[u8]) -> ApiResponse {
         match parse_event(body, &self.config().trigger) {
             Ok(trigger) => {
-                for channel in &trigger.channels {
-                    self.publish(
-                        channel,
-                        &trigger.name,
-                        &trigger.data,
-                        trigger.socket_id.as_ref(),
-                    )
-                    .await;
-                }
+                self.publish_trigger(&trigger).await;
                 ApiResponse::ok(json!({}))
             }
             Err(error) => ApiResponse::error(error.status(), error.to_string()),
@@ -131,19 +123,24 @@ impl PusherEndpoint {
         match parse_batch(body, &self.config().trigger) {
             Ok(batch) => {
                 for trigger in &batch {
-                    for channel in &trigger.channels {
-                        self.publish(
-                            channel,
-                            &trigger.name,
-                            &trigger.data,
-                            trigger.socket_id.as_ref(),
-                        )
-                        .await;
-                    }
+                    self.publish_trigger(trigger).await;
                 }
                 ApiResponse::ok(json!({ "batch": vec![json!({}); batch.len()] }))
             }
             Err(error) => ApiResponse::error(error.status(), error.to_string()),
+        }
+    }
+
+    /// Publishes one event to each of its channels.
+    async fn publish_trigger(&self, trigger: &Trigger) {
+        for channel in &trigger.channels {
+            self.publish(
+                channel,
+                &trigger.name,
+                &trigger.data,
+                trigger.socket_id.as_ref(),
+            )
+            .await;
         }
     }
 

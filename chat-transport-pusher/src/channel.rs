@@ -137,11 +137,11 @@ impl ChatChannel {
         })
     }
 
-    /// Whether `user` may subscribe.
+    /// Whether `user` may subscribe, by the chat's rules.
     pub fn admits(&self, user: UserId) -> bool {
         match *self {
-            Self::User(owner) => owner == user,
-            Self::Conversation(a, b) => a == user || b == user,
+            Self::User(owner) => chat_core::ChatService::may_follow(user, owner),
+            Self::Conversation(a, b) => chat_core::ChatService::takes_part(user, a, b),
         }
     }
 }

@@ -21,6 +21,24 @@ impl Report {
         self.rows.push((name, value.into(), unit));
     }
 
+    /// The server's RSS before and after opening `connections`, and their quotient (or
+    /// why it is missing).
+    pub(crate) fn memory_per_connection(
+        &mut self,
+        before: Option<u64>,
+        after: Option<u64>,
+        connections: usize,
+    ) {
+        if let (Some(before), Some(after)) = (before, after) {
+            let per_connection = (after.saturating_sub(before)) as f64 / connections as f64;
+            self.add("server RSS before", before, "KiB");
+            self.add("server RSS after", after, "KiB");
+            self.add("server memory per connection", per_connection, "KiB");
+        } else {
+            self.add("server memory per connection", "n/a (pass --pid)", "");
+        }
+    }
+
     pub(crate) fn print(&self, json: bool) {
         if json {
             let mut figures = Map::new();

@@ -600,6 +600,18 @@ impl ChatService {
         }
     }
 
+    /// Whether `caller` may follow the live events of `owner`: a user follows only their
+    /// own (every transport's channels ask this).
+    pub fn may_follow(caller: UserId, owner: UserId) -> bool {
+        caller == owner
+    }
+
+    /// Whether `caller` takes part in the conversation between `a` and `b`, and so may
+    /// watch it (its presence, its typing).
+    pub fn takes_part(caller: UserId, a: UserId, b: UserId) -> bool {
+        caller == a || caller == b
+    }
+
     async fn visible_message(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {
         match self.repository.get(id).await? {
             Some(message) if message.is_participant(caller) => Ok(message),

@@ -2,22 +2,8 @@
 //! Panics are the failures.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use crate::message::NewMessageRecord;
-use crate::ports::{JobState, JobStore, MessageRepository, NewJob};
-use crate::testing::{keyed_record, record};
-
-fn with_jobs(mut record: NewMessageRecord, kinds: &[&str]) -> NewMessageRecord {
-    record.jobs = kinds
-        .iter()
-        .map(|kind| NewJob {
-            kind: (*kind).to_owned(),
-            subject: None,
-            payload: "{}".to_owned(),
-            due_at: record.created_at,
-        })
-        .collect();
-    record
-}
+use crate::ports::{JobState, JobStore, MessageRepository};
+use crate::testing::{keyed_record, record, with_jobs};
 
 pub async fn jobs_are_written_with_their_message_and_name_it<S>(store: &S)
 where

@@ -70,6 +70,20 @@ pub fn keyed_record(sender: i64, receiver: i64, text: &str, key: &str) -> NewMes
     }
 }
 
+/// `record` carrying one job of each of `kinds`, due when the message is created.
+pub fn with_jobs(mut record: NewMessageRecord, kinds: &[&str]) -> NewMessageRecord {
+    record.jobs = kinds
+        .iter()
+        .map(|kind| crate::ports::NewJob {
+            kind: (*kind).to_owned(),
+            subject: None,
+            payload: "{}".to_owned(),
+            due_at: record.created_at,
+        })
+        .collect();
+    record
+}
+
 /// A fixed time, at microsecond precision, a little after `base` seconds past the epoch.
 pub fn at(base: i64) -> OffsetDateTime {
     crate::timestamp::from_unix_micros(1_700_000_000_000_000 + base * 1_000_000 + 123_456)

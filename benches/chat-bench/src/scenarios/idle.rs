@@ -90,14 +90,7 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         "",
     );
     report.add("time to open", open_seconds, "s");
-    if let (Some(before), Some(after)) = (before, after) {
-        let per_connection = (after.saturating_sub(before)) as f64 / args.connections as f64;
-        report.add("server RSS before", before, "KiB");
-        report.add("server RSS after", after, "KiB");
-        report.add("server memory per connection", per_connection, "KiB");
-    } else {
-        report.add("server memory per connection", "n/a (pass --pid)", "");
-    }
+    report.memory_per_connection(before, after, args.connections);
     for task in tasks {
         task.abort();
     }
