@@ -64,8 +64,8 @@ pub use page::{
 };
 pub use ports::{
     Authenticator, Broadcast, BroadcastStream, Broadcasted, Claimed, EventStream, Identity, Job,
-    JobState, JobStore, Layered, MessageRepository, NewJob, Notice, Notifier, Outcome, Presence,
-    RateDecision, RateLimiter, RepositoryLayer, Seat, StoreOperation, UserPresence,
+    JobState, JobStore, Layered, MessageJobs, MessageRepository, NewJob, Notice, Notifier, Outcome,
+    Presence, RateDecision, RateLimiter, RepositoryLayer, Seat, StoreOperation, UserPresence,
 };
 pub use service::{
     Admission, ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,

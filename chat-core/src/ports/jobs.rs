@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::ids::{JobId, MessageId};
+use crate::ids::{JobId, MessageId, UserId};
 
 /// A job to run later, as it is enqueued.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,4 +128,29 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Removes job `id`, unless it is running.
     async fn discard(&self, id: JobId) -> Result<bool, Error>;
+}
+
+/// The jobs chat changes cause: which background work (webhooks, say) a new message or
+/// a read brings with it. `ChatService` asks it and stores what it answers.
+///
+/// # Contract
+///
+/// - **Pure.** Both methods only describe jobs; they do no I/O and are cheap, since
+///   `created` runs on every send.
+/// - **Subject.** Jobs for a new message are stored in the message's transaction with
+///   its id as their subject, so `created` sees the record before it has an id; jobs
+///   for a read are stored with the read message's id as subject once the read
+///   committed.
+/// - **None is fine.** An empty answer stores nothing and costs nothing.
+pub trait MessageJobs: Send + Sync + 'static {
+    /// The jobs of a message sent by `sender` to `receiver` at `created_at`.
+    fn created(&self, sender: UserId, receiver: UserId, created_at: OffsetDateTime) -> Vec<NewJob>;
+
+    /// The jobs of a message from `sender` that `receiver` read at `read_at` (the
+    /// subject is set by the caller).
+    fn read(&self, sender: UserId, receiver: UserId, read_at: OffsetDateTime) -> Vec<NewJob>;
+
+    /// Told after jobs it described were stored (to wake the workers that run them);
+    /// by default nothing.
+    fn stored(&self) {}
 }

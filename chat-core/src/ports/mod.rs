@@ -11,7 +11,7 @@ mod repository;
 
 pub use authenticator::{Authenticator, Identity};
 pub use broadcast::{Broadcast, BroadcastStream, Broadcasted};
-pub use jobs::{Claimed, Job, JobState, JobStore, NewJob, Outcome};
+pub use jobs::{Claimed, Job, JobState, JobStore, MessageJobs, NewJob, Outcome};
 pub use layered::{Layered, RepositoryLayer, StoreOperation};
 pub use notifier::{EventStream, Notice, Notifier};
 pub use presence::{Presence, Seat, UserPresence};

@@ -8,7 +8,10 @@ pub(crate) mod validation;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use crate::error::{Error, ValidationErrors};
 use crate::event::{Event, Receipt, Typing};
@@ -17,7 +20,8 @@ use crate::memory::{InMemoryPresence, InMemoryRepository, InProcessNotifier};
 use crate::message::{Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome};
 use crate::page::{Conversations, History, HistoryPosition, HistoryQuery, HistoryRequest};
 use crate::ports::{
-    EventStream, MessageRepository, Notifier, Presence, RateDecision, RateLimiter, Seat,
+    EventStream, JobStore, MessageJobs, MessageRepository, NewJob, Notifier, Presence,
+    RateDecision, RateLimiter, Seat,
 };
 use crate::timestamp;
 
@@ -104,7 +108,16 @@ pub struct ChatService {
     notifier: Arc<dyn Notifier>,
     presence: Arc<dyn Presence>,
     send_limiter: Option<Arc<dyn RateLimiter>>,
+    jobs: Option<Outbox>,
     config: ChatConfig,
+}
+
+/// Where the jobs chat changes cause go, and how many went.
+#[derive(Clone)]
+struct Outbox {
+    store: Arc<dyn JobStore>,
+    plan: Arc<dyn MessageJobs>,
+    enqueued: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ChatService {
@@ -112,6 +125,7 @@ impl std::fmt::Debug for ChatService {
         f.debug_struct("ChatService")
             .field("config", &self.config)
             .field("send_limiter", &self.send_limiter.is_some())
+            .field("jobs", &self.jobs.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +139,7 @@ impl ChatService {
             notifier,
             presence: Arc::new(InMemoryPresence::new()),
             send_limiter: None,
+            jobs: None,
             config: ChatConfig::default(),
         }
     }
@@ -155,6 +170,31 @@ impl ChatService {
     pub fn with_presence(mut self, presence: Arc<dyn Presence>) -> Self {
         self.presence = presence;
         self
+    }
+
+    /// Stores the jobs `plan` says chat changes cause (webhooks, say): those of a new
+    /// message in the message's own transaction, those of a read in `store` once the
+    /// read committed. `store` is the job outbox of the repository's database.
+    pub fn with_jobs(mut self, store: Arc<dyn JobStore>, plan: Arc<dyn MessageJobs>) -> Self {
+        self.jobs = Some(Outbox {
+            store,
+            plan,
+            enqueued: Arc::new(AtomicU64::new(0)),
+        });
+        self
+    }
+
+    /// Jobs this service has stored so far (for metrics).
+    pub fn jobs_enqueued(&self) -> u64 {
+        self.jobs
+            .as_ref()
+            .map_or(0, |outbox| outbox.enqueued.load(Ordering::Relaxed))
+    }
+
+    /// The stored message `id`, whoever took part in it: for background jobs acting on
+    /// behalf of the system, never for a caller's request.
+    pub async fn stored_message(&self, id: MessageId) -> Result<Option<Message>, Error> {
+        self.repository.get(id).await
     }
 
     /// Admits a new live connection of `user` while they hold fewer than `limit` across
@@ -268,6 +308,11 @@ impl ChatService {
 
         // Only a keyed send can be a replay, so only then is the text kept to compare.
         let expected_text = client_message_id.as_ref().map(|_| text.clone());
+        let created_at = timestamp::now();
+        let jobs = self.jobs.as_ref().map_or_else(Vec::new, |outbox| {
+            outbox.plan.created(sender, receiver_id, created_at)
+        });
+        let job_count = jobs.len() as u64;
         let inserted = self
             .repository
             .insert(NewMessageRecord {
@@ -275,8 +320,8 @@ impl ChatService {
                 receiver_id,
                 message: text,
                 client_message_id,
-                created_at: timestamp::now(),
-                jobs: Vec::new(),
+                created_at,
+                jobs,
             })
             .await?;
         if !inserted.created {
@@ -295,6 +340,12 @@ impl ChatService {
                         .to_owned(),
                 })
             };
+        }
+        if let Some(outbox) = &self.jobs
+            && job_count > 0
+        {
+            outbox.enqueued.fetch_add(job_count, Ordering::Relaxed);
+            outbox.plan.stored();
         }
         let message = inserted.message;
         let shared = Arc::new(message.clone());
@@ -414,6 +465,7 @@ impl ChatService {
             .await?;
         match changed.into_iter().next() {
             Some(updated) => {
+                self.enqueue_read_jobs(&[read_of(&updated)]).await;
                 self.publish_receipt(&updated).await;
                 Ok(updated)
             }
@@ -491,6 +543,8 @@ impl ChatService {
             .repository
             .mark_conversation_read(caller, other, up_to_id, at)
             .await?;
+        let read: Vec<_> = changed.iter().map(|&id| (id, other, caller, at)).collect();
+        self.enqueue_read_jobs(&read).await;
         for &id in &changed {
             self.publish(
                 other,
@@ -633,6 +687,10 @@ impl ChatService {
             .repository
             .set_status(caller, ids, status, timestamp::now())
             .await?;
+        if status == MessageStatus::Read && self.jobs.is_some() {
+            let read: Vec<_> = changed.iter().map(read_of).collect();
+            self.enqueue_read_jobs(&read).await;
+        }
         for message in &changed {
             self.publish_receipt(message).await;
         }
@@ -695,6 +753,41 @@ impl ChatService {
         .await;
     }
 
+    /// Stores the jobs of messages just read: (id, sender, receiver, read at). The read
+    /// is committed already: a store that refuses the jobs is logged, and the read
+    /// stands.
+    async fn enqueue_read_jobs(&self, read: &[(MessageId, UserId, UserId, OffsetDateTime)]) {
+        let Some(outbox) = &self.jobs else {
+            return;
+        };
+        let jobs: Vec<NewJob> = read
+            .iter()
+            .flat_map(|&(id, sender, receiver, at)| {
+                outbox
+                    .plan
+                    .read(sender, receiver, at)
+                    .into_iter()
+                    .map(move |job| NewJob {
+                        subject: Some(id),
+                        ..job
+                    })
+            })
+            .collect();
+        if jobs.is_empty() {
+            return;
+        }
+        let count = jobs.len() as u64;
+        match outbox.store.enqueue(jobs, timestamp::now()).await {
+            Ok(_) => {
+                outbox.enqueued.fetch_add(count, Ordering::Relaxed);
+                outbox.plan.stored();
+            }
+            Err(error) => {
+                tracing::warn!(%error, count, "could not store the jobs of a read");
+            }
+        }
+    }
+
     /// Publishing is best effort: the change is committed, and clients catch up from
     /// the store, so a failure is logged and not returned.
     async fn publish(&self, user: UserId, event: Event) {
@@ -702,6 +795,12 @@ impl ChatService {
             tracing::warn!(%user, %error, "could not publish a chat event");
         }
     }
+}
+
+/// What a read's jobs need of a message just read.
+fn read_of(message: &Message) -> (MessageId, UserId, UserId, OffsetDateTime) {
+    let at = message.read_at.unwrap_or(message.updated_at);
+    (message.id, message.sender_id, message.receiver_id, at)
 }
 
 fn cursor_page(mut messages: Vec<Message>, limit: u32) -> History {
