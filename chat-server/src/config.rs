@@ -42,6 +42,57 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// See and act on background jobs (webhook deliveries) in the configured database.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+/// `chat-server jobs …`: what operators do with background jobs.
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs in a state, oldest first, with their attempts and last error.
+    List {
+        /// `pending` (waiting, including retries), `running` or `dead`.
+        #[arg(long, value_enum, default_value_t = JobStateArg::Dead)]
+        state: JobStateArg,
+        /// The most jobs shown.
+        #[arg(long, default_value = "50", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a dead job pending again, due at once.
+    Retry {
+        /// The job's id.
+        id: i64,
+    },
+    /// Remove a job that is not running.
+    Discard {
+        /// The job's id.
+        id: i64,
+    },
+}
+
+/// A job state on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobStateArg {
+    /// Waiting for its due time or a worker.
+    Pending,
+    /// Claimed by a worker.
+    Running,
+    /// Failed its last attempt.
+    Dead,
+}
+
+impl From<JobStateArg> for chat_core::JobState {
+    fn from(state: JobStateArg) -> Self {
+        match state {
+            JobStateArg::Pending => Self::Pending,
+            JobStateArg::Running => Self::Running,
+            JobStateArg::Dead => Self::Dead,
+        }
+    }
 }
 
 /// How log lines are written.
@@ -189,6 +240,50 @@ pub struct Settings {
         default_value = "App\\Events"
     )]
     pub pusher_event_namespace: String,
+    /// Webhook endpoints, comma-separated `http(s)://` URLs: each gets every event
+    /// (Standard Webhooks v1). Needs `CHAT_WEBHOOK_SECRET`.
+    #[arg(long, env = "CHAT_WEBHOOK_URL", value_delimiter = ',')]
+    pub webhook_url: Vec<String>,
+    /// The secret webhooks are signed with: `whsec_` and the base64 of 24–64 random
+    /// bytes.
+    #[arg(long, env = "CHAT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// The events sent, comma-separated: `message.created`, `message.read`,
+    /// `message.undelivered` (default: all three).
+    #[arg(
+        long,
+        env = "CHAT_WEBHOOK_EVENTS",
+        value_delimiter = ',',
+        default_value = "message.created,message.read,message.undelivered"
+    )]
+    pub webhook_events: Vec<String>,
+    /// Seconds a message stays undelivered before `message.undelivered` is sent.
+    #[arg(
+        long,
+        env = "CHAT_WEBHOOK_UNDELIVERED_AFTER_SECONDS",
+        default_value = "30"
+    )]
+    pub webhook_undelivered_after_seconds: NonZeroU32,
+    /// Seconds one delivery attempt may take.
+    #[arg(long, env = "CHAT_WEBHOOK_TIMEOUT_SECONDS", default_value = "10")]
+    pub webhook_timeout_seconds: NonZeroU32,
+    /// The waits between attempts, comma-separated (`5s,5m,30m,2h`); after the last,
+    /// a delivery is dead.
+    #[arg(
+        long,
+        env = "CHAT_WEBHOOK_RETRY_SCHEDULE",
+        value_delimiter = ',',
+        value_parser = parse_ttl,
+        default_value = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
+    )]
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// Background jobs (webhook deliveries) one node runs at once.
+    #[arg(long, env = "CHAT_JOB_WORKERS", default_value = "8")]
+    pub job_workers: NonZeroUsize,
+    /// Seconds a node holds a job it claimed: if it dies, another node takes the job
+    /// over after this. Longer than the webhook timeout.
+    #[arg(long, env = "CHAT_JOB_LEASE_SECONDS", default_value = "60")]
+    pub job_lease_seconds: NonZeroU32,
     /// Log filter, e.g. `info` or `chat_server=debug,info`.
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     pub log: String,
@@ -239,6 +334,69 @@ impl Settings {
             .with_client_events_per_second(self.pusher_client_events_per_second.get())
             .with_trigger_limits(trigger)
             .with_namespace(namespace))
+    }
+
+    /// The webhooks of these settings: `None` when no endpoint is configured.
+    pub fn webhook_config(&self) -> Result<Option<chat_webhooks::WebhookConfig>, String> {
+        let urls: Vec<&str> = self
+            .webhook_url
+            .iter()
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let endpoints = urls
+            .into_iter()
+            .map(chat_webhooks::WebhookConfig::endpoint)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("CHAT_WEBHOOK_URL: {error}"))?;
+        let secret = self
+            .webhook_secret
+            .as_deref()
+            .ok_or("CHAT_WEBHOOK_URL needs CHAT_WEBHOOK_SECRET (whsec_ and the base64 of 24–64 random bytes)")?
+            .parse()
+            .map_err(|error| format!("CHAT_WEBHOOK_SECRET: {error}"))?;
+        let mut events = Vec::new();
+        for name in self
+            .webhook_events
+            .iter()
+            .filter(|name| !name.trim().is_empty())
+        {
+            let event = name
+                .parse()
+                .map_err(|error| format!("CHAT_WEBHOOK_EVENTS: {error}"))?;
+            if !events.contains(&event) {
+                events.push(event);
+            }
+        }
+        let timeout = Duration::from_secs(u64::from(self.webhook_timeout_seconds.get()));
+        if u64::from(self.job_lease_seconds.get()) <= timeout.as_secs() {
+            return Err(
+                "CHAT_JOB_LEASE_SECONDS must be longer than CHAT_WEBHOOK_TIMEOUT_SECONDS"
+                    .to_owned(),
+            );
+        }
+        Ok(Some(chat_webhooks::WebhookConfig {
+            endpoints,
+            secret,
+            events,
+            undelivered_after: Duration::from_secs(u64::from(
+                self.webhook_undelivered_after_seconds.get(),
+            )),
+            timeout,
+            schedule: chat_webhooks::RetrySchedule::new(self.webhook_retry_schedule.clone()),
+        }))
+    }
+
+    /// The worker pool's settings.
+    pub fn pool_config(&self) -> chat_webhooks::PoolConfig {
+        chat_webhooks::PoolConfig {
+            workers: self.job_workers.get(),
+            lease: Duration::from_secs(u64::from(self.job_lease_seconds.get())),
+            ..Default::default()
+        }
     }
 
     /// The trusted proxies of these settings.

@@ -26,6 +26,7 @@
 
 pub mod config;
 mod dev_key;
+pub mod jobs;
 mod request_id;
 mod startup;
 pub mod telemetry;
@@ -50,7 +51,7 @@ pub use chat_http::{
     openapi_for, router,
 };
 use chat_http::{system_routes, track_requests};
-pub use startup::{StartError, build_state, dev_secret_path, mint_token};
+pub use startup::{Server, StartError, assemble, build_state, dev_secret_path, mint_token};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

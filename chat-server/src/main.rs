@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chat_server::config::{Cli, Command, Settings};
+use chat_server::config::{Cli, Command, JobsCommand, Settings};
 use clap::Parser;
 
 /// Many long-lived connections interleave small long-lived allocations with large
@@ -14,6 +14,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How long WebSockets get to send their close frames at shutdown.
 const WEBSOCKET_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long background jobs in flight get to finish at shutdown.
+const JOB_DRAIN: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
             Err(error) => fail(&error),
         },
         // The document states the configured limits, as the served one does.
+        Command::Jobs(command) => jobs(&cli.settings, &command),
         Command::Openapi => {
             match chat_server::openapi_for(&cli.settings.chat_config()).to_pretty_json() {
                 Ok(json) => {
@@ -36,6 +40,23 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error),
             }
         }
+    }
+}
+
+fn jobs(settings: &Settings, command: &JobsCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error),
+    };
+    match runtime.block_on(chat_server::jobs::run(settings, command)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
     }
 }
 
@@ -52,8 +73,8 @@ fn serve(settings: &Settings) -> ExitCode {
         Err(error) => return fail(&error),
     };
     runtime.block_on(async {
-        let state = match chat_server::build_state(settings).await {
-            Ok(state) => state,
+        let chat_server::Server { state, workers } = match chat_server::assemble(settings).await {
+            Ok(server) => server,
             Err(error) => return fail(&error),
         };
         let listener = match tokio::net::TcpListener::bind(settings.addr).await {
@@ -82,6 +103,10 @@ fn serve(settings: &Settings) -> ExitCode {
         let deadline = tokio::time::Instant::now() + WEBSOCKET_DRAIN;
         while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(workers) = workers {
+            // Deliveries in flight finish, or go back to the outbox for any node.
+            workers.shut_down(JOB_DRAIN).await;
         }
         match served {
             Ok(()) => ExitCode::SUCCESS,

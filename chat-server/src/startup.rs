@@ -8,8 +8,8 @@ use chat_bus_redis::{RedisBroadcast, RedisNotifier, RedisPresence, RedisRateLimi
 use chat_core::jwt::KeyError;
 use chat_core::{
     Authenticator, ChatService, Fallback, FallbackPresence, FallbackRateLimiter,
-    GovernorRateLimiter, InMemoryPresence, InProcessNotifier, JwtAlgorithm, JwtAuthenticator,
-    JwtIssuer, MessageRepository, Notifier, Presence, RateLimiter,
+    GovernorRateLimiter, InMemoryPresence, InProcessNotifier, JobStore, JwtAlgorithm,
+    JwtAuthenticator, JwtIssuer, MessageRepository, Notifier, Presence, RateLimiter,
 };
 #[cfg(feature = "postgres")]
 use chat_store_postgres::PostgresStore;
@@ -18,6 +18,7 @@ use chat_store_sqlite::SqliteStore;
 
 use chat_http::{AppState, Metrics};
 use chat_transport_pusher::PusherApp;
+use chat_webhooks::{PoolStats, PoolWaker, WebhookConfig, WebhookPlan, WebhookSender, WorkerPool};
 
 use crate::config::{Database, Settings};
 use crate::dev_key;
@@ -172,21 +173,37 @@ pub(crate) fn token_issuer(settings: &Settings) -> Result<JwtIssuer, StartError>
     Ok(issuer)
 }
 
+/// A database's two faces: the messages and the job outbox beside them.
+pub(crate) struct Stores {
+    pub(crate) messages: Arc<dyn MessageRepository>,
+    pub(crate) jobs: Arc<dyn JobStore>,
+}
+
+impl Stores {
+    fn of<S: MessageRepository + JobStore>(store: S) -> Self {
+        let store = Arc::new(store);
+        Self {
+            messages: store.clone(),
+            jobs: store,
+        }
+    }
+}
+
 /// Opens (and migrates) the store `database` names.
-async fn open_store(
+pub(crate) async fn open_store(
     database: &Database,
     schema: Option<&str>,
-) -> Result<Arc<dyn MessageRepository>, StartError> {
+) -> Result<Stores, StartError> {
     if schema.is_some() && !matches!(database, Database::Postgres(_)) {
         tracing::warn!("CHAT_DATABASE_SCHEMA applies to Postgres only; ignored");
     }
     match database {
         #[cfg(feature = "sqlite")]
-        Database::SqliteFile(path) => Ok(Arc::new(
+        Database::SqliteFile(path) => Ok(Stores::of(
             SqliteStore::open(path).await.map_err(StartError::Store)?,
         )),
         #[cfg(feature = "sqlite")]
-        Database::SqliteMemory => Ok(Arc::new(
+        Database::SqliteMemory => Ok(Stores::of(
             SqliteStore::open_in_memory()
                 .await
                 .map_err(StartError::Store)?,
@@ -199,7 +216,7 @@ async fn open_store(
             }
             .map_err(StartError::Store)?;
             store.migrate().await.map_err(StartError::Store)?;
-            Ok(Arc::new(store))
+            Ok(Stores::of(store))
         }
         #[allow(unreachable_patterns, reason = "reached when a store feature is off")]
         other => Err(StartError::Config(format!(
@@ -292,17 +309,51 @@ where
     fallback
 }
 
-/// Opens the store and assembles the state the server runs on.
+/// The assembled server: the state its routes run on, and the workers that run its
+/// background jobs (when webhooks are configured).
+#[derive(Debug)]
+pub struct Server {
+    /// What the routes run on.
+    pub state: AppState,
+    /// The job workers: stop them with [`WorkerPool::shut_down`] after the listener.
+    pub workers: Option<WorkerPool>,
+}
+
+/// Opens the store and assembles the state the server runs on. With webhooks
+/// configured, their workers run until the process ends; [`assemble`] hands them over
+/// for a graceful stop.
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
+    Ok(assemble(settings).await?.state)
+}
+
+/// Opens the store, assembles the state and starts the job workers.
+pub async fn assemble(settings: &Settings) -> Result<Server, StartError> {
     let database = Database::parse(&settings.database_url).map_err(StartError::Config)?;
     let authenticator = authenticator(settings)?;
-    let store = open_store(&database, settings.database_schema.as_deref()).await?;
+    let webhooks = settings.webhook_config().map_err(StartError::Config)?;
+    let stores = open_store(&database, settings.database_schema.as_deref()).await?;
     let metrics = Metrics::new();
-    let repository: Arc<dyn MessageRepository> = Arc::new(metrics.measure(store));
-    let chat = ChatService::new(repository, notifier(settings)?)
+    let repository: Arc<dyn MessageRepository> = Arc::new(metrics.measure(stores.messages));
+    let mut chat = ChatService::new(repository, notifier(settings)?)
         .with_presence(presence(settings, &metrics)?)
         .with_config(settings.chat_config())
         .with_send_limiter(send_limiter(settings, &metrics)?);
+    let waker = PoolWaker::new();
+    if let Some(config) = &webhooks {
+        let plan = WebhookPlan::new(config, waker.clone());
+        chat = chat.with_jobs(Arc::clone(&stores.jobs), Arc::new(plan));
+    }
+    let workers = match &webhooks {
+        Some(config) => Some(start_workers(
+            settings,
+            &chat,
+            stores.jobs,
+            config,
+            waker,
+            &metrics,
+        )?),
+        None => None,
+    };
     let mut builder = AppState::builder(chat, authenticator);
     if let Some(app) = pusher_app(settings)? {
         builder = builder.pusher(app, settings.pusher_config().map_err(StartError::Config)?);
@@ -313,7 +364,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
             builder = builder.pusher_broadcast(Arc::new(broadcast));
         }
     }
-    Ok(builder
+    let state = builder
         .websocket(settings.ws_config())
         .allowed_origins(settings.allowed_origins.iter().cloned())
         .auth_failure_limiter(Arc::new(GovernorRateLimiter::per_minute(
@@ -323,7 +374,52 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
         .trusted_proxies(settings.trusted_proxies())
         .metrics(metrics)
         .max_body_bytes(settings.max_body_bytes.get())
-        .build())
+        .build();
+    Ok(Server { state, workers })
+}
+
+/// Starts the workers that deliver webhooks, counted on `/metrics`.
+fn start_workers(
+    settings: &Settings,
+    chat: &ChatService,
+    jobs: Arc<dyn JobStore>,
+    config: &WebhookConfig,
+    waker: PoolWaker,
+    metrics: &Metrics,
+) -> Result<WorkerPool, StartError> {
+    let sender = WebhookSender::new(chat.clone(), config)
+        .map_err(|error| StartError::Config(format!("cannot build the webhook client: {error}")))?;
+    let observed = metrics.clone();
+    let pool = WorkerPool::start(
+        jobs,
+        vec![Arc::new(sender)],
+        settings.pool_config(),
+        waker,
+        Some(Arc::new(move |_, latency| observed.job_succeeded(latency))),
+    );
+    let enqueued = chat.clone();
+    metrics.observe_counter("chat_jobs_enqueued_total", move || enqueued.jobs_enqueued());
+    let stats = pool.stats();
+    for (outcome, read) in [
+        ("succeeded", PoolStats::succeeded as fn(&PoolStats) -> u64),
+        ("skipped", PoolStats::skipped),
+        ("retried", PoolStats::retried),
+        ("dead", PoolStats::dead),
+        ("released", PoolStats::released),
+    ] {
+        let stats = Arc::clone(&stats);
+        metrics.observe_counter(
+            format!("chat_jobs_finished_total{{outcome=\"{outcome}\"}}"),
+            move || read(&stats),
+        );
+    }
+    tracing::info!(
+        endpoints = config.endpoints.len(),
+        events = ?config.events.iter().map(|event| event.name()).collect::<Vec<_>>(),
+        workers = settings.job_workers.get(),
+        "webhooks on"
+    );
+    Ok(pool)
 }
 
 /// Channel events a node may fall behind on before it rebuilds its copy of the others'

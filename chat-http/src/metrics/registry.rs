@@ -16,6 +16,7 @@ const SENT: &str = "chat_messages_sent_total";
 const RATE_LIMITED: &str = "chat_rate_limited_total";
 const STORE_LATENCY: &str = "chat_store_duration_seconds";
 const WEBSOCKETS: &str = "chat_websocket_connections";
+const JOB_LATENCY: &str = "chat_job_delivery_seconds";
 
 /// The requests of one (method, status) of a route.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ struct Inner {
     sent_created: AtomicU64,
     sent_replay: AtomicU64,
     websocket_connections: AtomicU64,
+    /// From a job's due time to its success (for `message.created`, from the commit).
+    job_latency: Histogram,
     /// Series by route template, then by (method, status): a request looks its route
     /// up by the borrowed template and allocates nothing once its series exists.
     requests: RwLock<HashMap<String, Vec<RequestSeries>>>,
@@ -140,6 +143,11 @@ impl Metrics {
             let _ = writeln!(out, "{series} {}", read());
         }
 
+        if inner.job_latency.count() > 0 {
+            let _ = writeln!(out, "# TYPE {JOB_LATENCY} histogram");
+            inner.job_latency.render(JOB_LATENCY, "", &mut out);
+        }
+
         let connections = inner.websocket_connections.load(Ordering::Relaxed);
         let _ = writeln!(out, "# TYPE {WEBSOCKETS} gauge");
         let _ = writeln!(out, "{WEBSOCKETS} {connections}");
@@ -189,6 +197,12 @@ impl Metrics {
         read: impl Fn() -> u64 + Send + Sync + 'static,
     ) {
         write(&self.inner.observed).push((series.into(), Arc::new(read)));
+    }
+
+    /// Counts one background job done, `latency` after it was due (for a webhook of a
+    /// new message: from the message's commit to the receiver's answer).
+    pub fn job_succeeded(&self, latency: Duration) {
+        self.inner.job_latency.record(latency);
     }
 
     /// Counts one message sent (`replay`: an idempotent replay, nothing new stored).
