@@ -51,7 +51,9 @@ pub use chat_http::{
     openapi_for, router,
 };
 use chat_http::{system_routes, track_requests};
-pub use startup::{Server, StartError, assemble, build_state, dev_secret_path, mint_token};
+pub use startup::{
+    JobWorkers, Server, StartError, assemble, build_state, dev_secret_path, mint_token,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

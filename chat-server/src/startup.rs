@@ -315,8 +315,82 @@ where
 pub struct Server {
     /// What the routes run on.
     pub state: AppState,
-    /// The job workers: stop them with [`WorkerPool::shut_down`] after the listener.
-    pub workers: Option<WorkerPool>,
+    /// The job workers: stop them with [`JobWorkers::shut_down`] after the listener.
+    pub workers: Option<JobWorkers>,
+}
+
+/// The worker pool, on a runtime of its own: one thread (and its blocking threads) at a
+/// lower CPU priority, so that when the CPU is short, deliveries wait and the chat's
+/// requests do not. Deliveries catch up as soon as there is CPU to spare.
+pub struct JobWorkers {
+    pool: Option<WorkerPool>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for JobWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobWorkers")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The niceness of the job threads (0 is the default, 19 the lowest priority): under
+/// contention they get about a tenth of the CPU a request thread gets.
+const JOB_NICENESS: i32 = 10;
+
+impl JobWorkers {
+    /// Starts `start`'s pool on its own runtime.
+    fn start(start: impl FnOnce() -> WorkerPool) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(4)
+            .thread_name("chat-jobs")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()?;
+        let pool = {
+            let _entered = runtime.enter();
+            start()
+        };
+        Ok(Self {
+            pool: Some(pool),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// What the pool has done so far.
+    fn stats(&self) -> Arc<PoolStats> {
+        self.pool
+            .as_ref()
+            .map_or_else(Arc::default, WorkerPool::stats)
+    }
+
+    /// Stops the pool: jobs in flight finish within `grace` or go back to the outbox.
+    pub async fn shut_down(mut self, grace: Duration) {
+        if let Some(pool) = self.pool.take() {
+            pool.shut_down(grace).await;
+        }
+    }
+}
+
+impl Drop for JobWorkers {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Dropped from within the server's runtime: no blocking wait.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux applies it to the thread alone).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), JOB_NICENESS)
+    {
+        tracing::debug!(%error, "job threads keep the normal priority");
+    }
 }
 
 /// Opens the store and assembles the state the server runs on. With webhooks
@@ -386,20 +460,24 @@ fn start_workers(
     config: &WebhookConfig,
     waker: PoolWaker,
     metrics: &Metrics,
-) -> Result<WorkerPool, StartError> {
+) -> Result<JobWorkers, StartError> {
     let sender = WebhookSender::new(chat.clone(), config)
         .map_err(|error| StartError::Config(format!("cannot build the webhook client: {error}")))?;
     let observed = metrics.clone();
-    let pool = WorkerPool::start(
-        jobs,
-        vec![Arc::new(sender)],
-        settings.pool_config(),
-        waker,
-        Some(Arc::new(move |_, latency| observed.job_succeeded(latency))),
-    );
+    let pool_config = settings.pool_config();
+    let workers = JobWorkers::start(move || {
+        WorkerPool::start(
+            jobs,
+            vec![Arc::new(sender)],
+            pool_config,
+            waker,
+            Some(Arc::new(move |_, latency| observed.job_succeeded(latency))),
+        )
+    })
+    .map_err(|error| StartError::Config(format!("cannot start the job workers: {error}")))?;
     let enqueued = chat.clone();
     metrics.observe_counter("chat_jobs_enqueued_total", move || enqueued.jobs_enqueued());
-    let stats = pool.stats();
+    let stats = workers.stats();
     for (outcome, read) in [
         ("succeeded", PoolStats::succeeded as fn(&PoolStats) -> u64),
         ("skipped", PoolStats::skipped),
@@ -419,7 +497,7 @@ fn start_workers(
         workers = settings.job_workers.get(),
         "webhooks on"
     );
-    Ok(pool)
+    Ok(workers)
 }
 
 /// Channel events a node may fall behind on before it rebuilds its copy of the others'

@@ -312,6 +312,21 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn finish_many(&self, finished: Vec<(JobId, u64, Outcome)>) -> Result<Vec<bool>, Error> {
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One write for all: one savepoint, and one place in the writer's queue.
+        self.writer
+            .write(move |conn| {
+                finished
+                    .iter()
+                    .map(|(id, lease, outcome)| jobs::finish(conn, *id, *lease, outcome))
+                    .collect()
+            })
+            .await
+    }
+
     async fn list(&self, state: JobState, limit: u32) -> Result<Vec<Job>, Error> {
         self.read(move |conn| jobs::list(conn, state, limit)).await
     }

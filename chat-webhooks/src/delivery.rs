@@ -104,11 +104,13 @@ impl WebhookPlan {
 
 /// A fresh `webhook-id`: `msg_` and 128 random bits, unique across databases.
 fn webhook_id() -> String {
-    let high = u64::from(getrandom::u32().unwrap_or_default()) << 32
-        | u64::from(getrandom::u32().unwrap_or_default());
-    let low = u64::from(getrandom::u32().unwrap_or_default()) << 32
-        | u64::from(getrandom::u32().unwrap_or_default());
-    format!("msg_{high:016x}{low:016x}")
+    let mut bytes = [0_u8; 16];
+    // Without randomness (never on Linux), the id is still unique within the job's
+    // lifetime: the time in nanoseconds.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = timestamp::now().unix_timestamp_nanos().to_be_bytes();
+    }
+    format!("msg_{:032x}", u128::from_be_bytes(bytes))
 }
 
 impl MessageJobs for WebhookPlan {

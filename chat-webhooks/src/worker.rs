@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chat_core::{Claimed, Job, JobId, JobStore, Outcome, async_trait, timestamp};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// How one attempt of a job ended, as its handler sees it.
@@ -213,12 +213,9 @@ impl WorkerPool {
                 error: "released unfinished at shutdown".to_owned(),
                 retry_at: Some(timestamp::now()),
             };
-            match store.finish(id, lease, released).await {
-                Ok(true) => {
-                    stats.released.fetch_add(1, Ordering::Relaxed);
-                }
-                // Taken over, or the store is away: the lease ends by itself.
-                Ok(false) | Err(_) => {}
+            // Taken over, or the store is away: then the lease ends by itself.
+            if let Ok(true) = store.finish(id, lease, released).await {
+                stats.released.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -245,14 +242,31 @@ fn lock(in_flight: &Mutex<InFlight>) -> MutexGuard<'_, InFlight> {
 /// How long the pool waits before asking a store that failed again.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
+/// An attempt that ended, waiting for its outcome to be recorded.
+struct Finished {
+    job: Job,
+    lease: u64,
+    verdict: Verdict,
+}
+
+/// Outcomes recorded in one store call at most.
+const FINISH_BATCH: usize = 256;
+
 impl Pool {
     async fn run(self, mut stopped: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let mut running: JoinSet<()> = JoinSet::new();
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+        let mut finished = Vec::with_capacity(FINISH_BATCH);
         while !*stopped.borrow() {
+            while running.try_join_next().is_some() {}
             let free = this.config.workers.saturating_sub(running.len());
+            // Claim when half the workers are free (or all of them are idle): claims
+            // are writes, so each takes several jobs where it can.
+            let worth_claiming =
+                free > 0 && (free * 2 >= this.config.workers || running.is_empty());
             let mut claimed_any = false;
-            if free > 0 {
+            if worth_claiming {
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);
                 match this
                     .store
@@ -263,7 +277,8 @@ impl Pool {
                         claimed_any = !claims.is_empty();
                         for claim in claims {
                             lock(&this.in_flight).insert(claim.job.id, claim.lease);
-                            running.spawn(Arc::clone(&this).attempt(claim));
+                            let done = finished_tx.clone();
+                            running.spawn(Arc::clone(&this).attempt(claim, done));
                         }
                     }
                     Err(error) => {
@@ -281,58 +296,87 @@ impl Pool {
                 continue;
             }
             tokio::select! {
+                received = finished_rx.recv_many(&mut finished, FINISH_BATCH) => {
+                    if received > 0 {
+                        this.record(&mut finished).await;
+                    }
+                }
                 Some(_) = running.join_next() => {}
                 () = this.waker.0.notified() => {}
                 () = tokio::time::sleep(this.config.poll) => {}
                 _ = stopped.changed() => {}
             }
         }
-        // Stopping: the attempts in flight finish (`shut_down` aborts this after its
-        // grace, which drops them).
+        // Stopping: the attempts in flight finish and their outcomes are recorded
+        // (`shut_down` aborts this after its grace, which drops them).
         while running.join_next().await.is_some() {}
+        drop(finished_tx);
+        while finished_rx.recv_many(&mut finished, FINISH_BATCH).await > 0 {
+            this.record(&mut finished).await;
+        }
     }
 
-    async fn attempt(self: Arc<Self>, claim: Claimed) {
+    async fn attempt(self: Arc<Self>, claim: Claimed, done: mpsc::UnboundedSender<Finished>) {
         let Claimed { job, lease, .. } = claim;
-        self.run_one(&job, lease).await;
-        lock(&self.in_flight).remove(&job.id);
-    }
-
-    async fn run_one(&self, job: &Job, lease: u64) {
         let verdict = match self.handlers.get(job.kind.as_str()) {
-            Some(handler) => handler.run(job).await,
+            Some(handler) => handler.run(&job).await,
             None => Verdict::Dead {
                 error: format!("no handler for jobs of kind {:?}", job.kind),
             },
         };
-        let outcome = match &verdict {
-            Verdict::Done | Verdict::Skipped => Outcome::Succeeded,
-            Verdict::Retry { error, at } => Outcome::Failed {
-                error: error.clone(),
-                retry_at: Some(*at),
-            },
-            Verdict::Dead { error } => Outcome::Failed {
-                error: error.clone(),
-                retry_at: None,
-            },
-        };
-        match self.store.finish(job.id, lease, outcome).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(job = %job.id, "job taken over by another worker; its outcome is not recorded");
-                return;
-            }
+        // The pool outlives its attempts.
+        let _ = done.send(Finished {
+            job,
+            lease,
+            verdict,
+        });
+    }
+
+    /// Records the outcomes of ended attempts, in one store call.
+    async fn record(&self, finished: &mut Vec<Finished>) {
+        let batch: Vec<Finished> = std::mem::take(finished);
+        let outcomes = batch
+            .iter()
+            .map(|one| {
+                let outcome = match &one.verdict {
+                    Verdict::Done | Verdict::Skipped => Outcome::Succeeded,
+                    Verdict::Retry { error, at } => Outcome::Failed {
+                        error: error.clone(),
+                        retry_at: Some(*at),
+                    },
+                    Verdict::Dead { error } => Outcome::Failed {
+                        error: error.clone(),
+                        retry_at: None,
+                    },
+                };
+                (one.job.id, one.lease, outcome)
+            })
+            .collect();
+        let answers = match self.store.finish_many(outcomes).await {
+            Ok(answers) => answers,
             Err(error) => {
-                // The lease ends and the job runs again: at least once.
-                tracing::warn!(job = %job.id, %error, "cannot record a job's outcome; it will run again");
-                return;
+                // The leases end and the jobs run again: at least once.
+                tracing::warn!(%error, jobs = batch.len(), "cannot record jobs' outcomes; they will run again");
+                vec![false; batch.len()]
+            }
+        };
+        let now = timestamp::now();
+        for (one, recorded) in batch.into_iter().zip(answers) {
+            lock(&self.in_flight).remove(&one.job.id);
+            if recorded {
+                self.count(&one.job, one.verdict, now);
+            } else {
+                tracing::info!(job = %one.job.id, "job's outcome not recorded (taken over, or the store is away)");
             }
         }
+    }
+
+    fn count(&self, job: &Job, verdict: Verdict, now: OffsetDateTime) {
         match verdict {
             Verdict::Done => {
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
                 if let Some(observer) = &self.observer {
-                    let late = timestamp::now() - job.due_at;
+                    let late = now - job.due_at;
                     observer(job, late.try_into().unwrap_or(Duration::ZERO));
                 }
             }

@@ -175,6 +175,16 @@ impl Setup {
         }
     }
 
+    /// Waits (up to 10 s) until the pool's counts satisfy `done`.
+    async fn counted(&self, done: impl Fn(&chat_webhooks::PoolStats) -> bool) {
+        let stats = self.pool.stats();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(&stats) {
+            assert!(Instant::now() < deadline, "timed out; counts: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits (up to 10 s) until the store holds `count` jobs in `state`.
     async fn jobs_in(&self, state: JobState, count: usize) -> Vec<chat_core::Job> {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -216,7 +226,7 @@ async fn a_message_is_delivered_signed_in_the_standard_shape() {
     setup.jobs_in(JobState::Dead, 0).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(setup.receiver.received.lock().unwrap().len(), 1);
-    assert_eq!(setup.pool.stats().succeeded(), 1);
+    setup.counted(|s| s.succeeded() == 1).await;
 }
 
 #[tokio::test]
@@ -232,8 +242,8 @@ async fn a_failed_delivery_is_retried_with_the_same_webhook_id() {
     assert!(received.iter().all(|r| r.id == received[0].id));
     assert!(received.iter().all(|r| r.body == received[0].body));
     setup.jobs_in(JobState::Pending, 0).await;
-    assert_eq!(setup.pool.stats().retried(), 2);
-    assert_eq!(setup.pool.stats().succeeded(), 1);
+    setup.counted(|s| s.retried() == 2).await;
+    setup.counted(|s| s.succeeded() == 1).await;
 }
 
 #[tokio::test]
@@ -285,7 +295,7 @@ async fn a_timeout_fails_the_attempt_and_the_next_one_delivers() {
     let received = setup.until(|r| r.len() == 2).await;
     assert_eq!(received[0].id, received[1].id);
     setup.jobs_in(JobState::Pending, 0).await;
-    assert_eq!(setup.pool.stats().retried(), 1);
+    setup.counted(|s| s.retried() == 1).await;
 }
 
 #[tokio::test]
@@ -300,7 +310,7 @@ async fn a_redirect_is_a_failure_and_is_not_followed() {
         "{error}"
     );
     assert_eq!(*setup.receiver.redirected.lock().unwrap(), 0);
-    assert_eq!(setup.pool.stats().dead(), 1);
+    setup.counted(|s| s.dead() == 1).await;
 }
 
 #[tokio::test]
@@ -325,7 +335,7 @@ async fn undelivered_fires_once_only_for_a_message_still_undelivered() {
     setup.jobs_in(JobState::Pending, 0).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(setup.receiver.received.lock().unwrap().len(), 1);
-    assert_eq!(setup.pool.stats().skipped(), 1);
+    setup.counted(|s| s.skipped() == 1).await;
 }
 
 #[tokio::test]

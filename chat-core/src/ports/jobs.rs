@@ -99,6 +99,7 @@ pub enum Outcome {
 ///   claim; with an older lease (the job was taken over) it changes nothing and answers
 ///   `false`. Success removes the job; a failure with `retry_at` makes it pending again
 ///   at that time with its error kept; a failure without one makes it dead.
+///   `finish_many` is `finish` for each of its entries, in order.
 /// - **Operators.** `list` shows jobs in a state, oldest first; `retry` makes a dead job
 ///   pending and due at once; `discard` removes a job that is not running. Both answer
 ///   whether they found such a job.
@@ -119,6 +120,18 @@ pub trait JobStore: Send + Sync + 'static {
     /// Ends the attempt of `id` under `lease` with `outcome`; `false` when the lease is
     /// not the job's current one (or the job is gone).
     async fn finish(&self, id: JobId, lease: u64, outcome: Outcome) -> Result<bool, Error>;
+
+    /// Ends several attempts at once: the same as [`finish`](Self::finish) for each, in
+    /// order, with one answer each. A store may apply them in one round trip or
+    /// transaction (a worker pool finishing many short jobs does this); by default they
+    /// are applied one by one.
+    async fn finish_many(&self, finished: Vec<(JobId, u64, Outcome)>) -> Result<Vec<bool>, Error> {
+        let mut answers = Vec::with_capacity(finished.len());
+        for (id, lease, outcome) in finished {
+            answers.push(self.finish(id, lease, outcome).await?);
+        }
+        Ok(answers)
+    }
 
     /// Up to `limit` jobs in `state`, oldest first.
     async fn list(&self, state: JobState, limit: u32) -> Result<Vec<Job>, Error>;

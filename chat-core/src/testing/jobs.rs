@@ -215,3 +215,36 @@ pub async fn operators_retry_and_discard_dead_jobs(store: &dyn JobStore) {
     assert!(!store.discard(ids[1]).await.unwrap());
     assert!(store.list(JobState::Dead, 10).await.unwrap().is_empty());
 }
+
+pub async fn many_attempts_finish_at_once_each_under_its_lease(store: &dyn JobStore) {
+    store
+        .enqueue((1..=3).map(|n| job(&n.to_string(), 0)).collect(), t(0))
+        .await
+        .unwrap();
+    let claimed = store.claim(t(0), LEASE, 3).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let answers = store
+        .finish_many(vec![
+            (claimed[0].job.id, claimed[0].lease, Outcome::Succeeded),
+            (
+                claimed[1].job.id,
+                claimed[1].lease,
+                failed("500", Some(t(60))),
+            ),
+            // A stale lease changes nothing.
+            (claimed[2].job.id, claimed[2].lease + 1, Outcome::Succeeded),
+            // Nor does a second finish of a job already done.
+            (claimed[0].job.id, claimed[0].lease, Outcome::Succeeded),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, [true, true, false, false]);
+    let pending = store.list(JobState::Pending, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, claimed[1].job.id);
+    assert_eq!(pending[0].last_error.as_deref(), Some("500"));
+    let running = store.list(JobState::Running, 10).await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].id, claimed[2].job.id);
+    assert!(store.finish_many(Vec::new()).await.unwrap().is_empty());
+}

@@ -203,6 +203,7 @@ macro_rules! job_store_suite {
             an_ended_lease_is_taken_over_and_the_old_claim_cannot_finish,
             concurrent_claims_are_disjoint,
             operators_retry_and_discard_dead_jobs,
+            many_attempts_finish_at_once_each_under_its_lease,
         );
     };
 }

@@ -6,3 +6,4 @@ pub(crate) mod history;
 pub(crate) mod idle;
 pub(crate) mod pusher;
 pub(crate) mod send;
+pub(crate) mod webhook_receiver;

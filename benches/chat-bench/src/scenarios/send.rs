@@ -25,6 +25,20 @@ pub(crate) struct Args {
     /// Skip the baseline measurement.
     #[arg(long)]
     no_baseline: bool,
+    /// Another server to compare with (the same secret; say, one without webhooks):
+    /// rounds against each alternate, and the report gives both medians and their
+    /// ratio.
+    #[arg(long)]
+    compare_url: Option<String>,
+    /// Rounds against each server when comparing.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Receive the webhooks of the server at `--url` here (start it with
+    /// `CHAT_WEBHOOK_URL=http://<this address>/`): after each of its rounds the run
+    /// waits until every `message.created` arrived, and reports from commit to
+    /// arrival.
+    #[arg(long)]
+    webhook_listen: Option<std::net::SocketAddr>,
 }
 
 /// Options of `baseline`.
@@ -131,7 +145,8 @@ fn add_run(report: &mut Report, prefix: &'static [&'static str; 4], run: &Run) {
     report.add(prefix[3], run.failed, "");
 }
 
-pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
+/// One closed-loop run of `args` against `target`.
+async fn run_against(target: &Target, args: &Args) -> Result<Run, String> {
     let tokens = (0..args.senders)
         .map(|n| target.token(args.first_user + 2 * n as i64))
         .collect::<Result<Vec<_>, _>>()?;
@@ -139,8 +154,78 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         .map(|n| message_body(args.first_user + 2 * n as i64 + 1))
         .collect();
     let url = format!("{}/api/chat/send", target.base);
-    let server = closed_loop(url, tokens, bodies, args.seconds).await?;
+    closed_loop(url, tokens, bodies, args.seconds).await
+}
+
+/// The longest wait for the webhooks of one round to arrive.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(300);
+
+/// Alternating rounds against `target` (with its webhooks received here when asked)
+/// and the server at `--compare-url`.
+async fn compare(target: &Target, args: &Args, other: &str) -> Result<Report, String> {
+    let other = target.at(other)?;
+    let arrivals = match args.webhook_listen {
+        Some(address) => Some(super::webhook_receiver::listen(address).await?),
+        None => None,
+    };
+    let (mut ours, mut theirs, mut drains) = (Vec::new(), Vec::new(), Vec::new());
+    let mut created = 0;
+    for _ in 0..args.rounds.max(1) {
+        let run = run_against(target, args).await?;
+        created += run.latencies_ms.len();
+        ours.push(run.per_second);
+        if let Some(arrivals) = &arrivals {
+            // The next round starts with no deliveries left to compete with it.
+            drains.push(
+                arrivals
+                    .drained(created, WEBHOOK_DRAIN)
+                    .await?
+                    .as_secs_f64(),
+            );
+        }
+        theirs.push(run_against(&other, args).await?.per_second);
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        quantile(values, 0.5)
+    };
+    let (ours, theirs) = (median(&mut ours), median(&mut theirs));
     let mut report = Report::new("send");
+    report.add("senders", args.senders, "");
+    report.add("rounds", args.rounds.max(1), "");
+    report.add("sends (--url)", ours, "requests/s");
+    report.add("sends (--compare-url)", theirs, "requests/s");
+    report.add("ratio", 100.0 * ours / theirs, "%");
+    if let Some(arrivals) = &arrivals {
+        let latencies = arrivals.sorted_ms();
+        report.add("webhooks received", latencies.len(), "");
+        report.add("commit to webhook p50", quantile(&latencies, 0.50), "ms");
+        report.add("commit to webhook p99", quantile(&latencies, 0.99), "ms");
+        report.add("drain after a round (median)", median(&mut drains), "s");
+    }
+    Ok(report)
+}
+
+pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
+    if let Some(other) = &args.compare_url {
+        return compare(target, args, other).await;
+    }
+    let arrivals = match args.webhook_listen {
+        Some(address) => Some(super::webhook_receiver::listen(address).await?),
+        None => None,
+    };
+    let server = run_against(target, args).await?;
+    let mut report = Report::new("send");
+    if let Some(arrivals) = &arrivals {
+        let drain = arrivals
+            .drained(server.latencies_ms.len(), WEBHOOK_DRAIN)
+            .await?;
+        let latencies = arrivals.sorted_ms();
+        report.add("webhooks received", latencies.len(), "");
+        report.add("commit to webhook p50", quantile(&latencies, 0.50), "ms");
+        report.add("commit to webhook p99", quantile(&latencies, 0.99), "ms");
+        report.add("drain after the run", drain.as_secs_f64(), "s");
+    }
     report.add("senders", args.senders, "");
     add_run(
         &mut report,
