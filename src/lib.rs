@@ -10,10 +10,12 @@
 //! | `postgres` | `postgres::PostgresStore`, the store shared by many nodes |
 //! | `ws` | `ws::WsEndpoint`, WebSocket delivery over axum |
 //! | `http` | `http::router`, the REST + WebSocket API to nest in a host's axum router (implies `ws`) |
+//! | `webhooks` | `webhooks::{WebhookPlan, WebhookSender, WorkerPool}`: Standard Webhooks from the job outbox, and `signature::verify` for receivers |
 //!
 //! Without features it is the core alone: no web framework, no database. Runnable
 //! examples live in `examples/` (`cargo run -p example-in-memory`,
-//! `cargo run -p example-embed-axum`, `cargo run -p example-testing-with-memory`).
+//! `cargo run -p example-embed-axum`, `cargo run -p example-testing-with-memory`,
+//! `cargo run -p example-webhooks`).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -45,6 +47,13 @@ pub mod sqlite {
 #[cfg(feature = "postgres")]
 pub mod postgres {
     pub use chat_store_postgres::{PostgresStore, sqlx};
+}
+
+/// Webhooks (Standard Webhooks v1) and the worker pool that delivers them from a
+/// store's job outbox.
+#[cfg(feature = "webhooks")]
+pub mod webhooks {
+    pub use chat_webhooks::*;
 }
 
 /// WebSocket delivery: the endpoint, its limits and the protocol's frames.

@@ -29,6 +29,7 @@ mod openapi;
 mod resources;
 mod routes;
 mod state;
+mod webhooks_doc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

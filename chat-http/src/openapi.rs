@@ -88,10 +88,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The OpenAPI document the server serves at `/api/openapi.json`, stating the limits of
-/// `config` (the longest message).
+/// `config` (the longest message), with the webhooks it can send.
 pub fn openapi_for(config: &ChatConfig) -> utoipa::openapi::OpenApi {
     let mut document = openapi_at_for(API_PREFIX, config);
     document.merge(system_api().split_for_parts().1);
+    crate::webhooks_doc::describe_webhooks(&mut document);
     document
 }
 

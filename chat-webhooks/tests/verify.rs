@@ -35,3 +35,30 @@ fn deliveries_verify_with_the_reference_library() {
     let stranger = Webhook::new(&WebhookSecret::generate().unwrap().to_text()).unwrap();
     assert!(stranger.verify(body, &signed).is_err());
 }
+
+#[test]
+fn what_the_reference_library_signs_verifies_here() {
+    let secret = WebhookSecret::generate().unwrap();
+    let sender = Webhook::new(&secret.to_text()).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let body = br#"{"type":"message.read","timestamp":"2026-12-04T00:00:00Z","data":{}}"#;
+    let signature = sender.sign("msg_abc", now, body).unwrap();
+    let verified = chat_webhooks::signature::verify(
+        &secret,
+        "msg_abc",
+        &now.to_string(),
+        &signature,
+        body,
+        now,
+    );
+    assert_eq!(verified, Ok(()));
+    let forged = chat_webhooks::signature::verify(
+        &secret,
+        "msg_abd",
+        &now.to_string(),
+        &signature,
+        body,
+        now,
+    );
+    assert!(forged.is_err());
+}
