@@ -47,7 +47,7 @@ fn operation(event: &str, description: &str) -> Value {
                  at least once)."
             ),
             "parameters": [
-                header("webhook-id", "The same on every attempt of one delivery.", "msg_2b3f0c7d9e8a41f6a5c4b3a2918f7e6d"),
+                header("webhook-id", "The same on every attempt of one delivery.", "msg_2b3f0c7d9e8a41f6a5c4b3a2918f7e6d_42"),
                 header("webhook-timestamp", "This attempt's time, Unix seconds.", "1764806400"),
                 header("webhook-signature", "`v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`.", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
             ],

@@ -415,7 +415,7 @@ pub async fn assemble(settings: &Settings) -> Result<Server, StartError> {
     let waker = PoolWaker::new();
     if let Some(config) = &webhooks {
         let plan = WebhookPlan::new(config, waker.clone());
-        chat = chat.with_jobs(Arc::clone(&stores.jobs), Arc::new(plan));
+        chat = chat.with_jobs(Arc::new(plan));
     }
     let workers = match &webhooks {
         Some(config) => Some(start_workers(

@@ -202,8 +202,9 @@ impl MessageRepository for PostgresStore {
         ids: &[MessageId],
         status: MessageStatus,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<Message>, Error> {
-        Ok(self.change_status(receiver, ids, status, at).await?)
+        Ok(self.change_status(receiver, ids, status, at, jobs).await?)
     }
 
     async fn mark_conversation_read(
@@ -212,8 +213,11 @@ impl MessageRepository for PostgresStore {
         sender: UserId,
         up_to: Option<MessageId>,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<MessageId>, Error> {
-        Ok(self.read_conversation(receiver, sender, up_to, at).await?)
+        Ok(self
+            .read_conversation(receiver, sender, up_to, at, jobs)
+            .await?)
     }
 
     async fn undelivered(

@@ -1,10 +1,13 @@
-//! Status changes: delivered and read, by id or for a whole conversation.
+//! Status changes: delivered and read, by id or for a whole conversation, with the
+//! jobs they cause in the same transaction.
 
-use chat_core::{Message, MessageId, MessageStatus, UserId};
+use chat_core::{Message, MessageId, MessageStatus, NewJob, UserId};
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
+use crate::jobs::insert_jobs;
 use crate::{PostgresStore, sql};
 
 impl PostgresStore {
@@ -14,6 +17,7 @@ impl PostgresStore {
         ids: &[MessageId],
         status: MessageStatus,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<Message>, StoreError> {
         let statement = match status {
             MessageStatus::Sent => return Ok(Vec::new()),
@@ -25,7 +29,23 @@ impl PostgresStore {
             .bind(at)
             .bind(ids)
             .bind(receiver.get());
-        let mut changed = self.messages(query).await?;
+        let mut changed = if jobs.is_empty() {
+            self.messages(query).await?
+        } else {
+            // The change and its jobs in one transaction.
+            let mut tx = self.pool.begin().await?;
+            let rows = query.fetch_all(&mut *tx).await?;
+            let changed = rows
+                .iter()
+                .map(sql::message_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let copies = copies(jobs, changed.iter().map(|message| message.id));
+            if !copies.is_empty() {
+                insert_jobs(&mut *tx, &copies, None, at).await?;
+            }
+            tx.commit().await?;
+            changed
+        };
         changed.sort_unstable_by_key(|m| m.id);
         Ok(changed)
     }
@@ -36,19 +56,43 @@ impl PostgresStore {
         sender: UserId,
         up_to: Option<MessageId>,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<MessageId>, StoreError> {
-        let rows = sqlx::query(sql::MARK_READ_UP_TO)
+        let query = sqlx::query(sql::MARK_READ_UP_TO)
             .bind(at)
             .bind(receiver.get())
             .bind(sender.get())
-            .bind(up_to.map_or(i64::MAX, MessageId::get))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut ids = rows
-            .iter()
-            .map(|row| row.try_get::<i64, _>(0).map(MessageId::new))
-            .collect::<Result<Vec<_>, _>>()?;
+            .bind(up_to.map_or(i64::MAX, MessageId::get));
+        let read = |rows: Vec<PgRow>| {
+            rows.iter()
+                .map(|row| row.try_get::<i64, _>(0).map(MessageId::new))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut ids = if jobs.is_empty() {
+            read(query.fetch_all(&self.pool).await?)?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let ids = read(query.fetch_all(&mut *tx).await?)?;
+            let copies = copies(jobs, ids.iter().copied());
+            if !copies.is_empty() {
+                insert_jobs(&mut *tx, &copies, None, at).await?;
+            }
+            tx.commit().await?;
+            ids
+        };
         ids.sort_unstable();
         Ok(ids)
     }
+}
+
+/// A copy of each of `jobs` for each message of `changed`, naming it.
+fn copies(jobs: &[NewJob], changed: impl Iterator<Item = MessageId>) -> Vec<NewJob> {
+    changed
+        .flat_map(|id| {
+            jobs.iter().map(move |job| NewJob {
+                subject: Some(id),
+                ..job.clone()
+            })
+        })
+        .collect()
 }

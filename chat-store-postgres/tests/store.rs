@@ -199,4 +199,34 @@ async fn a_message_and_its_jobs_commit_or_roll_back_together() {
         (jobs[0].kind.as_str(), jobs[0].subject),
         ("webhook", Some(kept.id))
     );
+
+    // A read whose job is refused rolls back too: the message stays unread.
+    let refused = chat_core::NewJob {
+        kind: "refused".to_owned(),
+        subject: None,
+        payload: "{}".to_owned(),
+        due_at: kept.created_at,
+    };
+    let receiver = UserId::new(2);
+    let read_at = kept.created_at;
+    assert!(
+        fixture
+            .set_status(
+                receiver,
+                &[kept.id],
+                chat_core::MessageStatus::Read,
+                read_at,
+                std::slice::from_ref(&refused)
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        fixture
+            .mark_conversation_read(receiver, UserId::new(1), None, read_at, &[refused])
+            .await
+            .is_err()
+    );
+    assert_eq!(fixture.unread_total(receiver).await.unwrap(), 1);
+    assert_eq!(fixture.list(JobState::Pending, 10).await.unwrap().len(), 1);
 }

@@ -222,10 +222,18 @@ impl MessageRepository for SqliteStore {
         ids: &[MessageId],
         status: MessageStatus,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<Message>, Error> {
         let ids = ids.to_vec();
+        let jobs = jobs.to_vec();
         self.writer
-            .write(move |conn| status::set(conn, receiver, ids, status, at))
+            .write(move |conn| {
+                let changed = status::set(conn, receiver, ids, status, at)?;
+                for message in &changed {
+                    jobs::enqueue(conn, &jobs, Some(message.id), at)?;
+                }
+                Ok(changed)
+            })
             .await
     }
 
@@ -235,10 +243,18 @@ impl MessageRepository for SqliteStore {
         sender: UserId,
         up_to: Option<MessageId>,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<MessageId>, Error> {
         let up_to = up_to.map_or(i64::MAX, MessageId::get);
+        let jobs = jobs.to_vec();
         self.writer
-            .write(move |conn| status::mark_conversation_read(conn, receiver, sender, up_to, at))
+            .write(move |conn| {
+                let changed = status::mark_conversation_read(conn, receiver, sender, up_to, at)?;
+                for &id in &changed {
+                    jobs::enqueue(conn, &jobs, Some(id), at)?;
+                }
+                Ok(changed)
+            })
             .await
     }
 

@@ -54,6 +54,8 @@ impl WebhookConfig {
 /// The job of one delivery, as stored: what to send where, and its `webhook-id`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Delivery {
+    /// The random part of the `webhook-id`, which ends with the message id: one read
+    /// of many messages stores a copy of this job for each.
     webhook_id: String,
     event: String,
     url: String,
@@ -102,7 +104,8 @@ impl WebhookPlan {
     }
 }
 
-/// A fresh `webhook-id`: `msg_` and 128 random bits, unique across databases.
+/// The random part of a fresh `webhook-id`: `msg_` and 128 random bits, unique across
+/// databases.
 fn webhook_id() -> String {
     let mut bytes = [0_u8; 16];
     // Without randomness (never on Linux), the id is still unique within the job's
@@ -125,7 +128,7 @@ impl MessageJobs for WebhookPlan {
         jobs
     }
 
-    fn read(&self, _: UserId, _: UserId, read_at: OffsetDateTime) -> Vec<NewJob> {
+    fn read(&self, _: UserId, read_at: OffsetDateTime) -> Vec<NewJob> {
         let mut jobs = Vec::new();
         self.jobs(WebhookEvent::MessageRead, read_at, &mut jobs);
         jobs
@@ -270,10 +273,10 @@ impl JobHandler for WebhookSender {
             return Verdict::Skipped;
         }
         let body = Self::body(event, job, message);
+        let webhook_id = format!("{}_{subject}", delivery.webhook_id);
         let sent_at = timestamp::now().unix_timestamp();
         let mut headers = HeaderMap::new();
-        for (name, value) in
-            signature::headers(&self.secret, &delivery.webhook_id, sent_at, body.as_bytes())
+        for (name, value) in signature::headers(&self.secret, &webhook_id, sent_at, body.as_bytes())
         {
             if let Ok(value) = value.parse() {
                 headers.insert(name, value);
@@ -395,7 +398,7 @@ mod tests {
             })
             .collect();
         assert_eq!(ids.len(), 4);
-        assert_eq!(plan.read(UserId::new(1), UserId::new(2), now).len(), 2);
+        assert_eq!(plan.read(UserId::new(2), now).len(), 2);
         for bad in ["ftp://example.com/x", "/relative", "http://", "not a url"] {
             assert!(WebhookConfig::endpoint(bad).is_err(), "{bad}");
         }

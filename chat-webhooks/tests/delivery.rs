@@ -116,10 +116,8 @@ async fn setup(answers: Vec<Answer>, events: Vec<WebhookEvent>, waits: Vec<Durat
     };
     let store = Arc::new(InMemoryRepository::new());
     let waker = PoolWaker::new();
-    let chat = ChatService::new(store.clone(), Arc::new(InProcessNotifier::new())).with_jobs(
-        store.clone(),
-        Arc::new(WebhookPlan::new(&config, waker.clone())),
-    );
+    let chat = ChatService::new(store.clone(), Arc::new(InProcessNotifier::new()))
+        .with_jobs(Arc::new(WebhookPlan::new(&config, waker.clone())));
     let sender = WebhookSender::new(chat.clone(), &config).unwrap();
     let pool = WorkerPool::start(
         store.clone(),
@@ -364,6 +362,7 @@ async fn reads_are_told_for_each_message_and_whole_conversations() {
         .collect();
     ids.sort_unstable();
     assert_eq!(ids, vec![one.get(), two.get()]);
+    assert_ne!(received[0].id, received[1].id);
     assert_eq!(setup.chat.jobs_enqueued(), 2);
 }
 

@@ -192,6 +192,7 @@ impl MessageRepository for InMemoryRepository {
         ids: &[MessageId],
         status: MessageStatus,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<Message>, Error> {
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();
@@ -206,6 +207,12 @@ impl MessageRepository for InMemoryRepository {
                 changed.push(message.clone());
             }
         }
+        // Under the messages' lock, so the change and its jobs are seen together.
+        if !jobs.is_empty() {
+            for message in &changed {
+                self.jobs.enqueue_now(jobs.to_vec(), Some(message.id), at);
+            }
+        }
         Ok(changed)
     }
 
@@ -215,6 +222,7 @@ impl MessageRepository for InMemoryRepository {
         sender: UserId,
         up_to: Option<MessageId>,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<MessageId>, Error> {
         let mut state = self.state();
         let ids: Vec<MessageId> = state
@@ -230,6 +238,11 @@ impl MessageRepository for InMemoryRepository {
                 && advance(message, MessageStatus::Read, at)
             {
                 changed.push(id);
+            }
+        }
+        if !jobs.is_empty() {
+            for &id in &changed {
+                self.jobs.enqueue_now(jobs.to_vec(), Some(id), at);
             }
         }
         Ok(changed)

@@ -150,18 +150,17 @@ pub trait JobStore: Send + Sync + 'static {
 ///
 /// - **Pure.** Both methods only describe jobs; they do no I/O and are cheap, since
 ///   `created` runs on every send.
-/// - **Subject.** Jobs for a new message are stored in the message's transaction with
-///   its id as their subject, so `created` sees the record before it has an id; jobs
-///   for a read are stored with the read message's id as subject once the read
-///   committed.
+/// - **Subject.** Jobs are stored in the transaction of the change that causes them,
+///   with the message's id as their subject, so neither method sees an id: `created`
+///   describes the jobs of one new message, `read` those of each message a read
+///   changes (one read may change many; each gets a copy).
 /// - **None is fine.** An empty answer stores nothing and costs nothing.
 pub trait MessageJobs: Send + Sync + 'static {
     /// The jobs of a message sent by `sender` to `receiver` at `created_at`.
     fn created(&self, sender: UserId, receiver: UserId, created_at: OffsetDateTime) -> Vec<NewJob>;
 
-    /// The jobs of a message from `sender` that `receiver` read at `read_at` (the
-    /// subject is set by the caller).
-    fn read(&self, sender: UserId, receiver: UserId, read_at: OffsetDateTime) -> Vec<NewJob>;
+    /// The jobs of each message `receiver` reads at `read_at`.
+    fn read(&self, receiver: UserId, read_at: OffsetDateTime) -> Vec<NewJob>;
 
     /// Told after jobs it described were stored (to wake the workers that run them);
     /// by default nothing.

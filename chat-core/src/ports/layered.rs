@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::ids::{MessageId, UserId};
 use crate::message::{Inserted, Message, MessageStatus, NewMessageRecord};
 use crate::page::{ConversationSummary, HistoryPage};
+use crate::ports::NewJob;
 
 /// A method of [`MessageRepository`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -196,8 +197,9 @@ impl<L: RepositoryLayer> MessageRepository for Layered<L> {
         ids: &[MessageId],
         status: MessageStatus,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<Message>, Error> {
-        let call = self.inner.set_status(receiver, ids, status, at);
+        let call = self.inner.set_status(receiver, ids, status, at, jobs);
         self.call(StoreOperation::SetStatus, call).await
     }
 
@@ -207,10 +209,11 @@ impl<L: RepositoryLayer> MessageRepository for Layered<L> {
         sender: UserId,
         up_to: Option<MessageId>,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<MessageId>, Error> {
         let call = self
             .inner
-            .mark_conversation_read(receiver, sender, up_to, at);
+            .mark_conversation_read(receiver, sender, up_to, at, jobs);
         self.call(StoreOperation::MarkConversationRead, call).await
     }
 

@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::ids::{MessageId, UserId};
 use crate::message::{Inserted, Message, MessageStatus, NewMessageRecord};
 use crate::page::{ConversationSummary, HistoryPage};
+use crate::ports::NewJob;
 
 /// Durable storage of messages.
 ///
@@ -35,6 +36,11 @@ use crate::page::{ConversationSummary, HistoryPage};
 ///   `updated_at` becomes the given time. The methods return exactly the rows they
 ///   changed, in ascending id order; rows already at or past the target are left as
 ///   they are and not returned.
+/// - **Jobs.** The jobs of a new message (`NewMessageRecord::jobs`) and of a status
+///   change (`jobs`, a copy per changed message) are committed with the change or not
+///   at all, each naming its message as subject. A store that is also a
+///   [`JobStore`](crate::JobStore) hands them out from there; one that is not is never
+///   given any (`ChatService` needs a job store to make them).
 /// - **Ordering.** Lists are ordered by id: descending for history pages and
 ///   `history_before`, ascending for `history_after`, `undelivered` and
 ///   `messages_after`. Conversation lists are ordered by their last message id,
@@ -59,7 +65,7 @@ use crate::page::{ConversationSummary, HistoryPage};
 /// use chat_core::{
 ///     ChatService, ConversationSummary, Error, HistoryPage, InMemoryRepository,
 ///     InProcessNotifier, Inserted, Message, MessageId, MessageRepository, MessageStatus,
-///     NewMessageRecord, UserId, async_trait,
+///     NewJob, NewMessageRecord, UserId, async_trait,
 /// };
 /// use time::OffsetDateTime;
 ///
@@ -93,15 +99,15 @@ use crate::page::{ConversationSummary, HistoryPage};
 ///     }
 ///     async fn set_status(
 ///         &self, receiver: UserId, ids: &[MessageId], status: MessageStatus,
-///         at: OffsetDateTime,
+///         at: OffsetDateTime, jobs: &[NewJob],
 ///     ) -> Result<Vec<Message>, Error> {
-///         self.backend.set_status(receiver, ids, status, at).await
+///         self.backend.set_status(receiver, ids, status, at, jobs).await
 ///     }
 ///     async fn mark_conversation_read(
 ///         &self, receiver: UserId, sender: UserId, up_to: Option<MessageId>,
-///         at: OffsetDateTime,
+///         at: OffsetDateTime, jobs: &[NewJob],
 ///     ) -> Result<Vec<MessageId>, Error> {
-///         self.backend.mark_conversation_read(receiver, sender, up_to, at).await
+///         self.backend.mark_conversation_read(receiver, sender, up_to, at, jobs).await
 ///     }
 ///     async fn undelivered(
 ///         &self, receiver: UserId, after: MessageId, limit: u32,
@@ -174,24 +180,30 @@ pub trait MessageRepository: Send + Sync + 'static {
     /// Moves the listed messages received by `receiver` to `status` (`Delivered` or
     /// `Read`) at time `at`; returns the rows that changed. Ids of other users'
     /// messages, unknown ids and duplicates are ignored. Asking for `Sent` changes
-    /// nothing.
+    /// nothing. For each message that changed, a copy of every job in `jobs` is stored
+    /// with that message as its subject, in the same transaction (see
+    /// [`JobStore`](crate::JobStore)); a store without a job outbox is only ever given
+    /// none.
     async fn set_status(
         &self,
         receiver: UserId,
         ids: &[MessageId],
         status: MessageStatus,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<Message>, Error>;
 
     /// Marks every message from `sender` to `receiver` with an id up to `up_to`
     /// (inclusive; all when `None`) as read at `at`; returns the ids that changed,
-    /// ascending.
+    /// ascending. `jobs` are stored for each of them as for
+    /// [`set_status`](Self::set_status).
     async fn mark_conversation_read(
         &self,
         receiver: UserId,
         sender: UserId,
         up_to: Option<MessageId>,
         at: OffsetDateTime,
+        jobs: &[NewJob],
     ) -> Result<Vec<MessageId>, Error>;
 
     /// At most `limit` messages to `receiver` still `sent`, with an id above `after`

@@ -20,8 +20,8 @@ use crate::memory::{InMemoryPresence, InMemoryRepository, InProcessNotifier};
 use crate::message::{Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome};
 use crate::page::{Conversations, History, HistoryPosition, HistoryQuery, HistoryRequest};
 use crate::ports::{
-    EventStream, JobStore, MessageJobs, MessageRepository, NewJob, Notifier, Presence,
-    RateDecision, RateLimiter, Seat,
+    EventStream, MessageJobs, MessageRepository, NewJob, Notifier, Presence, RateDecision,
+    RateLimiter, Seat,
 };
 use crate::timestamp;
 
@@ -112,10 +112,9 @@ pub struct ChatService {
     config: ChatConfig,
 }
 
-/// Where the jobs chat changes cause go, and how many went.
+/// The jobs chat changes cause, and how many were stored.
 #[derive(Clone)]
 struct Outbox {
-    store: Arc<dyn JobStore>,
     plan: Arc<dyn MessageJobs>,
     enqueued: Arc<AtomicU64>,
 }
@@ -172,12 +171,12 @@ impl ChatService {
         self
     }
 
-    /// Stores the jobs `plan` says chat changes cause (webhooks, say): those of a new
-    /// message in the message's own transaction, those of a read in `store` once the
-    /// read committed. `store` is the job outbox of the repository's database.
-    pub fn with_jobs(mut self, store: Arc<dyn JobStore>, plan: Arc<dyn MessageJobs>) -> Self {
+    /// Stores the jobs `plan` says chat changes cause (webhooks, say) with the changes:
+    /// those of a new message in the message's transaction, those of a read in the
+    /// read's. The repository must keep jobs (be a [`JobStore`](crate::JobStore), as
+    /// every store of this project is), and workers claim them from it.
+    pub fn with_jobs(mut self, plan: Arc<dyn MessageJobs>) -> Self {
         self.jobs = Some(Outbox {
-            store,
             plan,
             enqueued: Arc::new(AtomicU64::new(0)),
         });
@@ -341,12 +340,7 @@ impl ChatService {
                 })
             };
         }
-        if let Some(outbox) = &self.jobs
-            && job_count > 0
-        {
-            outbox.enqueued.fetch_add(job_count, Ordering::Relaxed);
-            outbox.plan.stored();
-        }
+        self.jobs_stored(job_count);
         let message = inserted.message;
         let shared = Arc::new(message.clone());
         self.publish(message.receiver_id, Event::Message(Arc::clone(&shared)))
@@ -459,13 +453,15 @@ impl ChatService {
         if message.status == MessageStatus::Read {
             return Ok(message);
         }
+        let at = timestamp::now();
+        let jobs = self.read_jobs(caller, at);
         let changed = self
             .repository
-            .set_status(caller, &[id], MessageStatus::Read, timestamp::now())
+            .set_status(caller, &[id], MessageStatus::Read, at, &jobs)
             .await?;
         match changed.into_iter().next() {
             Some(updated) => {
-                self.enqueue_read_jobs(&[read_of(&updated)]).await;
+                self.jobs_stored(jobs.len() as u64);
                 self.publish_receipt(&updated).await;
                 Ok(updated)
             }
@@ -539,12 +535,12 @@ impl ChatService {
         }
         errors.into_result()?;
         let at = timestamp::now();
+        let jobs = self.read_jobs(caller, at);
         let changed = self
             .repository
-            .mark_conversation_read(caller, other, up_to_id, at)
+            .mark_conversation_read(caller, other, up_to_id, at, &jobs)
             .await?;
-        let read: Vec<_> = changed.iter().map(|&id| (id, other, caller, at)).collect();
-        self.enqueue_read_jobs(&read).await;
+        self.jobs_stored((changed.len() * jobs.len()) as u64);
         for &id in &changed {
             self.publish(
                 other,
@@ -683,14 +679,17 @@ impl ChatService {
         validation::positive_id(&mut errors, "user_id", caller.get());
         validation::id_batch(&mut errors, "ids", ids, self.config.max_batch_ids);
         errors.into_result()?;
+        let at = timestamp::now();
+        let jobs = if status == MessageStatus::Read {
+            self.read_jobs(caller, at)
+        } else {
+            Vec::new()
+        };
         let changed = self
             .repository
-            .set_status(caller, ids, status, timestamp::now())
+            .set_status(caller, ids, status, at, &jobs)
             .await?;
-        if status == MessageStatus::Read && self.jobs.is_some() {
-            let read: Vec<_> = changed.iter().map(read_of).collect();
-            self.enqueue_read_jobs(&read).await;
-        }
+        self.jobs_stored((changed.len() * jobs.len()) as u64);
         for message in &changed {
             self.publish_receipt(message).await;
         }
@@ -753,38 +752,20 @@ impl ChatService {
         .await;
     }
 
-    /// Stores the jobs of messages just read: (id, sender, receiver, read at). The read
-    /// is committed already: a store that refuses the jobs is logged, and the read
-    /// stands.
-    async fn enqueue_read_jobs(&self, read: &[(MessageId, UserId, UserId, OffsetDateTime)]) {
-        let Some(outbox) = &self.jobs else {
-            return;
-        };
-        let jobs: Vec<NewJob> = read
-            .iter()
-            .flat_map(|&(id, sender, receiver, at)| {
-                outbox
-                    .plan
-                    .read(sender, receiver, at)
-                    .into_iter()
-                    .map(move |job| NewJob {
-                        subject: Some(id),
-                        ..job
-                    })
-            })
-            .collect();
-        if jobs.is_empty() {
-            return;
-        }
-        let count = jobs.len() as u64;
-        match outbox.store.enqueue(jobs, timestamp::now()).await {
-            Ok(_) => {
-                outbox.enqueued.fetch_add(count, Ordering::Relaxed);
-                outbox.plan.stored();
-            }
-            Err(error) => {
-                tracing::warn!(%error, count, "could not store the jobs of a read");
-            }
+    /// The jobs of each message `receiver` reads at `at`.
+    fn read_jobs(&self, receiver: UserId, at: OffsetDateTime) -> Vec<NewJob> {
+        self.jobs
+            .as_ref()
+            .map_or_else(Vec::new, |outbox| outbox.plan.read(receiver, at))
+    }
+
+    /// Counts `count` jobs just stored, and tells the plan (which wakes its workers).
+    fn jobs_stored(&self, count: u64) {
+        if let Some(outbox) = &self.jobs
+            && count > 0
+        {
+            outbox.enqueued.fetch_add(count, Ordering::Relaxed);
+            outbox.plan.stored();
         }
     }
 
@@ -795,12 +776,6 @@ impl ChatService {
             tracing::warn!(%user, %error, "could not publish a chat event");
         }
     }
-}
-
-/// What a read's jobs need of a message just read.
-fn read_of(message: &Message) -> (MessageId, UserId, UserId, OffsetDateTime) {
-    let at = message.read_at.unwrap_or(message.updated_at);
-    (message.id, message.sender_id, message.receiver_id, at)
 }
 
 fn cursor_page(mut messages: Vec<Message>, limit: u32) -> History {

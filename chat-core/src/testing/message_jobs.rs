@@ -2,8 +2,10 @@
 //! Panics are the failures.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use crate::ports::{JobState, JobStore, MessageRepository};
-use crate::testing::{keyed_record, record, with_jobs};
+use crate::ids::{MessageId, UserId};
+use crate::message::MessageStatus;
+use crate::ports::{JobState, JobStore, MessageRepository, NewJob};
+use crate::testing::{at, keyed_record, record, with_jobs};
 
 pub async fn jobs_are_written_with_their_message_and_name_it<S>(store: &S)
 where
@@ -45,4 +47,76 @@ where
     let jobs = store.list(JobState::Pending, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].subject, Some(first.message.id));
+}
+
+fn read_job(kind: &str) -> NewJob {
+    NewJob {
+        kind: kind.to_owned(),
+        subject: None,
+        payload: "{}".to_owned(),
+        due_at: at(5),
+    }
+}
+
+pub async fn reads_write_a_copy_of_their_jobs_for_each_message_they_change<S>(store: &S)
+where
+    S: MessageRepository + JobStore + ?Sized,
+{
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three", "four"] {
+        ids.push(store.insert(record(1, 2, text)).await.unwrap().message.id);
+    }
+    // Read one by id; asking again changes nothing and writes no jobs.
+    let jobs = [read_job("read")];
+    let changed = store
+        .set_status(UserId::new(2), &ids[..1], MessageStatus::Read, at(5), &jobs)
+        .await
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    let again = store
+        .set_status(UserId::new(2), &ids[..1], MessageStatus::Read, at(6), &jobs)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    // Delivered without jobs, then the rest of the conversation read with two jobs each.
+    store
+        .set_status(
+            UserId::new(2),
+            &ids[1..2],
+            MessageStatus::Delivered,
+            at(6),
+            &[],
+        )
+        .await
+        .unwrap();
+    let read = store
+        .mark_conversation_read(
+            UserId::new(2),
+            UserId::new(1),
+            None,
+            at(7),
+            &[read_job("read"), read_job("other")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(read, ids[1..]);
+    let pending = store.list(JobState::Pending, 20).await.unwrap();
+    assert_eq!(pending.len(), 1 + 2 * 3);
+    let mut subjects: Vec<(MessageId, &str)> = pending
+        .iter()
+        .map(|job| (job.subject.unwrap(), job.kind.as_str()))
+        .collect();
+    subjects.sort_unstable();
+    let mut expected = vec![(ids[0], "read")];
+    for &id in &ids[1..] {
+        expected.extend([(id, "other"), (id, "read")]);
+    }
+    assert_eq!(subjects, expected);
+    // A read that changes nothing writes nothing.
+    let none = store
+        .mark_conversation_read(UserId::new(2), UserId::new(1), None, at(8), &jobs)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(store.list(JobState::Pending, 20).await.unwrap().len(), 7);
 }

@@ -216,6 +216,7 @@ macro_rules! message_jobs_suite {
         $crate::__conformance_cases!(message_jobs, $factory;
             jobs_are_written_with_their_message_and_name_it,
             a_replay_writes_no_jobs,
+            reads_write_a_copy_of_their_jobs_for_each_message_they_change,
         );
     };
 }

@@ -253,7 +253,7 @@ pub async fn history_holds_only_the_two_participants(repo: &dyn MessageRepositor
 pub async fn status_only_moves_forward(repo: &dyn MessageRepository) {
     let id = repo.insert(record(1, 2, "x")).await.unwrap().message.id;
     let delivered = repo
-        .set_status(u(2), &[id], MessageStatus::Delivered, at(1))
+        .set_status(u(2), &[id], MessageStatus::Delivered, at(1), &[])
         .await
         .unwrap();
     assert_eq!(delivered.len(), 1);
@@ -262,12 +262,12 @@ pub async fn status_only_moves_forward(repo: &dyn MessageRepository) {
     assert_eq!(delivered[0].updated_at, at(1));
     // Delivered again: nothing changes, the first time is kept.
     let again = repo
-        .set_status(u(2), &[id], MessageStatus::Delivered, at(2))
+        .set_status(u(2), &[id], MessageStatus::Delivered, at(2), &[])
         .await
         .unwrap();
     assert!(again.is_empty());
     let read = repo
-        .set_status(u(2), &[id], MessageStatus::Read, at(3))
+        .set_status(u(2), &[id], MessageStatus::Read, at(3), &[])
         .await
         .unwrap();
     assert_eq!(read.len(), 1);
@@ -281,7 +281,7 @@ pub async fn status_only_moves_forward(repo: &dyn MessageRepository) {
         MessageStatus::Read,
     ] {
         assert!(
-            repo.set_status(u(2), &[id], status, at(4))
+            repo.set_status(u(2), &[id], status, at(4), &[])
                 .await
                 .unwrap()
                 .is_empty()
@@ -296,14 +296,14 @@ pub async fn status_changes_only_for_the_receiver(repo: &dyn MessageRepository) 
     for stranger in [1, 3] {
         for status in [MessageStatus::Delivered, MessageStatus::Read] {
             assert!(
-                repo.set_status(u(stranger), &[id], status, at(1))
+                repo.set_status(u(stranger), &[id], status, at(1), &[])
                     .await
                     .unwrap()
                     .is_empty()
             );
         }
         assert!(
-            repo.mark_conversation_read(u(stranger), u(1), None, at(1))
+            repo.mark_conversation_read(u(stranger), u(1), None, at(1), &[])
                 .await
                 .unwrap()
                 .is_empty()
@@ -318,14 +318,14 @@ pub async fn status_changes_only_for_the_receiver(repo: &dyn MessageRepository) 
 pub async fn read_implies_delivered(repo: &dyn MessageRepository) {
     let id = repo.insert(record(1, 2, "x")).await.unwrap().message.id;
     let read = repo
-        .set_status(u(2), &[id], MessageStatus::Read, at(5))
+        .set_status(u(2), &[id], MessageStatus::Read, at(5), &[])
         .await
         .unwrap();
     assert_eq!(read[0].status, MessageStatus::Read);
     assert_eq!(read[0].delivered_at, Some(at(5)));
     assert_eq!(read[0].read_at, Some(at(5)));
     let id2 = repo.insert(record(1, 2, "y")).await.unwrap().message.id;
-    repo.mark_conversation_read(u(2), u(1), None, at(6))
+    repo.mark_conversation_read(u(2), u(1), None, at(6), &[])
         .await
         .unwrap();
     let stored = repo.get(id2).await.unwrap().unwrap();
@@ -345,6 +345,7 @@ pub async fn set_status_ignores_unknown_and_repeated_ids(repo: &dyn MessageRepos
             &[b, m(999_999), a, b, other, a],
             MessageStatus::Delivered,
             at(1),
+            &[],
         )
         .await
         .unwrap();
@@ -357,19 +358,19 @@ pub async fn mark_conversation_read_counts_and_stops_at_the_id(repo: &dyn Messag
         .await
         .unwrap();
     let changed = repo
-        .mark_conversation_read(u(2), u(1), Some(ids[5]), at(1))
+        .mark_conversation_read(u(2), u(1), Some(ids[5]), at(1), &[])
         .await
         .unwrap();
     assert_eq!(changed, vec![ids[0], ids[2], ids[4]]);
     // Again: nothing more up to the same id.
     assert!(
-        repo.mark_conversation_read(u(2), u(1), Some(ids[5]), at(2))
+        repo.mark_conversation_read(u(2), u(1), Some(ids[5]), at(2), &[])
             .await
             .unwrap()
             .is_empty()
     );
     let rest = repo
-        .mark_conversation_read(u(2), u(1), Some(ids[9]), at(3))
+        .mark_conversation_read(u(2), u(1), Some(ids[9]), at(3), &[])
         .await
         .unwrap();
     assert_eq!(rest, vec![ids[6], ids[8]]);
@@ -383,11 +384,11 @@ pub async fn mark_conversation_read_counts_and_stops_at_the_id(repo: &dyn Messag
 
 pub async fn mark_conversation_read_without_id_reads_all(repo: &dyn MessageRepository) {
     let ids = conversation(repo, 1, 2, 6).await;
-    repo.set_status(u(2), &[ids[2]], MessageStatus::Read, at(1))
+    repo.set_status(u(2), &[ids[2]], MessageStatus::Read, at(1), &[])
         .await
         .unwrap();
     let changed = repo
-        .mark_conversation_read(u(2), u(1), None, at(2))
+        .mark_conversation_read(u(2), u(1), None, at(2), &[])
         .await
         .unwrap();
     assert_eq!(changed, vec![ids[0], ids[4]]);
@@ -407,10 +408,10 @@ pub async fn undelivered_lists_sent_messages_oldest_first(repo: &dyn MessageRepo
         );
         repo.insert(record(2, 1, "from two")).await.unwrap();
     }
-    repo.set_status(u(2), &[to_two[1]], MessageStatus::Delivered, at(1))
+    repo.set_status(u(2), &[to_two[1]], MessageStatus::Delivered, at(1), &[])
         .await
         .unwrap();
-    repo.set_status(u(2), &[to_two[3]], MessageStatus::Read, at(1))
+    repo.set_status(u(2), &[to_two[3]], MessageStatus::Read, at(1), &[])
         .await
         .unwrap();
     let pending = repo.undelivered(u(2), m(0), 100).await.unwrap();
@@ -524,7 +525,7 @@ pub async fn conversations_are_newest_first_with_unread_counts(repo: &dyn Messag
     assert_eq!(list[2].last_message.id, with_two[2]);
     let unread: Vec<u64> = list.iter().map(|c| c.unread_count).collect();
     assert_eq!(unread, vec![1, 1, 1]);
-    repo.mark_conversation_read(u(1), u(3), None, at(1))
+    repo.mark_conversation_read(u(1), u(3), None, at(1), &[])
         .await
         .unwrap();
     let list = repo.conversations(u(1), None, 10).await.unwrap();
@@ -569,7 +570,7 @@ pub async fn unread_total_counts_every_conversation(repo: &dyn MessageRepository
     repo.insert(record(3, 1, "c")).await.unwrap();
     repo.insert(record(1, 3, "mine")).await.unwrap();
     assert_eq!(repo.unread_total(u(1)).await.unwrap(), 3);
-    repo.set_status(u(1), &[a], MessageStatus::Delivered, at(1))
+    repo.set_status(u(1), &[a], MessageStatus::Delivered, at(1), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -577,7 +578,7 @@ pub async fn unread_total_counts_every_conversation(repo: &dyn MessageRepository
         3,
         "delivered is still unread"
     );
-    repo.set_status(u(1), &[a], MessageStatus::Read, at(2))
+    repo.set_status(u(1), &[a], MessageStatus::Read, at(2), &[])
         .await
         .unwrap();
     assert_eq!(repo.unread_total(u(1)).await.unwrap(), 2);
@@ -631,7 +632,7 @@ pub async fn counts_and_backlogs_follow_every_way_of_reading(repo: &dyn MessageR
                 } else {
                     MessageStatus::Read
                 };
-                repo.set_status(u(me), &ids, status, at(i64::try_from(step).unwrap()))
+                repo.set_status(u(me), &ids, status, at(i64::try_from(step).unwrap()), &[])
                     .await
                     .unwrap();
                 for (id, _, receiver, current) in &mut model {
@@ -643,7 +644,13 @@ pub async fn counts_and_backlogs_follow_every_way_of_reading(repo: &dyn MessageR
             _ => {
                 let up_to = if choice == 9 { None } else { Some(pick()) };
                 let read = repo
-                    .mark_conversation_read(u(me), u(peer), up_to, at(i64::try_from(step).unwrap()))
+                    .mark_conversation_read(
+                        u(me),
+                        u(peer),
+                        up_to,
+                        at(i64::try_from(step).unwrap()),
+                        &[],
+                    )
                     .await
                     .unwrap();
                 let mut expected = Vec::new();
@@ -768,10 +775,10 @@ pub async fn timestamps_round_trip(repo: &dyn MessageRepository) {
     let mut new = record(1, 2, "t");
     new.created_at = at(42);
     let id = repo.insert(new).await.unwrap().message.id;
-    repo.set_status(u(2), &[id], MessageStatus::Delivered, at(43))
+    repo.set_status(u(2), &[id], MessageStatus::Delivered, at(43), &[])
         .await
         .unwrap();
-    repo.set_status(u(2), &[id], MessageStatus::Read, at(44))
+    repo.set_status(u(2), &[id], MessageStatus::Read, at(44), &[])
         .await
         .unwrap();
     let stored = repo.get(id).await.unwrap().unwrap();

@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chat::webhooks::signature::verify;
 use chat::webhooks::{
-    PoolConfig, PoolWaker, RetrySchedule, WebhookConfig, WebhookEvent, WebhookPlan,
-    WebhookSecret, WebhookSender, WorkerPool,
+    PoolConfig, PoolWaker, RetrySchedule, WebhookConfig, WebhookEvent, WebhookPlan, WebhookSecret,
+    WebhookSender, WorkerPool,
 };
 use chat::{ChatService, InMemoryRepository, InProcessNotifier, SendMessage, UserId};
 use tokio::sync::mpsc;
@@ -33,7 +33,12 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let verified = verify(
         &secret,
@@ -85,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(InMemoryRepository::new());
     let waker = PoolWaker::new();
     let chat = ChatService::new(store.clone(), Arc::new(InProcessNotifier::new()))
-        .with_jobs(store.clone(), Arc::new(WebhookPlan::new(&config, waker.clone())));
+        .with_jobs(Arc::new(WebhookPlan::new(&config, waker.clone())));
     let sender = WebhookSender::new(chat.clone(), &config)?;
     let pool = WorkerPool::start(
         store,
