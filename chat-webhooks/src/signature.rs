@@ -10,6 +10,12 @@ use crate::WebhookSecret;
 /// The signature of `body` sent as message `id` at `timestamp` (Unix seconds):
 /// `v1,` and the base64 of HMAC-SHA256 over `"id.timestamp.body"`.
 pub fn sign(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mac = signed_content(secret, id, timestamp, body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The HMAC-SHA256 of `"id.timestamp.body"` under the secret, before its result is read.
+fn signed_content(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts a key of any length.
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret.key()).expect("HMAC takes any key length");
@@ -18,7 +24,7 @@ pub fn sign(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> St
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    mac
 }
 
 /// The three headers of a delivery: `webhook-id` (the same on every attempt),
@@ -74,13 +80,7 @@ pub fn verify(
     if now.abs_diff(sent) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(secret.key()).expect("HMAC takes any key length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(sent.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
+    let mac = signed_content(secret, id, sent, body);
     let matches = signatures
         .split_whitespace()
         .filter_map(|entry| entry.strip_prefix("v1,"))
