@@ -393,9 +393,9 @@ fn lower_priority() {
     }
 }
 
-/// Opens the store and assembles the state the server runs on. With webhooks
-/// configured, their workers run until the process ends; [`assemble`] hands them over
-/// for a graceful stop.
+/// Opens the store and assembles the state the server runs on, without job workers:
+/// with webhooks configured, jobs are stored with each change and wait for a node that
+/// runs workers ([`assemble`] starts them and hands them over for a graceful stop).
 pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
     Ok(assemble(settings).await?.state)
 }
