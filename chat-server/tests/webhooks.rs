@@ -253,6 +253,80 @@ fn operators_see_retry_and_discard_dead_deliveries() {
 }
 
 #[test]
+fn undelivered_fires_only_for_a_message_no_device_acknowledged() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let _serial = serial();
+    runtime().block_on(async {
+        let (receiver, mut webhook) = Receiver::start().await;
+        let events = webhook
+            .iter()
+            .position(|f| f == "--webhook-events")
+            .unwrap();
+        webhook[events + 1] = "message.undelivered".to_owned();
+        webhook.extend(["--webhook-undelivered-after-seconds", "2"].map(str::to_owned));
+        let database = Database::sqlite();
+        let server = Server::start(&database, &flags(&webhook)).await;
+        let client = http_client(Duration::from_secs(10));
+        // User 2's device is connected and acknowledges what it receives; user 3 has no
+        // device.
+        let mut request = server.ws_url("").into_client_request().unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", process::token(2)).parse().unwrap(),
+        );
+        let (mut device, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let acknowledged = send(&client, &server.base(), 1, 2, "seen in time", "k1")
+            .await
+            .unwrap()
+            .id
+            .unwrap();
+        let missed = send(&client, &server.base(), 1, 3, "nobody home", "k2")
+            .await
+            .unwrap()
+            .id
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the message never reached the device"
+            );
+            let frame = tokio::time::timeout(Duration::from_secs(10), device.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let Frame::Text(text) = frame else { continue };
+            let value: Value = serde_json::from_str(text.as_str()).unwrap();
+            if value["type"] == "message" && value["data"]["id"] == acknowledged {
+                let ack = serde_json::json!({"type": "ack", "ids": [acknowledged]});
+                device.send(Frame::text(ack.to_string())).await.unwrap();
+                break;
+            }
+        }
+        let heard = receiver
+            .until(Duration::from_secs(15), |d| !d.is_empty())
+            .await;
+        assert_eq!(heard[0].body["type"], "message.undelivered");
+        assert_eq!(message_id(&heard[0]), missed);
+        // The acknowledged message's job ran and found nothing to tell.
+        let skipped = "chat_jobs_finished_total{outcome=\"skipped\"}";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.metric(&client, skipped).await != Some(1.0) {
+            assert!(
+                Instant::now() < deadline,
+                "the acknowledged message's job did not run"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(receiver.deliveries().len(), 1);
+    });
+}
+
+#[test]
 fn two_nodes_on_postgres_deliver_each_job_once_and_take_over_a_dead_nodes_lease() {
     let Some(url) = process::postgres_url() else {
         return;
