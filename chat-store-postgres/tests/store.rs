@@ -93,6 +93,45 @@ async fn migrating_twice_changes_nothing() {
     assert_eq!(applied, i64::try_from(migrations).unwrap());
 }
 
+/// A database of the release before the job outbox (migration 1 only) keeps its
+/// messages when this release migrates it, and then writes jobs with new messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_the_job_outbox_is_upgraded_with_its_messages() {
+    use chat_core::testing::with_jobs;
+    use chat_core::{JobState, JobStore};
+
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    let kept = fixture
+        .insert(record(1, 2, "before the upgrade"))
+        .await
+        .unwrap()
+        .message;
+    // Back to the previous release's schema: its newest migration taken back.
+    sqlx::raw_sql("DROP TABLE jobs; DELETE FROM _sqlx_migrations WHERE version = 2;")
+        .execute(fixture.pool())
+        .await
+        .unwrap();
+    let jobs_table: Option<String> = sqlx::query_scalar("SELECT to_regclass('jobs')::text")
+        .fetch_one(fixture.pool())
+        .await
+        .unwrap();
+    assert_eq!(jobs_table, None);
+
+    fixture.migrate().await.unwrap();
+    assert_eq!(fixture.get(kept.id).await.unwrap(), Some(kept.clone()));
+    let next = fixture
+        .insert(with_jobs(record(2, 1, "after"), &["webhook"]))
+        .await
+        .unwrap()
+        .message;
+    assert!(next.id > kept.id);
+    let jobs = fixture.list(JobState::Pending, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].subject, Some(next.id));
+}
+
 /// Every backend of the store's pool is terminated mid-run; requests recover by
 /// themselves, and any failure in between is `Unavailable` (a 503), never internal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

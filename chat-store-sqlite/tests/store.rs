@@ -222,6 +222,20 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         .map(|c| (c.counterpart.get(), c.unread_count))
         .collect();
     assert_eq!(unread, [(2, 0), (3, 1)]);
+    // The outbox came with the upgrade: a new message writes its jobs.
+    let with_job = store
+        .insert(chat_core::testing::with_jobs(
+            record(1, 2, "with a job"),
+            &["webhook"],
+        ))
+        .await
+        .unwrap()
+        .message;
+    let jobs = chat_core::JobStore::list(&store, chat_core::JobState::Pending, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].subject, Some(with_job.id));
 }
 
 /// After the conformance walk of sends, receipts and reads up to an id, every
