@@ -77,13 +77,9 @@ fn time_text(at: time::OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
-/// What a job's payload says it does, for people: a webhook's event and URL.
+/// What a job does, for people: a webhook's event and URL, or its kind.
 fn summary(job: &Job) -> String {
-    let payload: serde_json::Value = serde_json::from_str(&job.payload).unwrap_or_default();
-    match (payload["event"].as_str(), payload["url"].as_str()) {
-        (Some(event), Some(url)) => format!("{event} -> {url}"),
-        _ => job.kind.clone(),
-    }
+    chat_webhooks::describe(&job.payload).unwrap_or_else(|| job.kind.clone())
 }
 
 fn as_json(job: &Job) -> serde_json::Value {

@@ -196,9 +196,6 @@ async fn an_unreachable_database_is_unavailable() {
 /// (a trigger here stands for any failure) takes its message with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_and_its_jobs_commit_or_roll_back_together() {
-    use chat_core::testing::with_jobs;
-    use chat_core::{JobState, JobStore, UserId};
-
     let Some(fixture) = common::fixture().await else {
         return;
     };
@@ -211,61 +208,5 @@ async fn a_message_and_its_jobs_commit_or_roll_back_together() {
     .execute(fixture.pool())
     .await
     .unwrap();
-    let kept = fixture
-        .insert(with_jobs(record(1, 2, "kept"), &["webhook"]))
-        .await
-        .unwrap()
-        .message;
-    assert!(
-        fixture
-            .insert(with_jobs(record(1, 2, "refused"), &["refused"]))
-            .await
-            .is_err()
-    );
-    let history = fixture
-        .history_before(UserId::new(1), UserId::new(2), None, 10)
-        .await
-        .unwrap();
-    let texts: Vec<&str> = history.iter().map(|m| m.message.as_str()).collect();
-    assert_eq!(
-        texts,
-        ["kept"],
-        "the message of the refused job rolled back"
-    );
-    let jobs = fixture.list(JobState::Pending, 10).await.unwrap();
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(
-        (jobs[0].kind.as_str(), jobs[0].subject),
-        ("webhook", Some(kept.id))
-    );
-
-    // A read whose job is refused rolls back too: the message stays unread.
-    let refused = chat_core::NewJob {
-        kind: "refused".to_owned(),
-        subject: None,
-        payload: "{}".to_owned(),
-        due_at: kept.created_at,
-    };
-    let receiver = UserId::new(2);
-    let read_at = kept.created_at;
-    assert!(
-        fixture
-            .set_status(
-                receiver,
-                &[kept.id],
-                chat_core::MessageStatus::Read,
-                read_at,
-                std::slice::from_ref(&refused)
-            )
-            .await
-            .is_err()
-    );
-    assert!(
-        fixture
-            .mark_conversation_read(receiver, UserId::new(1), None, read_at, &[refused])
-            .await
-            .is_err()
-    );
-    assert_eq!(fixture.unread_total(receiver).await.unwrap(), 1);
-    assert_eq!(fixture.list(JobState::Pending, 10).await.unwrap().len(), 1);
+    chat_core::testing::message_jobs::a_refused_job_rolls_its_change_back(&*fixture).await;
 }

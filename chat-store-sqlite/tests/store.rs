@@ -295,9 +295,6 @@ async fn conversation_counts_and_floors_match_the_messages() {
 /// writes of the same batch stand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_and_its_jobs_commit_or_roll_back_together() {
-    use chat_core::testing::with_jobs;
-    use chat_core::{JobState, JobStore};
-
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chat.db");
     let store = SqliteStore::open(&path).await.unwrap();
@@ -308,56 +305,5 @@ async fn a_message_and_its_jobs_commit_or_roll_back_together() {
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
         )
         .unwrap();
-    let (kept, refused) = tokio::join!(
-        store.insert(with_jobs(record(1, 2, "kept"), &["webhook"])),
-        store.insert(with_jobs(record(1, 2, "refused"), &["refused"])),
-    );
-    let kept = kept.unwrap().message;
-    assert!(refused.is_err(), "the refused job's insert must fail");
-    let history = store
-        .history_before(UserId::new(1), UserId::new(2), None, 10)
-        .await
-        .unwrap();
-    let texts: Vec<&str> = history.iter().map(|m| m.message.as_str()).collect();
-    assert_eq!(
-        texts,
-        ["kept"],
-        "the message of the refused job rolled back"
-    );
-    let jobs = store.list(JobState::Pending, 10).await.unwrap();
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(
-        (jobs[0].kind.as_str(), jobs[0].subject),
-        ("webhook", Some(kept.id))
-    );
-
-    // A read whose job is refused rolls back too: the message stays unread.
-    let refused = chat_core::NewJob {
-        kind: "refused".to_owned(),
-        subject: None,
-        payload: "{}".to_owned(),
-        due_at: kept.created_at,
-    };
-    let receiver = UserId::new(2);
-    let read_at = kept.created_at;
-    assert!(
-        store
-            .set_status(
-                receiver,
-                &[kept.id],
-                MessageStatus::Read,
-                read_at,
-                std::slice::from_ref(&refused)
-            )
-            .await
-            .is_err()
-    );
-    assert!(
-        store
-            .mark_conversation_read(receiver, UserId::new(1), None, read_at, &[refused])
-            .await
-            .is_err()
-    );
-    assert_eq!(store.unread_total(receiver).await.unwrap(), 1);
-    assert_eq!(store.list(JobState::Pending, 10).await.unwrap().len(), 1);
+    chat_core::testing::message_jobs::a_refused_job_rolls_its_change_back(&store).await;
 }

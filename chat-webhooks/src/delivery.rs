@@ -61,6 +61,13 @@ struct Delivery {
     url: String,
 }
 
+/// What a webhook job delivers, for people: `message.created -> https://…`; `None` for
+/// a payload that is not a webhook delivery.
+pub fn describe(payload: &str) -> Option<String> {
+    let delivery: Delivery = serde_json::from_str(payload).ok()?;
+    Some(format!("{} -> {}", delivery.event, delivery.url))
+}
+
 /// The webhook jobs of chat changes: one per event and endpoint, so that each endpoint
 /// retries on its own. A message's `message.undelivered` job is due when the message has
 /// been undelivered for the configured time.
@@ -261,17 +268,19 @@ impl JobHandler for WebhookSender {
                 error: "the job names no message".to_owned(),
             };
         };
-        let message = match self.chat.stored_message(subject).await {
+        let found = if event == WebhookEvent::MessageUndelivered {
+            self.chat.still_undelivered(subject).await
+        } else {
+            self.chat.stored_message(subject).await
+        };
+        let message = match found {
             Ok(Some(message)) => message,
-            // Gone: nothing left to tell.
+            // Gone, or (for `message.undelivered`) delivered since: nothing to tell.
             Ok(None) => return Verdict::Skipped,
             Err(error) => {
                 return self.failed(job, format!("cannot read the message: {error}"), None);
             }
         };
-        if event == WebhookEvent::MessageUndelivered && message.status != MessageStatus::Sent {
-            return Verdict::Skipped;
-        }
         let body = Self::body(event, job, message);
         let webhook_id = format!("{}_{subject}", delivery.webhook_id);
         let sent_at = timestamp::now().unix_timestamp();

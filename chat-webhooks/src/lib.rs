@@ -24,7 +24,7 @@ mod secret;
 pub mod signature;
 mod worker;
 
-pub use delivery::{WEBHOOK_JOB, WebhookConfig, WebhookPlan, WebhookSender};
+pub use delivery::{WEBHOOK_JOB, WebhookConfig, WebhookPlan, WebhookSender, describe};
 pub use event::{WebhookEvent, payload};
 pub use schedule::RetrySchedule;
 pub use secret::{SecretError, WebhookSecret};

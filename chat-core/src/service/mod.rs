@@ -196,6 +196,17 @@ impl ChatService {
         self.repository.get(id).await
     }
 
+    /// The stored message `id` while no device of its receiver has acknowledged it
+    /// (still `sent`); `None` once it was delivered or read, or when it is gone. The
+    /// rule behind telling a host that a receiver is offline.
+    pub async fn still_undelivered(&self, id: MessageId) -> Result<Option<Message>, Error> {
+        Ok(self
+            .repository
+            .get(id)
+            .await?
+            .filter(|message| message.status == MessageStatus::Sent))
+    }
+
     /// Admits a new live connection of `user` while they hold fewer than `limit` across
     /// every node sharing the presence. While presence cannot be reached, the connection
     /// is let in unseated (its node's own limit still applies): a presence outage never

@@ -120,3 +120,58 @@ where
     assert!(none.is_empty());
     assert_eq!(store.list(JobState::Pending, 20).await.unwrap().len(), 7);
 }
+
+/// A store's jobs are part of its changes: a job the database refuses takes its message,
+/// or its read, with it. Needs a store that refuses jobs of kind `refused` (the store's
+/// own test installs a trigger that stands for any failure); not in the suite for that.
+pub async fn a_refused_job_rolls_its_change_back<S>(store: &S)
+where
+    S: MessageRepository + JobStore + ?Sized,
+{
+    // Concurrently, so a store that commits writes in groups keeps them apart.
+    let (kept, refused) = tokio::join!(
+        store.insert(with_jobs(record(1, 2, "kept"), &["webhook"])),
+        store.insert(with_jobs(record(1, 2, "refused"), &["refused"])),
+    );
+    let kept = kept.unwrap().message;
+    assert!(refused.is_err(), "the refused job's insert must fail");
+    let history = store
+        .history_before(UserId::new(1), UserId::new(2), None, 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = history.iter().map(|m| m.message.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["kept"],
+        "the message of the refused job rolled back"
+    );
+    let jobs = store.list(JobState::Pending, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].kind.as_str(), jobs[0].subject),
+        ("webhook", Some(kept.id))
+    );
+
+    // A read whose job is refused rolls back too: the message stays unread.
+    let refused = NewJob {
+        due_at: kept.created_at,
+        ..read_job("refused")
+    };
+    let receiver = UserId::new(2);
+    let read_at = kept.created_at;
+    let one = std::slice::from_ref(&refused);
+    assert!(
+        store
+            .set_status(receiver, &[kept.id], MessageStatus::Read, read_at, one)
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .mark_conversation_read(receiver, UserId::new(1), None, read_at, one)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.unread_total(receiver).await.unwrap(), 1);
+    assert_eq!(store.list(JobState::Pending, 10).await.unwrap().len(), 1);
+}

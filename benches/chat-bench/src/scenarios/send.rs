@@ -7,6 +7,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 
+use super::webhook_receiver::Arrivals;
 use crate::clients::{Target, quantile};
 use crate::report::Report;
 
@@ -160,14 +161,19 @@ async fn run_against(target: &Target, args: &Args) -> Result<Run, String> {
 /// The longest wait for the webhooks of one round to arrive.
 const WEBHOOK_DRAIN: Duration = Duration::from_secs(300);
 
+/// The webhook receiver of `--webhook-listen`, when asked for.
+async fn listen_for_webhooks(args: &Args) -> Result<Option<Arrivals>, String> {
+    match args.webhook_listen {
+        Some(address) => Ok(Some(super::webhook_receiver::listen(address).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Alternating rounds against `target` (with its webhooks received here when asked)
 /// and the server at `--compare-url`.
 async fn compare(target: &Target, args: &Args, other: &str) -> Result<Report, String> {
     let other = target.at(other)?;
-    let arrivals = match args.webhook_listen {
-        Some(address) => Some(super::webhook_receiver::listen(address).await?),
-        None => None,
-    };
+    let arrivals = listen_for_webhooks(args).await?;
     let (mut ours, mut theirs, mut drains) = (Vec::new(), Vec::new(), Vec::new());
     let mut created = 0;
     for _ in 0..args.rounds.max(1) {
@@ -197,10 +203,7 @@ async fn compare(target: &Target, args: &Args, other: &str) -> Result<Report, St
     report.add("sends (--compare-url)", theirs, "requests/s");
     report.add("ratio", 100.0 * ours / theirs, "%");
     if let Some(arrivals) = &arrivals {
-        let latencies = arrivals.sorted_ms();
-        report.add("webhooks received", latencies.len(), "");
-        report.add("commit to webhook p50", quantile(&latencies, 0.50), "ms");
-        report.add("commit to webhook p99", quantile(&latencies, 0.99), "ms");
+        arrivals.report(&mut report);
         report.add("drain after a round (median)", median(&mut drains), "s");
     }
     Ok(report)
@@ -210,20 +213,14 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
     if let Some(other) = &args.compare_url {
         return compare(target, args, other).await;
     }
-    let arrivals = match args.webhook_listen {
-        Some(address) => Some(super::webhook_receiver::listen(address).await?),
-        None => None,
-    };
+    let arrivals = listen_for_webhooks(args).await?;
     let server = run_against(target, args).await?;
     let mut report = Report::new("send");
     if let Some(arrivals) = &arrivals {
         let drain = arrivals
             .drained(server.latencies_ms.len(), WEBHOOK_DRAIN)
             .await?;
-        let latencies = arrivals.sorted_ms();
-        report.add("webhooks received", latencies.len(), "");
-        report.add("commit to webhook p50", quantile(&latencies, 0.50), "ms");
-        report.add("commit to webhook p99", quantile(&latencies, 0.99), "ms");
+        arrivals.report(&mut report);
         report.add("drain after the run", drain.as_secs_f64(), "s");
     }
     report.add("senders", args.senders, "");

@@ -14,6 +14,9 @@ use axum::routing::post;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::clients::quantile;
+use crate::report::Report;
+
 /// What arrived so far.
 #[derive(Clone, Default)]
 pub(crate) struct Arrivals {
@@ -39,6 +42,14 @@ impl Arrivals {
             .clone();
         all.sort_by(f64::total_cmp);
         all
+    }
+
+    /// Adds how many arrived and their p50 and p99 from commit to arrival.
+    pub(crate) fn report(&self, report: &mut Report) {
+        let latencies = self.sorted_ms();
+        report.add("webhooks received", latencies.len(), "");
+        report.add("commit to webhook p50", quantile(&latencies, 0.50), "ms");
+        report.add("commit to webhook p99", quantile(&latencies, 0.99), "ms");
     }
 
     /// Waits until `count` deliveries arrived, up to `limit`; how long it took.
