@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{MessageId, UserId};
-use crate::message::{Message, MessageStatus};
+use crate::message::{Change, Message, MessageStatus};
 use crate::timestamp::serde_micros;
 
 /// Something a connected user should hear about.
@@ -20,6 +20,8 @@ pub enum Event {
     Receipt(Receipt),
     /// The counterpart is typing.
     Typing(Typing),
+    /// A message to or from the user was edited or deleted by its sender.
+    Changed(Arc<Change>),
 }
 
 /// A status change of a message, sent to its sender.

@@ -56,7 +56,8 @@ pub use memory::{
     InProcessBroadcast, InProcessNotifier,
 };
 pub use message::{
-    Inserted, Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome, UnknownStatus,
+    Amendment, Change, FeedEntry, Inserted, Message, MessageStatus, NewMessageRecord, SendMessage,
+    SendOutcome, UnknownStatus,
 };
 pub use page::{
     ConversationSummary, Conversations, History, HistoryPage, HistoryPosition, HistoryQuery,

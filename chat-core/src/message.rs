@@ -86,6 +86,13 @@ pub struct Message {
     /// When the receiver read it.
     #[serde(with = "serde_micros::option")]
     pub read_at: Option<OffsetDateTime>,
+    /// When its sender last changed the text, if ever.
+    #[serde(default, with = "serde_micros::option")]
+    pub edited_at: Option<OffsetDateTime>,
+    /// When its sender deleted it for everyone, if they did: the text is then empty
+    /// and the message stays as a tombstone in its place.
+    #[serde(default, with = "serde_micros::option")]
+    pub deleted_at: Option<OffsetDateTime>,
 }
 
 impl Message {
@@ -149,6 +156,66 @@ impl NewMessageRecord {
             updated_at: self.created_at,
             delivered_at: None,
             read_at: None,
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
+}
+
+/// What a sender changes about a message already sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Amendment {
+    /// Replaces the text (validated and trimmed as a sent one) and sets `edited_at`.
+    Edit(String),
+    /// Removes the text for everyone and sets `deleted_at`; the row stays.
+    Delete,
+}
+
+/// A message its sender edited or deleted, at its place in the participants' feeds.
+///
+/// A change takes a `revision` from the same ascending sequence as message ids, so a
+/// device that resumes "after `n`" (the largest id or revision it received) hears of
+/// every change made since, as it hears of every new message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Where the change stands among ids and revisions: above every one committed
+    /// before it for either participant.
+    pub revision: MessageId,
+    /// The message as it is after the change.
+    pub message: Message,
+}
+
+impl Change {
+    /// Whether the change deleted the message (else it edited it).
+    pub fn is_deletion(&self) -> bool {
+        self.message.deleted_at.is_some()
+    }
+}
+
+/// One entry of a user's feed: a new message, or a change to an older one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedEntry {
+    /// A message to or from the user, as it is now, at its id.
+    New(Message),
+    /// A message edited or deleted, at its revision.
+    Changed(Change),
+}
+
+impl FeedEntry {
+    /// Where the entry stands in the feed: the id of a new message, the revision of a
+    /// change. A device resumes after the largest position it received.
+    pub fn position(&self) -> MessageId {
+        match self {
+            Self::New(message) => message.id,
+            Self::Changed(change) => change.revision,
+        }
+    }
+
+    /// The message the entry is about.
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::New(message) => message,
+            Self::Changed(change) => &change.message,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    ChatService, Error, Event, EventStream, Feed, FeedStart, FeedUpdate, InMemoryRepository,
+    ChatService, Error, Event, EventStream, Feed, FeedEntry, FeedStart, FeedUpdate, InMemoryRepository,
     InProcessNotifier, MessageId, Notice, Notifier, SendMessage, UserId,
 };
 use tokio::sync::mpsc;
@@ -35,7 +35,7 @@ async fn drain(feed: &mut Feed) -> Vec<MessageId> {
         if page.is_empty() {
             return ids;
         }
-        ids.extend(page.iter().map(|m| m.id));
+        ids.extend(page.iter().map(FeedEntry::position));
     }
 }
 

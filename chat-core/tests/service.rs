@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chat_core::testing::Faults;
 use chat_core::{
-    ChatConfig, ChatService, Error, Event, EventStream, GovernorRateLimiter, HistoryPosition,
+    ChatConfig, ChatService, Error, Event, EventStream, FeedEntry, GovernorRateLimiter, HistoryPosition,
     HistoryQuery, InMemoryRepository, InProcessNotifier, Layered, MessageId, MessageRepository,
     MessageStatus, Notice, Notifier, SendAttempt, SendFailure, SendMessage, UserId, ValidationCode,
 };
@@ -652,10 +652,10 @@ async fn backlog_calls_validate_their_bounds() {
         vec![sent.clone()]
     );
     assert_eq!(
-        chat.messages_after(ALICE, MessageId::new(0), 10)
+        chat.feed_after(ALICE, MessageId::new(0), 10)
             .await
             .unwrap(),
-        vec![sent]
+        vec![FeedEntry::New(sent)]
     );
     let error = chat
         .undelivered(BOB, MessageId::new(0), 1001)
@@ -663,7 +663,7 @@ async fn backlog_calls_validate_their_bounds() {
         .unwrap_err();
     assert_eq!(fields(&error), vec![("limit", ValidationCode::OutOfRange)]);
     let error = chat
-        .messages_after(BOB, MessageId::new(-1), 10)
+        .feed_after(BOB, MessageId::new(-1), 10)
         .await
         .unwrap_err();
     assert_eq!(

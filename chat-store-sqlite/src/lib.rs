@@ -31,6 +31,7 @@
 //! # }).unwrap();
 //! ```
 
+mod amend;
 mod backlog;
 mod catch_up;
 mod conversations;
@@ -51,7 +52,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    Claimed, ConversationSummary, Error, HistoryPage, Inserted, Job, JobId, JobState, JobStore,
+    Amendment, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage, Inserted, Job,
+    JobId, JobState, JobStore,
     Message, MessageId, MessageRepository, MessageStatus, NewJob, NewMessageRecord, Outcome,
     UserId,
 };
@@ -269,14 +271,26 @@ impl MessageRepository for SqliteStore {
             .await
     }
 
-    async fn messages_after(
+    async fn feed_after(
         &self,
         user: UserId,
         after: MessageId,
         limit: u32,
-    ) -> Result<Vec<Message>, Error> {
+    ) -> Result<Vec<FeedEntry>, Error> {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        self.read(move |conn| catch_up::after_for_user(conn, user, after, limit))
+        self.read(move |conn| catch_up::feed_after(conn, user, after, limit))
+            .await
+    }
+
+    async fn amend(
+        &self,
+        sender: UserId,
+        id: MessageId,
+        amendment: Amendment,
+        at: OffsetDateTime,
+    ) -> Result<Option<Change>, Error> {
+        self.writer
+            .write(move |conn| amend::amend(conn, sender, id, amendment, at))
             .await
     }
 

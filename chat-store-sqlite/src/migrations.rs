@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/0003_counts_on_conversations.sql"),
     ),
     (4, include_str!("../migrations/0004_jobs.sql")),
+    (5, include_str!("../migrations/0005_amendments.sql")),
 ];
 
 /// The schema version this release writes.

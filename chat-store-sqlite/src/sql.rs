@@ -8,7 +8,7 @@ use rusqlite::types::{FromSqlError, Type};
 macro_rules! message_columns {
     () => {
         "id, sender_id, receiver_id, message, status, client_message_id, \
-         created_at, updated_at, delivered_at, read_at"
+         created_at, updated_at, delivered_at, read_at, edited_at, deleted_at"
     };
 }
 
@@ -132,9 +132,48 @@ pub(crate) const HISTORY_BETWEEN: &str = concat!(
      ORDER BY id ASC LIMIT ?5"
 );
 
+/// The peers of a user's conversations with a change after `?2` (the constant term
+/// lets the planner use the partial index whatever `?2` is bound to).
+pub(crate) const PEERS_CHANGED_AFTER: &str = "SELECT peer_id FROM conversations \
+     WHERE user_id = ?1 AND last_revision > ?2 AND last_revision > 0";
+
+/// One conversation's changes with revisions above `?3`, by revision: the message
+/// columns, then the revision.
+pub(crate) const CHANGES_AFTER: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    ", revision FROM messages WHERE low_user_id = ?1 AND high_user_id = ?2 \
+     AND revision > ?3 ORDER BY revision ASC LIMIT ?4"
+);
+
+/// The receiver of message `?1` if `?2` sent it and it is not deleted.
+pub(crate) const AMENDABLE: &str =
+    "SELECT receiver_id FROM messages WHERE id = ?1 AND sender_id = ?2 AND deleted_at IS NULL";
+
+/// Takes the next number of the id sequence (the `AUTOINCREMENT` counter, which
+/// `INSERT` then continues above). Its row exists once any message was stored.
+pub(crate) const NEXT_POSITION: &str =
+    "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'messages' RETURNING seq";
+
+pub(crate) const EDIT: &str = concat!(
+    "UPDATE messages SET message = ?1, edited_at = ?2, updated_at = ?2, revision = ?3 \
+     WHERE id = ?4 RETURNING ",
+    message_columns!()
+);
+
+pub(crate) const DELETE: &str = concat!(
+    "UPDATE messages SET message = ?1, deleted_at = ?2, updated_at = ?2, revision = ?3 \
+     WHERE id = ?4 RETURNING ",
+    message_columns!()
+);
+
+/// Both participants' conversation rows: their newest change is `?3`.
+pub(crate) const TOUCH_CHANGED: &str = "UPDATE conversations SET last_revision = ?3 \
+     WHERE (user_id = ?1 AND peer_id = ?2) OR (user_id = ?2 AND peer_id = ?1)";
+
 pub(crate) const CONVERSATIONS: &str = "SELECT m.id, m.sender_id, m.receiver_id, m.message, \
      m.status, m.client_message_id, m.created_at, m.updated_at, m.delivered_at, m.read_at, \
-     c.peer_id, c.unread_count \
+     m.edited_at, m.deleted_at, c.peer_id, c.unread_count \
      FROM conversations c JOIN messages m ON m.id = c.last_message_id \
      WHERE c.user_id = ?1 AND c.last_message_id < ?2 \
      ORDER BY c.last_message_id DESC LIMIT ?3";
@@ -148,8 +187,8 @@ pub(crate) const UNREAD_TOTAL: &str =
 pub(crate) fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<ConversationSummary> {
     Ok(ConversationSummary {
         last_message: message_from_row(row)?,
-        counterpart: UserId::new(row.get(10)?),
-        unread_count: count(row.get(11)?),
+        counterpart: UserId::new(row.get(12)?),
+        unread_count: count(row.get(13)?),
     })
 }
 
@@ -178,6 +217,8 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         updated_at: time_at(row, 7)?,
         delivered_at: optional_time_at(row, 8)?,
         read_at: optional_time_at(row, 9)?,
+        edited_at: optional_time_at(row, 10)?,
+        deleted_at: optional_time_at(row, 11)?,
     })
 }
 
@@ -325,6 +366,26 @@ mod tests {
                 "conversations_recent",
                 plan(&conn, PEERS_ACTIVE_AFTER, (1, 0)),
             ),
+            (
+                "PEERS_CHANGED_AFTER",
+                "conversations_changed",
+                plan(&conn, PEERS_CHANGED_AFTER, (1, 0)),
+            ),
+            (
+                "CHANGES_AFTER",
+                "messages_changes",
+                plan(&conn, CHANGES_AFTER, (1, 2, 0, 50)),
+            ),
+            (
+                "AMENDABLE",
+                "INTEGER PRIMARY KEY",
+                plan(&conn, AMENDABLE, (1, 2)),
+            ),
+            (
+                "TOUCH_CHANGED",
+                "PRIMARY KEY",
+                plan(&conn, TOUCH_CHANGED, (1, 2, 3)),
+            ),
         ];
         for (name, index, text) in cases {
             assert!(text.contains(index), "{name} does not use {index}: {text}");
@@ -337,11 +398,17 @@ mod tests {
         assert!(!backlog.contains("TEMP B-TREE"), "{backlog}");
         let peers = plan(&conn, PEERS_ACTIVE_AFTER, (1, 0));
         assert!(!peers.contains("TEMP B-TREE"), "{peers}");
+        let changes = plan(&conn, CHANGES_AFTER, (1, 2, 0, 50));
+        assert!(!changes.contains("TEMP B-TREE"), "{changes}");
         let read_up_to = plan(&conn, MARK_READ_UP_TO, (0, 1, 2, 2, 0, 10));
         assert!(
             read_up_to.contains("id>? AND id<?"),
             "mark read up to is not a range: {read_up_to}"
         );
+        for update in [EDIT, DELETE] {
+            let text = plan(&conn, update, ("", 0, 1, 2));
+            assert!(text.contains("INTEGER PRIMARY KEY"), "{update}: {text}");
+        }
         for update in [MARK_DELIVERED, MARK_READ] {
             let text = plan(&conn, update, (0, 1, 2));
             assert!(text.contains("INTEGER PRIMARY KEY"), "{update}: {text}");

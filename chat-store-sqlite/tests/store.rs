@@ -179,10 +179,13 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         SqliteStore::LATEST_SCHEMA_VERSION
     );
     let caught_up = store
-        .messages_after(UserId::new(1), MessageId::new(0), 10)
+        .feed_after(UserId::new(1), MessageId::new(0), 10)
         .await
         .unwrap();
-    let texts: Vec<&str> = caught_up.iter().map(|m| m.message.as_str()).collect();
+    let texts: Vec<&str> = caught_up
+        .iter()
+        .map(|entry| entry.message().message.as_str())
+        .collect();
     assert_eq!(
         texts,
         ["before the upgrade", "another peer", "already read"]
@@ -236,6 +239,30 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         .unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].subject, Some(with_job.id));
+    // Messages from before the upgrade can be edited and deleted, and a device that
+    // had everything hears of it.
+    let at = chat_core::timestamp::now();
+    let edit = chat_core::Amendment::Edit("edited after the upgrade".to_owned());
+    let edited = store
+        .amend(UserId::new(1), MessageId::new(1), edit, at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(edited.revision > with_job.id);
+    let deleted = store
+        .amend(UserId::new(3), MessageId::new(2), chat_core::Amendment::Delete, at)
+        .await
+        .unwrap()
+        .unwrap();
+    let changes = store
+        .feed_after(UserId::new(1), with_job.id, 10)
+        .await
+        .unwrap();
+    let positions: Vec<_> = changes.iter().map(chat_core::FeedEntry::position).collect();
+    assert_eq!(positions, [edited.revision, deleted.revision]);
+    assert_eq!(changes[1].message().message, "");
+    let after = store.insert(record(2, 1, "after the edits")).await.unwrap();
+    assert!(after.message.id > deleted.revision);
 }
 
 /// After the conformance walk of sends, receipts and reads up to an id, every

@@ -8,7 +8,9 @@ use crate::error::Error;
 use crate::ids::JobId;
 use crate::ids::{MessageId, UserId};
 use crate::memory::InMemoryJobStore;
-use crate::message::{Inserted, Message, MessageStatus, NewMessageRecord};
+use crate::message::{
+    Amendment, Change, FeedEntry, Inserted, Message, MessageStatus, NewMessageRecord,
+};
 use crate::page::{ConversationSummary, HistoryPage};
 use crate::ports::{Claimed, Job, JobState, JobStore, MessageRepository, NewJob, Outcome};
 
@@ -25,8 +27,15 @@ pub struct InMemoryRepository {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Message `id` is at index `id - 1`.
+    /// Every message, by ascending id.
     messages: Vec<Message>,
+    /// The last id or revision given out: both come from this one sequence.
+    last_position: i64,
+    /// The message each revision changed, by revision; a message's older revisions
+    /// are removed when it changes again.
+    changes: BTreeMap<MessageId, MessageId>,
+    /// The current revision of each changed message.
+    revisions: HashMap<MessageId, MessageId>,
     by_client_id: HashMap<(UserId, String), MessageId>,
     /// Ids of each conversation, ascending, keyed by `(smaller user, larger user)`.
     conversations: HashMap<(UserId, UserId), Vec<MessageId>>,
@@ -53,13 +62,19 @@ fn conversation_key(a: UserId, b: UserId) -> (UserId, UserId) {
 
 impl State {
     fn message(&self, id: MessageId) -> Option<&Message> {
-        let index = usize::try_from(id.get().checked_sub(1)?).ok()?;
+        let index = self.messages.binary_search_by_key(&id, |m| m.id).ok()?;
         self.messages.get(index)
     }
 
     fn message_mut(&mut self, id: MessageId) -> Option<&mut Message> {
-        let index = usize::try_from(id.get().checked_sub(1)?).ok()?;
+        let index = self.messages.binary_search_by_key(&id, |m| m.id).ok()?;
         self.messages.get_mut(index)
+    }
+
+    /// The next number of the id and revision sequence.
+    fn next_position(&mut self) -> MessageId {
+        self.last_position += 1;
+        MessageId::new(self.last_position)
     }
 
     fn conversation(&self, a: UserId, b: UserId) -> &[MessageId] {
@@ -113,7 +128,7 @@ impl MessageRepository for InMemoryRepository {
                 });
             }
         }
-        let id = MessageId::new(state.messages.len() as i64 + 1);
+        let id = state.next_position();
         let mut record = record;
         let jobs = std::mem::take(&mut record.jobs);
         if !jobs.is_empty() {
@@ -266,16 +281,76 @@ impl MessageRepository for InMemoryRepository {
             .collect())
     }
 
-    async fn messages_after(
+    async fn feed_after(
         &self,
         user: UserId,
         after: MessageId,
         limit: u32,
-    ) -> Result<Vec<Message>, Error> {
+    ) -> Result<Vec<FeedEntry>, Error> {
         let state = self.state();
         let ids = state.by_user.get(&user).map_or(&[][..], Vec::as_slice);
         let start = ids.partition_point(|&id| id <= after);
-        Ok(state.collect(ids[start..].iter(), limit))
+        let new = state
+            .collect(ids[start..].iter(), limit)
+            .into_iter()
+            .map(FeedEntry::New);
+        let changed = state
+            .changes
+            .range(MessageId::new(after.get().saturating_add(1))..)
+            .filter_map(|(&revision, &id)| {
+                let message = state.message(id)?;
+                message.is_participant(user).then(|| {
+                    FeedEntry::Changed(Change {
+                        revision,
+                        message: message.clone(),
+                    })
+                })
+            })
+            .take(limit as usize);
+        let mut entries: Vec<FeedEntry> = new.chain(changed).collect();
+        // Stable: a message new and changed keeps its new entry first.
+        entries.sort_by_key(FeedEntry::position);
+        entries.truncate(limit as usize);
+        Ok(entries)
+    }
+
+    async fn amend(
+        &self,
+        sender: UserId,
+        id: MessageId,
+        amendment: Amendment,
+        at: OffsetDateTime,
+    ) -> Result<Option<Change>, Error> {
+        let mut state = self.state();
+        let amendable = state
+            .message(id)
+            .is_some_and(|m| m.sender_id == sender && m.deleted_at.is_none());
+        if !amendable {
+            return Ok(None);
+        }
+        let revision = state.next_position();
+        if let Some(previous) = state.revisions.insert(id, revision) {
+            state.changes.remove(&previous);
+        }
+        state.changes.insert(revision, id);
+        let Some(message) = state.message_mut(id) else {
+            return Ok(None);
+        };
+        match amendment {
+            Amendment::Edit(text) => {
+                message.message = text;
+                message.edited_at = Some(at);
+            }
+            Amendment::Delete => {
+                message.message = String::new();
+                message.deleted_at = Some(at);
+            }
+        }
+        message.updated_at = at;
+        Ok(Some(Change {
+            revision,
+            message: message.clone(),
+        }))
     }
 
     async fn conversations(

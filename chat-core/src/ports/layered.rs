@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::MessageRepository;
 use crate::error::Error;
 use crate::ids::{MessageId, UserId};
-use crate::message::{Inserted, Message, MessageStatus, NewMessageRecord};
+use crate::message::{Amendment, Change, FeedEntry, Inserted, Message, MessageStatus, NewMessageRecord};
 use crate::page::{ConversationSummary, HistoryPage};
 use crate::ports::NewJob;
 
@@ -36,8 +36,10 @@ pub enum StoreOperation {
     MarkConversationRead,
     /// `undelivered`
     Undelivered,
-    /// `messages_after`
-    MessagesAfter,
+    /// `feed_after`
+    FeedAfter,
+    /// `amend`
+    Amend,
     /// `conversations`
     Conversations,
     /// `unread_total`
@@ -58,7 +60,8 @@ impl StoreOperation {
             Self::SetStatus => "set_status",
             Self::MarkConversationRead => "mark_conversation_read",
             Self::Undelivered => "undelivered",
-            Self::MessagesAfter => "messages_after",
+            Self::FeedAfter => "feed_after",
+            Self::Amend => "amend",
             Self::Conversations => "conversations",
             Self::UnreadTotal => "unread_total",
             Self::Ping => "ping",
@@ -227,14 +230,25 @@ impl<L: RepositoryLayer> MessageRepository for Layered<L> {
         self.call(StoreOperation::Undelivered, call).await
     }
 
-    async fn messages_after(
+    async fn feed_after(
         &self,
         user: UserId,
         after: MessageId,
         limit: u32,
-    ) -> Result<Vec<Message>, Error> {
-        let call = self.inner.messages_after(user, after, limit);
-        self.call(StoreOperation::MessagesAfter, call).await
+    ) -> Result<Vec<FeedEntry>, Error> {
+        let call = self.inner.feed_after(user, after, limit);
+        self.call(StoreOperation::FeedAfter, call).await
+    }
+
+    async fn amend(
+        &self,
+        sender: UserId,
+        id: MessageId,
+        amendment: Amendment,
+        at: OffsetDateTime,
+    ) -> Result<Option<Change>, Error> {
+        let call = self.inner.amend(sender, id, amendment, at);
+        self.call(StoreOperation::Amend, call).await
     }
 
     async fn conversations(

@@ -3,7 +3,7 @@ use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::ids::{MessageId, UserId};
-use crate::message::{Inserted, Message, MessageStatus, NewMessageRecord};
+use crate::message::{Amendment, Change, FeedEntry, Inserted, Message, MessageStatus, NewMessageRecord};
 use crate::page::{ConversationSummary, HistoryPage};
 use crate::ports::NewJob;
 
@@ -18,9 +18,11 @@ use crate::ports::NewJob;
 ///
 /// - **Durability.** When a writing method returns `Ok`, its change is committed and
 ///   survives a crash of the process.
-/// - **Ids.** `insert` assigns ids that ascend in commit order: a message committed
-///   after `messages_after` returned some id `n` as its largest must get an id
-///   above `n`, so a reader that resumes "after `n`" never misses it.
+/// - **Ids and revisions.** `insert` assigns ids, and `amend` revisions, from one
+///   sequence that ascends in commit order for each user: a message or change
+///   committed after `feed_after` returned some position `n` as its largest must get
+///   an id or revision above `n`, so a reader that resumes "after `n`" never misses
+///   it. (Ids need not be consecutive: revisions take numbers between them.)
 /// - **Idempotency.** `insert` is idempotent on `(sender_id, client_message_id)` when the
 ///   key is present: if a row with that pair exists (also one committed concurrently by
 ///   another caller), it returns that row with `created: false` and changes nothing.
@@ -36,14 +38,20 @@ use crate::ports::NewJob;
 ///   `updated_at` becomes the given time. The methods return exactly the rows they
 ///   changed, in ascending id order; rows already at or past the target are left as
 ///   they are and not returned.
+/// - **Amendments.** `amend` changes only a message of the given sender that is not
+///   deleted: an edit replaces the text and sets `edited_at`, a deletion stores an
+///   empty text and sets `deleted_at`; both set `updated_at`, keep the row (its id,
+///   status and place in counts and history) and take a new revision. Anything else
+///   (no such message, another sender's, one already deleted) changes nothing and
+///   answers `None`.
 /// - **Jobs.** The jobs of a new message (`NewMessageRecord::jobs`) and of a status
 ///   change (`jobs`, a copy per changed message) are committed with the change or not
 ///   at all, each naming its message as subject. A store that is also a
 ///   [`JobStore`](crate::JobStore) hands them out from there; one that is not is never
 ///   given any (`ChatService` needs a job store to make them).
 /// - **Ordering.** Lists are ordered by id: descending for history pages and
-///   `history_before`, ascending for `history_after`, `undelivered` and
-///   `messages_after`. Conversation lists are ordered by their last message id,
+///   `history_before`, ascending for `history_after` and `undelivered`;
+///   `feed_after` is ordered by position (ids and revisions together). Conversation lists are ordered by their last message id,
 ///   descending.
 /// - **Errors.** A lost or unreachable backend is `Error::Unavailable`; a unique
 ///   violation other than the idempotency key is `Error::Conflict`; anything else
@@ -63,9 +71,9 @@ use crate::ports::NewJob;
 /// use std::sync::Arc;
 ///
 /// use chat_core::{
-///     ChatService, ConversationSummary, Error, HistoryPage, InMemoryRepository,
-///     InProcessNotifier, Inserted, Message, MessageId, MessageRepository, MessageStatus,
-///     NewJob, NewMessageRecord, UserId, async_trait,
+///     Amendment, Change, ChatService, ConversationSummary, Error, FeedEntry, HistoryPage,
+///     InMemoryRepository, InProcessNotifier, Inserted, Message, MessageId,
+///     MessageRepository, MessageStatus, NewJob, NewMessageRecord, UserId, async_trait,
 /// };
 /// use time::OffsetDateTime;
 ///
@@ -114,10 +122,15 @@ use crate::ports::NewJob;
 ///     ) -> Result<Vec<Message>, Error> {
 ///         self.backend.undelivered(receiver, after, limit).await
 ///     }
-///     async fn messages_after(
+///     async fn feed_after(
 ///         &self, user: UserId, after: MessageId, limit: u32,
-///     ) -> Result<Vec<Message>, Error> {
-///         self.backend.messages_after(user, after, limit).await
+///     ) -> Result<Vec<FeedEntry>, Error> {
+///         self.backend.feed_after(user, after, limit).await
+///     }
+///     async fn amend(
+///         &self, sender: UserId, id: MessageId, amendment: Amendment, at: OffsetDateTime,
+///     ) -> Result<Option<Change>, Error> {
+///         self.backend.amend(sender, id, amendment, at).await
 ///     }
 ///     async fn conversations(
 ///         &self, user: UserId, before: Option<MessageId>, limit: u32,
@@ -215,14 +228,28 @@ pub trait MessageRepository: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Message>, Error>;
 
-    /// At most `limit` messages to or from `user` with an id above `after`, oldest
-    /// first: the catch-up of a reconnecting device.
-    async fn messages_after(
+    /// The first `limit` entries of `user`'s feed after position `after`, by position:
+    /// every message to or from `user` with an id above `after`, as it is now, at its
+    /// id ([`FeedEntry::New`]), and every one with a revision above `after` at its
+    /// revision ([`FeedEntry::Changed`]); a message new and changed since `after` is
+    /// both. The catch-up of a reconnecting device.
+    async fn feed_after(
         &self,
         user: UserId,
         after: MessageId,
         limit: u32,
-    ) -> Result<Vec<Message>, Error>;
+    ) -> Result<Vec<FeedEntry>, Error>;
+
+    /// Edits or deletes message `id` of `sender` at `at` under a new revision (see
+    /// *Amendments*); `None` when there is no such message of theirs that is not
+    /// deleted.
+    async fn amend(
+        &self,
+        sender: UserId,
+        id: MessageId,
+        amendment: Amendment,
+        at: OffsetDateTime,
+    ) -> Result<Option<Change>, Error>;
 
     /// At most `limit` of `user`'s conversations whose last message id is below
     /// `before` (all when `None`), by last message id descending, each with the count

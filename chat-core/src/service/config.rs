@@ -1,5 +1,7 @@
 //! Tunable limits of `ChatService`.
 
+use std::time::Duration;
+
 /// Limits applied by `ChatService`. `Default` gives the documented defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -12,6 +14,8 @@ pub struct ChatConfig {
     pub default_page_size: u32,
     /// Conversations in a list page when the caller names no limit.
     pub default_conversations_limit: u32,
+    /// How long after sending its sender may still edit a message.
+    pub edit_window: Duration,
 }
 
 impl ChatConfig {
@@ -29,6 +33,12 @@ impl ChatConfig {
         self
     }
 
+    /// Sets how long after sending a message its sender may edit it.
+    pub fn with_edit_window(mut self, window: Duration) -> Self {
+        self.edit_window = window;
+        self
+    }
+
     /// Sets the most ids one batch status change may list.
     pub fn with_max_batch_ids(mut self, max: usize) -> Self {
         self.max_batch_ids = max;
@@ -43,6 +53,7 @@ impl Default for ChatConfig {
             max_batch_ids: 500,
             default_page_size: 50,
             default_conversations_limit: 20,
+            edit_window: Duration::from_secs(15 * 60),
         }
     }
 }

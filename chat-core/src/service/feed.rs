@@ -12,7 +12,7 @@ use super::ChatService;
 use crate::error::Error;
 use crate::event::{Event, Receipt, Typing};
 use crate::ids::{MessageId, UserId};
-use crate::message::Message;
+use crate::message::FeedEntry;
 use crate::ports::{EventStream, Notice};
 
 /// Where a device's feed starts.
@@ -22,8 +22,9 @@ pub enum FeedStart {
     /// backlog), then every message to or from the user committed after the feed
     /// opened.
     Undelivered,
-    /// Every message to or from the user after this id: a device resuming with the
-    /// highest id it received.
+    /// Every message to or from the user after this id, and every change (edit,
+    /// deletion) to an older one made since: a device resuming with the largest id or
+    /// revision it received.
     After(MessageId),
 }
 
@@ -31,24 +32,28 @@ pub enum FeedStart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FeedUpdate {
-    /// Messages are waiting: take them with [`Feed::next_page`] until it returns none.
+    /// Messages or changes are waiting: take them with [`Feed::next_page`] until it
+    /// returns none.
     Messages,
     /// A message the user sent was delivered or read.
     Receipt(Receipt),
     /// The counterpart is typing.
     Typing(Typing),
     /// The feed cannot go on: its events fell too far behind and were dropped. The
-    /// device reconnects with the highest message id it received and misses nothing.
+    /// device reconnects with the largest id or revision it received and misses
+    /// nothing.
     Ended,
 }
 
 /// The messages and events one device of a user must receive.
 ///
-/// Opened with [`ChatService::open_feed`]. Messages come out of [`next_page`] in id
-/// order, each once: first the backlog, then whatever is newer, each time
-/// [`next_update`] says there is more. [`cursor`] is then a safe resume point: every
-/// message to or from the user up to it has been handed out (or, for
-/// [`FeedStart::Undelivered`], was delivered before the feed opened).
+/// Opened with [`ChatService::open_feed`]. Entries come out of [`next_page`] in
+/// position order, each once: first the backlog, then whatever is newer, each time
+/// [`next_update`] says there is more. A new message stands at its id, an edit or
+/// deletion of an older one at its revision (the same sequence). [`cursor`] is then
+/// a safe resume point: every message and change of the user's up to it has been
+/// handed out (or, for [`FeedStart::Undelivered`], was delivered before the feed
+/// opened).
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -71,8 +76,8 @@ pub enum FeedUpdate {
 ///         received.extend(page);
 ///     }
 /// }
-/// assert_eq!(received[0].message, "Hi");
-/// assert_eq!(bobs_phone.cursor(), received[0].id);
+/// assert_eq!(received[0].message().message, "Hi");
+/// assert_eq!(bobs_phone.cursor(), received[0].position());
 /// # Ok::<(), chat_core::Error>(())
 /// # }).unwrap();
 /// ```
@@ -84,8 +89,8 @@ pub struct Feed {
     chat: ChatService,
     user: UserId,
     notices: EventStream,
-    /// Every message to or from the user up to here has been handed out, or was there
-    /// before an `Undelivered` feed opened.
+    /// Every message and change of the user's up to this position has been handed
+    /// out, or was there before an `Undelivered` feed opened.
     cursor: MessageId,
     /// While the undelivered backlog is being handed out: where its next page starts.
     backlog: Option<MessageId>,
@@ -156,7 +161,8 @@ impl Feed {
         self.user
     }
 
-    /// Every message to or from the user up to this id has been handed out.
+    /// Every message and change of the user's up to this position (id or revision)
+    /// has been handed out.
     pub fn cursor(&self) -> MessageId {
         self.cursor
     }
@@ -180,6 +186,9 @@ impl Feed {
                     // the store has news after the cursor.
                     self.behind |= message.id > self.cursor;
                 }
+                Some(Notice::Event(Event::Changed(change))) => {
+                    self.behind |= change.revision > self.cursor;
+                }
                 Some(Notice::Event(Event::Receipt(receipt))) => {
                     return FeedUpdate::Receipt(receipt);
                 }
@@ -190,11 +199,11 @@ impl Feed {
         }
     }
 
-    /// The next messages for the device, oldest first; empty when it has them all.
+    /// The next entries for the device, in position order; empty when it has them all.
     ///
-    /// The undelivered backlog comes first, then every message after the cursor. On
-    /// an error the feed is unchanged and the call may be repeated.
-    pub async fn next_page(&mut self) -> Result<Vec<Message>, Error> {
+    /// The undelivered backlog comes first, then every message and change after the
+    /// cursor. On an error the feed is unchanged and the call may be repeated.
+    pub async fn next_page(&mut self) -> Result<Vec<FeedEntry>, Error> {
         if let Some(after) = self.backlog {
             let mut page = self.chat.undelivered(self.user, after, self.batch).await?;
             let full = page.len() == self.batch as usize;
@@ -205,7 +214,7 @@ impl Feed {
                 _ => None,
             };
             if !page.is_empty() {
-                return Ok(page);
+                return Ok(page.into_iter().map(FeedEntry::New).collect());
             }
         }
         if !self.behind {
@@ -213,10 +222,10 @@ impl Feed {
         }
         let page = self
             .chat
-            .messages_after(self.user, self.cursor, self.batch)
+            .feed_after(self.user, self.cursor, self.batch)
             .await?;
         if let Some(last) = page.last() {
-            self.cursor = last.id;
+            self.cursor = last.position();
         }
         self.behind = page.len() == self.batch as usize;
         Ok(page)

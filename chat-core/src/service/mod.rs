@@ -17,7 +17,10 @@ use crate::error::{Error, ValidationErrors};
 use crate::event::{Event, Receipt, Typing};
 use crate::ids::{MessageId, UserId};
 use crate::memory::{InMemoryPresence, InMemoryRepository, InProcessNotifier};
-use crate::message::{Message, MessageStatus, NewMessageRecord, SendMessage, SendOutcome};
+use crate::message::{
+    Amendment, Change, FeedEntry, Message, MessageStatus, NewMessageRecord, SendMessage,
+    SendOutcome,
+};
 use crate::page::{Conversations, History, HistoryPosition, HistoryQuery, HistoryRequest};
 use crate::ports::{
     EventStream, MessageJobs, MessageRepository, NewJob, Notifier, Presence, RateDecision,
@@ -74,7 +77,7 @@ pub enum SendFailure<E> {
     Chat(Error),
 }
 
-/// Most messages one backlog call (`undelivered`, `messages_after`) returns.
+/// Most entries one backlog call (`undelivered`, `feed_after`) returns.
 pub const MAX_BACKLOG_BATCH: u32 = 1000;
 
 /// The chat application: validates, authorizes, stores through a
@@ -620,18 +623,93 @@ impl ChatService {
         self.repository.undelivered(caller, after_id, limit).await
     }
 
-    /// Up to `limit` (1–1000) messages to or from `caller` after `after_id`, oldest
-    /// first: the catch-up of a device resuming from a cursor.
-    pub async fn messages_after(
+    /// Up to `limit` (1–1000) entries of `caller`'s feed after position `after_id`, by
+    /// position: new messages to or from `caller` and changes (edits, deletions) to
+    /// older ones. The catch-up of a device resuming from a cursor.
+    pub async fn feed_after(
         &self,
         caller: UserId,
         after_id: MessageId,
         limit: u32,
-    ) -> Result<Vec<Message>, Error> {
+    ) -> Result<Vec<FeedEntry>, Error> {
         Self::check_backlog(caller, after_id, limit)?;
-        self.repository
-            .messages_after(caller, after_id, limit)
-            .await
+        self.repository.feed_after(caller, after_id, limit).await
+    }
+
+    /// Replaces the text of message `id`, sent by `caller`, and tells every device of
+    /// both participants. The text is checked and trimmed as in [`send`](Self::send).
+    ///
+    /// Idempotent: the text the message already has changes nothing (and is accepted
+    /// also after the edit window). Only the sender may edit (`Forbidden` for the
+    /// receiver, `NotFound` for anyone else), only within
+    /// [`edit_window`](ChatConfig::edit_window) of sending (`Forbidden` after), and
+    /// never a deleted message (`Conflict`).
+    pub async fn edit_message(
+        &self,
+        caller: UserId,
+        id: MessageId,
+        text: String,
+    ) -> Result<Message, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "message_id", id.get());
+        let trimmed_len =
+            validation::message_text(&mut errors, &text, self.config.max_message_chars).len();
+        errors.into_result()?;
+        let text = if trimmed_len == text.len() {
+            text
+        } else {
+            text.trim().to_owned()
+        };
+        let message = self.sent_message(caller, id, "only the sender can edit a message").await?;
+        if message.deleted_at.is_some() {
+            return Err(deleted_conflict());
+        }
+        if message.message == text {
+            return Ok(message);
+        }
+        let at = timestamp::now();
+        let window = time::Duration::try_from(self.config.edit_window)
+            .unwrap_or(time::Duration::MAX);
+        if at - message.created_at > window {
+            return Err(Error::Forbidden {
+                reason: "the time to edit this message has passed",
+            });
+        }
+        match self
+            .repository
+            .amend(caller, id, Amendment::Edit(text), at)
+            .await?
+        {
+            Some(change) => Ok(self.publish_change(change).await),
+            // Deleted in between.
+            None => Err(deleted_conflict()),
+        }
+    }
+
+    /// Deletes message `id`, sent by `caller`, for everyone: the text is removed from
+    /// the store, the message stays in history as a tombstone (`deleted_at` set, text
+    /// empty), and every device of both participants is told. Idempotent: a deleted
+    /// message is returned as it is. Only the sender may delete (`Forbidden` for the
+    /// receiver, `NotFound` for anyone else).
+    pub async fn delete_message(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "message_id", id.get());
+        errors.into_result()?;
+        let message = self
+            .sent_message(caller, id, "only the sender can delete a message")
+            .await?;
+        if message.deleted_at.is_some() {
+            return Ok(message);
+        }
+        match self
+            .repository
+            .amend(caller, id, Amendment::Delete, timestamp::now())
+            .await?
+        {
+            Some(change) => Ok(self.publish_change(change).await),
+            // Another device deleted it in between.
+            None => self.visible_message(caller, id).await,
+        }
     }
 
     /// Tells `receiver` that `caller` is typing.
@@ -671,6 +749,32 @@ impl ChatService {
     /// watch it (its presence, its typing).
     pub fn takes_part(caller: UserId, a: UserId, b: UserId) -> bool {
         caller == a || caller == b
+    }
+
+    /// Message `id` if `caller` sent it: `NotFound` when they took no part in it,
+    /// `Forbidden` with `reason` when they received it.
+    async fn sent_message(
+        &self,
+        caller: UserId,
+        id: MessageId,
+        reason: &'static str,
+    ) -> Result<Message, Error> {
+        let message = self.visible_message(caller, id).await?;
+        if message.sender_id != caller {
+            return Err(Error::Forbidden { reason });
+        }
+        Ok(message)
+    }
+
+    /// Tells both participants of a change, and answers the changed message.
+    async fn publish_change(&self, change: Change) -> Message {
+        let (sender, receiver) = (change.message.sender_id, change.message.receiver_id);
+        let shared = Arc::new(change);
+        self.publish(receiver, Event::Changed(Arc::clone(&shared)))
+            .await;
+        self.publish(sender, Event::Changed(Arc::clone(&shared)))
+            .await;
+        Arc::unwrap_or_clone(shared).message
     }
 
     async fn visible_message(&self, caller: UserId, id: MessageId) -> Result<Message, Error> {
@@ -786,6 +890,12 @@ impl ChatService {
         if let Err(error) = self.notifier.publish(user, event).await {
             tracing::warn!(%user, %error, "could not publish a chat event");
         }
+    }
+}
+
+fn deleted_conflict() -> Error {
+    Error::Conflict {
+        message: "The message has been deleted and can no longer be edited.".to_owned(),
     }
 }
 

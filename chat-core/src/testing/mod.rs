@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+pub mod amendments;
 pub mod broadcast;
 mod faults;
 pub mod jobs;
@@ -130,7 +131,7 @@ macro_rules! message_repository_suite {
             mark_conversation_read_counts_and_stops_at_the_id,
             mark_conversation_read_without_id_reads_all,
             undelivered_lists_sent_messages_oldest_first,
-            messages_after_catches_up_in_id_order,
+            feed_after_catches_up_in_id_order,
             catch_up_during_concurrent_writes_is_gap_free,
             conversations_are_newest_first_with_unread_counts,
             conversations_page_by_cursor,
@@ -140,6 +141,13 @@ macro_rules! message_repository_suite {
             sql_metacharacters_are_stored_verbatim,
             timestamps_round_trip,
             ping_answers,
+        );
+        $crate::__conformance_cases!(amendments, $factory;
+            an_edit_replaces_the_text_under_a_new_revision,
+            a_deletion_leaves_a_tombstone_in_history_and_counts,
+            only_the_sender_amends_a_message_not_deleted,
+            the_feed_places_changes_at_their_revisions,
+            the_feed_during_concurrent_sends_and_edits_is_gap_free,
         );
     };
 }

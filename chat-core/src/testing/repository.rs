@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 
 use super::{at, keyed_record, record};
 use crate::ids::{MessageId, UserId};
-use crate::message::{Message, MessageStatus};
+use crate::message::{FeedEntry, Message, MessageStatus};
 use crate::ports::MessageRepository;
 
 fn u(id: i64) -> UserId {
@@ -20,6 +20,17 @@ fn m(id: i64) -> MessageId {
 
 fn id_list(messages: &[Message]) -> Vec<MessageId> {
     messages.iter().map(|m| m.id).collect()
+}
+
+/// The positions of a feed page of new messages only.
+fn positions(entries: &[FeedEntry]) -> Vec<MessageId> {
+    entries
+        .iter()
+        .map(|entry| {
+            assert!(matches!(entry, FeedEntry::New(_)), "{entry:?}");
+            entry.position()
+        })
+        .collect()
 }
 
 /// Inserts `count` messages alternating between `a → b` and `b → a`; returns their ids.
@@ -56,6 +67,8 @@ pub async fn insert_then_get_round_trip(repo: &dyn MessageRepository) {
     assert_eq!(stored.updated_at, new.created_at);
     assert_eq!(stored.delivered_at, None);
     assert_eq!(stored.read_at, None);
+    assert_eq!(stored.edited_at, None);
+    assert_eq!(stored.deleted_at, None);
     assert_eq!(repo.get(stored.id).await.unwrap(), Some(stored));
 }
 
@@ -426,7 +439,7 @@ pub async fn undelivered_lists_sent_messages_oldest_first(repo: &dyn MessageRepo
     assert!(repo.undelivered(u(9), m(0), 100).await.unwrap().is_empty());
 }
 
-pub async fn messages_after_catches_up_in_id_order(repo: &dyn MessageRepository) {
+pub async fn feed_after_catches_up_in_id_order(repo: &dyn MessageRepository) {
     let mut mine = Vec::new();
     for i in 0..9 {
         let (from, to) = match i % 3 {
@@ -439,20 +452,20 @@ pub async fn messages_after_catches_up_in_id_order(repo: &dyn MessageRepository)
             mine.push(id);
         }
     }
-    let all = repo.messages_after(u(1), m(0), 100).await.unwrap();
-    assert_eq!(id_list(&all), mine);
+    let all = repo.feed_after(u(1), m(0), 100).await.unwrap();
+    assert_eq!(positions(&all), mine);
     let mut walked = Vec::new();
     let mut after = m(0);
     loop {
-        let page = repo.messages_after(u(1), after, 2).await.unwrap();
+        let page = repo.feed_after(u(1), after, 2).await.unwrap();
         let Some(last) = page.last() else { break };
-        after = last.id;
-        walked.extend(id_list(&page));
+        after = last.position();
+        walked.extend(positions(&page));
     }
     assert_eq!(walked, mine);
 }
 
-/// Writers commit while a reader follows `messages_after`: every message must be seen
+/// Writers commit while a reader follows `feed_after`: every message must be seen
 /// exactly once, none skipped because it committed after a larger id was read.
 pub async fn catch_up_during_concurrent_writes_is_gap_free(repo: &dyn MessageRepository) {
     const WRITERS: i64 = 8;
@@ -481,11 +494,11 @@ pub async fn catch_up_during_concurrent_writes_is_gap_free(repo: &dyn MessageRep
         let mut idle_rounds = 0;
         // Follow the cursor until the writers are done and nothing new shows up.
         while idle_rounds < 200 {
-            let page = repo.messages_after(u(1), after, 7).await.unwrap();
+            let page = repo.feed_after(u(1), after, 7).await.unwrap();
             match page.last() {
                 Some(last) => {
-                    after = last.id;
-                    seen.extend(id_list(&page));
+                    after = last.position();
+                    seen.extend(positions(&page));
                     idle_rounds = 0;
                 }
                 None => {
@@ -502,9 +515,7 @@ pub async fn catch_up_during_concurrent_writes_is_gap_free(repo: &dyn MessageRep
     // The reader may stop before the last commit; catch up on what is left.
     let mut seen = seen;
     let after = seen.last().copied().unwrap_or(m(0));
-    seen.extend(id_list(
-        &repo.messages_after(u(1), after, 1000).await.unwrap(),
-    ));
+    seen.extend(positions(&repo.feed_after(u(1), after, 1000).await.unwrap()));
     assert_eq!(
         seen, written,
         "a reader following the cursor saw a different set"
