@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod amend;
 mod error;
 mod insert;
 mod jobs;
@@ -34,7 +35,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    Claimed, ConversationSummary, Error, HistoryPage, Inserted, Job, JobId, JobState, JobStore,
+    Amendment, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage, Inserted, Job,
+    JobId, JobState, JobStore,
     Message, MessageId, MessageRepository, MessageStatus, NewJob, NewMessageRecord, Outcome,
     UserId,
 };
@@ -231,15 +233,23 @@ impl MessageRepository for PostgresStore {
             .await?)
     }
 
-    async fn messages_after(
+    async fn feed_after(
         &self,
         user: UserId,
         after: MessageId,
         limit: u32,
-    ) -> Result<Vec<Message>, Error> {
-        Ok(self
-            .user_slice(sql::AFTER_FOR_USER, user, after, limit)
-            .await?)
+    ) -> Result<Vec<FeedEntry>, Error> {
+        Ok(self.feed(user, after, limit).await?)
+    }
+
+    async fn amend(
+        &self,
+        sender: UserId,
+        id: MessageId,
+        amendment: Amendment,
+        at: OffsetDateTime,
+    ) -> Result<Option<Change>, Error> {
+        Ok(self.amend_message(sender, id, amendment, at).await?)
     }
 
     async fn conversations(

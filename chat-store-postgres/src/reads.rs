@@ -1,6 +1,6 @@
 //! Reading messages: one by id, history, backlogs, conversation lists and counts.
 
-use chat_core::{ConversationSummary, HistoryPage, Message, MessageId, UserId};
+use chat_core::{Change, ConversationSummary, FeedEntry, HistoryPage, Message, MessageId, UserId};
 use sqlx::postgres::PgArguments;
 use sqlx::{Executor, Postgres, Row};
 
@@ -82,8 +82,36 @@ impl PostgresStore {
         self.messages(query).await
     }
 
-    /// A user's messages after `after`, by `statement` (the undelivered backlog, or
-    /// everything to or from the user).
+    /// `user`'s feed after position `after`: new messages and changes.
+    pub(crate) async fn feed(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<FeedEntry>, StoreError> {
+        let rows = sqlx::query(sql::FEED_AFTER)
+            .bind(user.get())
+            .bind(after.get())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let message = sql::message_from_row(row)?;
+            let position = MessageId::new(row.try_get("position")?);
+            entries.push(if position == message.id {
+                FeedEntry::New(message)
+            } else {
+                FeedEntry::Changed(Change {
+                    revision: position,
+                    message,
+                })
+            });
+        }
+        Ok(entries)
+    }
+
+    /// A user's messages after `after`, by `statement` (the undelivered backlog).
     pub(crate) async fn user_slice(
         &self,
         statement: &'static str,

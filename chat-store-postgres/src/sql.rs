@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 macro_rules! message_columns {
     () => {
         "id, sender_id, receiver_id, message, status, client_message_id, \
-         created_at, updated_at, delivered_at, read_at"
+         created_at, updated_at, delivered_at, read_at, edited_at, deleted_at"
     };
 }
 
@@ -97,20 +97,47 @@ pub(crate) const UNDELIVERED: &str = concat!(
      ORDER BY id LIMIT $3"
 );
 
-/// Two index ranges merged, instead of one `OR`.
-pub(crate) const AFTER_FOR_USER: &str = concat!(
+/// A user's feed after a cursor: new messages at their ids and changes at their
+/// revisions, four index ranges merged instead of one `OR`.
+pub(crate) const FEED_AFTER: &str = concat!(
     "(SELECT ",
     message_columns!(),
-    " FROM messages WHERE sender_id = $1 AND id > $2 ORDER BY id LIMIT $3) \
+    ", id AS position FROM messages WHERE sender_id = $1 AND id > $2 ORDER BY id LIMIT $3) \
      UNION ALL (SELECT ",
     message_columns!(),
-    " FROM messages WHERE receiver_id = $1 AND id > $2 ORDER BY id LIMIT $3) \
-     ORDER BY id LIMIT $3"
+    ", id AS position FROM messages WHERE receiver_id = $1 AND id > $2 ORDER BY id LIMIT $3) \
+     UNION ALL (SELECT ",
+    message_columns!(),
+    ", revision AS position FROM messages WHERE sender_id = $1 AND revision > $2 \
+     ORDER BY revision LIMIT $3) \
+     UNION ALL (SELECT ",
+    message_columns!(),
+    ", revision AS position FROM messages WHERE receiver_id = $1 AND revision > $2 \
+     ORDER BY revision LIMIT $3) \
+     ORDER BY position LIMIT $3"
+);
+
+/// The receiver of message `$1` if `$2` sent it and it is not deleted.
+pub(crate) const AMENDABLE: &str =
+    "SELECT receiver_id FROM messages WHERE id = $1 AND sender_id = $2 AND deleted_at IS NULL";
+
+pub(crate) const EDIT: &str = concat!(
+    "UPDATE messages SET message = $1, edited_at = $2, updated_at = $2, \
+     revision = nextval(pg_get_serial_sequence('messages', 'id')) \
+     WHERE id = $3 AND sender_id = $4 AND deleted_at IS NULL RETURNING revision, ",
+    message_columns!()
+);
+
+pub(crate) const DELETE: &str = concat!(
+    "UPDATE messages SET message = $1, deleted_at = $2, updated_at = $2, \
+     revision = nextval(pg_get_serial_sequence('messages', 'id')) \
+     WHERE id = $3 AND sender_id = $4 AND deleted_at IS NULL RETURNING revision, ",
+    message_columns!()
 );
 
 pub(crate) const CONVERSATIONS: &str = "SELECT m.id, m.sender_id, m.receiver_id, m.message, \
      m.status, m.client_message_id, m.created_at, m.updated_at, m.delivered_at, m.read_at, \
-     c.peer_id, (SELECT count(*) FROM messages u WHERE u.receiver_id = c.user_id \
+     m.edited_at, m.deleted_at, c.peer_id, (SELECT count(*) FROM messages u WHERE u.receiver_id = c.user_id \
         AND u.sender_id = c.peer_id AND u.status <> 'read') AS unread \
      FROM conversations c JOIN messages m ON m.id = c.last_message_id \
      WHERE c.user_id = $1 AND c.last_message_id < $2 \
@@ -143,5 +170,7 @@ pub(crate) fn message_from_row(row: &PgRow) -> Result<Message, sqlx::Error> {
         updated_at: row.try_get("updated_at")?,
         delivered_at: row.try_get("delivered_at")?,
         read_at: row.try_get("read_at")?,
+        edited_at: row.try_get("edited_at")?,
+        deleted_at: row.try_get("deleted_at")?,
     })
 }

@@ -56,6 +56,16 @@ async fn queries_use_their_indexes() {
             "EXPLAIN SELECT peer_id FROM conversations WHERE user_id = 1 AND last_message_id < 100 ORDER BY last_message_id DESC LIMIT 20",
             "conversations_recent",
         ),
+        (
+            "changes sent",
+            "EXPLAIN SELECT id FROM messages WHERE sender_id = 1 AND revision > 0 ORDER BY revision LIMIT 50",
+            "messages_sender_changes",
+        ),
+        (
+            "changes received",
+            "EXPLAIN SELECT id FROM messages WHERE receiver_id = 1 AND revision > 0 ORDER BY revision LIMIT 50",
+            "messages_receiver_changes",
+        ),
     ];
     for (name, explain, index) in plans {
         let rows = sqlx::raw_sql(explain).fetch_all(&mut *conn).await.unwrap();
@@ -63,7 +73,11 @@ async fn queries_use_their_indexes() {
         let plan = plan.join("\n");
         assert!(plan.contains(index), "{name} does not use {index}:\n{plan}");
         assert!(!plan.contains("Seq Scan"), "{name} scans:\n{plan}");
-        if name.starts_with("history") || name == "undelivered" || name == "conversations" {
+        if name.starts_with("history")
+            || name.starts_with("changes")
+            || name == "undelivered"
+            || name == "conversations"
+        {
             assert!(!plan.contains("Sort"), "{name} sorts:\n{plan}");
         }
     }
@@ -130,6 +144,62 @@ async fn a_database_without_the_job_outbox_is_upgraded_with_its_messages() {
     let jobs = fixture.list(JobState::Pending, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].subject, Some(next.id));
+}
+
+/// A database of the release before edits and deletions (its newest migration taken
+/// back) keeps its messages when this release migrates it; they can then be edited
+/// and deleted, and the changes take their place in the feed among new messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_amendments_is_upgraded_with_its_messages() {
+    use chat_core::{Amendment, FeedEntry, UserId};
+
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    sqlx::raw_sql(
+        "DROP INDEX messages_sender_changes; DROP INDEX messages_receiver_changes;
+         ALTER TABLE messages DROP COLUMN edited_at, DROP COLUMN deleted_at, DROP COLUMN revision;
+         DELETE FROM _sqlx_migrations WHERE version = 3;",
+    )
+    .execute(fixture.pool())
+    .await
+    .unwrap();
+    // Written by the previous release's schema.
+    let kept = fixture
+        .insert(record(1, 2, "before the upgrade"))
+        .await
+        .unwrap()
+        .message;
+    let other = fixture
+        .insert(record(2, 1, "also before"))
+        .await
+        .unwrap()
+        .message;
+
+    fixture.migrate().await.unwrap();
+    assert_eq!(fixture.get(kept.id).await.unwrap(), Some(kept.clone()));
+    let at = chat_core::timestamp::now();
+    let edited = fixture
+        .amend(UserId::new(1), kept.id, Amendment::Edit("after".to_owned()), at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(edited.revision > other.id);
+    assert_eq!(edited.message.edited_at, Some(at));
+    let deleted = fixture
+        .amend(UserId::new(2), other.id, Amendment::Delete, at)
+        .await
+        .unwrap()
+        .unwrap();
+    let next = fixture.insert(record(2, 1, "new")).await.unwrap().message;
+    assert!(next.id > deleted.revision);
+    let feed = fixture
+        .feed_after(UserId::new(1), other.id, 10)
+        .await
+        .unwrap();
+    let positions: Vec<_> = feed.iter().map(FeedEntry::position).collect();
+    assert_eq!(positions, [edited.revision, deleted.revision, next.id]);
+    assert_eq!(feed[1].message().message, "");
 }
 
 /// Every backend of the store's pool is terminated mid-run; requests recover by
