@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chat_core::{Event, Message, Receipt, Typing, UserId};
+use chat_core::{Change, Event, Message, MessageId, Receipt, Typing, UserId};
 use serde::{Deserialize, Serialize};
 
 /// One published event, as it is written.
@@ -21,6 +21,10 @@ enum EventRef<'a> {
     Message(&'a Message),
     Receipt(&'a Receipt),
     Typing(&'a Typing),
+    Changed {
+        revision: MessageId,
+        message: &'a Message,
+    },
 }
 
 /// One published event, as it is read.
@@ -38,6 +42,10 @@ enum EventOwned {
     Message(Message),
     Receipt(Receipt),
     Typing(Typing),
+    Changed {
+        revision: MessageId,
+        message: Message,
+    },
 }
 
 /// The payload for `event` to `user` from `node`; `None` for a kind of event this
@@ -47,6 +55,10 @@ pub(crate) fn encode(node: u64, user: UserId, event: &Event) -> Option<Vec<u8>> 
         Event::Message(message) => EventRef::Message(message),
         Event::Receipt(receipt) => EventRef::Receipt(receipt),
         Event::Typing(typing) => EventRef::Typing(typing),
+        Event::Changed(change) => EventRef::Changed {
+            revision: change.revision,
+            message: &change.message,
+        },
         _ => return None,
     };
     serde_json::to_vec(&Outgoing { node, user, event }).ok()
@@ -60,6 +72,9 @@ pub(crate) fn decode(payload: &[u8]) -> Option<(u64, UserId, Event)> {
         EventOwned::Message(message) => Event::Message(Arc::new(message)),
         EventOwned::Receipt(receipt) => Event::Receipt(receipt),
         EventOwned::Typing(typing) => Event::Typing(typing),
+        EventOwned::Changed { revision, message } => {
+            Event::Changed(Arc::new(Change { revision, message }))
+        }
     };
     Some((node, user, event))
 }
@@ -86,9 +101,20 @@ mod tests {
             updated_at: at,
             delivered_at: None,
             read_at: None,
+            edited_at: None,
+            deleted_at: None,
+        };
+        let edited = Message {
+            message: "edited".to_owned(),
+            edited_at: Some(at),
+            ..message.clone()
         };
         let events = [
             Event::Message(Arc::new(message)),
+            Event::Changed(Arc::new(Change {
+                revision: MessageId::new(12),
+                message: edited,
+            })),
             Event::Receipt(Receipt {
                 id: MessageId::new(7),
                 sender_id: UserId::new(1),

@@ -507,25 +507,75 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let params = match RawPathParams::from_request_parts(parts, state).await {
-            Ok(params) => params,
-            // Percent-encoded bytes that are not UTF-8 are not an integer either.
-            Err(RawPathParamsRejection::InvalidUtf8InPathParam(rejection)) => {
-                let name = path_parameter_name(parts).unwrap_or_else(|| "id".to_owned());
-                tracing::debug!(%rejection, "a path parameter that is not UTF-8");
-                let text = format!("The {name} field must be an integer.");
-                return Err(ApiError::invalid(name, ValidationCode::InvalidType, text));
-            }
-            Err(_) => return Err(ApiError::BadRequest("The request path could not be read.")),
-        };
-        let Some((name, value)) = params.iter().next() else {
-            tracing::error!("a route without a path parameter uses PathId");
-            return Err(ApiError::BadRequest("The request path could not be read."));
-        };
-        parse_integer(name, value, ID)
-            .map(PathId)
-            .map_err(|(code, text)| ApiError::invalid(name.to_owned(), code, text))
+        path_id(parts, state, None).await.map(PathId)
     }
+}
+
+/// What the one path parameter of a route is called in its errors, where one template
+/// serves several resources (`/messages/{id}`: a user for history, a message for
+/// edits) and its own name would not say which.
+pub(crate) trait PathName {
+    /// The field name errors use.
+    const NAME: &'static str;
+}
+
+/// The path parameter is a user id (`user_id` in errors).
+#[derive(Debug)]
+pub(crate) struct UserIdParam;
+
+impl PathName for UserIdParam {
+    const NAME: &'static str = "user_id";
+}
+
+/// The path parameter is a message id (`message_id` in errors).
+#[derive(Debug)]
+pub(crate) struct MessageIdParam;
+
+impl PathName for MessageIdParam {
+    const NAME: &'static str = "message_id";
+}
+
+/// A [`PathId`] whose errors name it `N::NAME`.
+#[derive(Debug)]
+pub(crate) struct NamedPathId<N>(pub(crate) i64, pub(crate) std::marker::PhantomData<N>);
+
+impl<N: PathName, S: Send + Sync> FromRequestParts<S> for NamedPathId<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, Some(N::NAME))
+            .await
+            .map(|id| NamedPathId(id, std::marker::PhantomData))
+    }
+}
+
+/// The route's one path parameter as an id, named `name` in errors (else as in the
+/// route's template).
+async fn path_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: Option<&str>,
+) -> Result<i64, ApiError> {
+    let params = match RawPathParams::from_request_parts(parts, state).await {
+        Ok(params) => params,
+        // Percent-encoded bytes that are not UTF-8 are not an integer either.
+        Err(RawPathParamsRejection::InvalidUtf8InPathParam(rejection)) => {
+            let name = name
+                .map(str::to_owned)
+                .or_else(|| path_parameter_name(parts))
+                .unwrap_or_else(|| "id".to_owned());
+            tracing::debug!(%rejection, "a path parameter that is not UTF-8");
+            let text = format!("The {name} field must be an integer.");
+            return Err(ApiError::invalid(name, ValidationCode::InvalidType, text));
+        }
+        Err(_) => return Err(ApiError::BadRequest("The request path could not be read.")),
+    };
+    let Some((template_name, value)) = params.iter().next() else {
+        tracing::error!("a route without a path parameter uses PathId");
+        return Err(ApiError::BadRequest("The request path could not be read."));
+    };
+    let name = name.unwrap_or(template_name);
+    parse_integer(name, value, ID).map_err(|(code, text)| ApiError::invalid(name.to_owned(), code, text))
 }
 
 /// The name of the matched route's one path parameter (`user_id` of

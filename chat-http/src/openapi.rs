@@ -60,7 +60,7 @@ pub const API_PREFIX: &str = "/api/chat";
 pub(crate) fn chat_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(messages::send))
-        .routes(routes!(messages::history))
+        .routes(routes!(messages::history, messages::edit, messages::delete))
         .routes(routes!(messages::mark_read))
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::mark_read))
@@ -117,24 +117,26 @@ pub fn openapi_at_for(prefix: &str, config: &ChatConfig) -> utoipa::openapi::Ope
 /// limit is a setting, so no attribute can state it.
 fn describe_limits(document: &mut utoipa::openapi::OpenApi, config: &ChatConfig) {
     let max = config.max_message_chars;
-    let message = document
-        .components
-        .as_mut()
-        .and_then(|components| components.schemas.get_mut("SendMessageRequest"))
-        .and_then(|schema| match schema {
-            RefOr::T(Schema::Object(object)) => object.properties.get_mut("message"),
-            _ => None,
-        });
-    let Some(RefOr::T(Schema::Object(message))) = message else {
-        tracing::error!("the send body has no message field to describe");
-        return;
-    };
-    message.description = Some(format!(
-        "The text. White space is trimmed from both ends; what remains must be 1 to {max} \
-         characters, none of them a control character other than tab, line feed and \
-         carriage return. The pattern says exactly that."
-    ));
-    message.pattern = Some(message_pattern(max));
+    for body in ["SendMessageRequest", "EditMessageRequest"] {
+        let message = document
+            .components
+            .as_mut()
+            .and_then(|components| components.schemas.get_mut(body))
+            .and_then(|schema| match schema {
+                RefOr::T(Schema::Object(object)) => object.properties.get_mut("message"),
+                _ => None,
+            });
+        let Some(RefOr::T(Schema::Object(message))) = message else {
+            tracing::error!(body, "a message body has no message field to describe");
+            continue;
+        };
+        message.description = Some(format!(
+            "The text. White space is trimmed from both ends; what remains must be 1 to {max} \
+             characters, none of them a control character other than tab, line feed and \
+             carriage return. The pattern says exactly that."
+        ));
+        message.pattern = Some(message_pattern(max));
+    }
 }
 
 /// A pattern (ECMA-262, also read alike by Python's and Rust's regex engines) matching

@@ -54,6 +54,16 @@ pub(crate) struct SendMessageRequest {
     pub(crate) client_message_id: Option<String>,
 }
 
+/// Body of `PATCH /api/chat/messages/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EditMessageRequest {
+    /// The new text, checked as a sent one. (The document states the configured
+    /// maximum in a pattern: see `openapi::describe_limits`.)
+    #[schema(min_length = 1)]
+    pub(crate) message: String,
+}
+
 /// Body of `POST /api/chat/conversations/{user_id}/read` (optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -257,7 +267,7 @@ pub(crate) struct MessageSchema {
     sender_id: i64,
     /// The receiver.
     receiver_id: i64,
-    /// The text.
+    /// The text; empty once the sender deleted the message.
     message: String,
     /// Delivery status.
     status: MessageStatusSchema,
@@ -275,6 +285,13 @@ pub(crate) struct MessageSchema {
     /// When the receiver read it.
     #[schema(format = DateTime)]
     read_at: Option<String>,
+    /// When its sender last edited the text.
+    #[schema(format = DateTime)]
+    edited_at: Option<String>,
+    /// When its sender deleted it for everyone: the text is then empty and the
+    /// message stays in history as a tombstone.
+    #[schema(format = DateTime)]
+    deleted_at: Option<String>,
 }
 
 /// `{"data": Message}`.

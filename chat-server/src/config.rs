@@ -167,6 +167,9 @@ pub struct Settings {
     /// Longest message, in characters.
     #[arg(long, env = "CHAT_MAX_MESSAGE_CHARS", default_value = "4000")]
     pub max_message_chars: NonZeroUsize,
+    /// How long after sending, in seconds, a sender may still edit a message.
+    #[arg(long, env = "CHAT_EDIT_WINDOW_SECONDS", default_value = "900")]
+    pub edit_window_seconds: u64,
     /// Largest request body, in bytes.
     #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value = "65536")]
     pub max_body_bytes: NonZeroUsize,
@@ -295,7 +298,9 @@ pub struct Settings {
 impl Settings {
     /// The chat rules' limits of these settings.
     pub fn chat_config(&self) -> chat_core::ChatConfig {
-        chat_core::ChatConfig::default().with_max_message_chars(self.max_message_chars.get())
+        chat_core::ChatConfig::default()
+            .with_max_message_chars(self.max_message_chars.get())
+            .with_edit_window(std::time::Duration::from_secs(self.edit_window_seconds))
     }
 
     /// The WebSocket limits of these settings.

@@ -37,6 +37,117 @@ fn with_token(uri: &str, token: &str) -> Request<Body> {
         .unwrap()
 }
 
+// ---- edit and delete ----
+
+async fn edit_is_the_senders_within_the_window_and_idempotent() {
+    let app = TestApp::new().await;
+    let id = app.send_message(1, 2, "helo").await["id"].as_i64().unwrap();
+    let uri = format!("/api/chat/messages/{id}");
+    let edit = |user, text: &str| {
+        app.call(Method::PATCH, &uri, Some(user), Some(json!({"message": text})))
+    };
+    let edited = edit(1, "  hello  ").await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.text);
+    let data = &edited.body["data"];
+    assert_eq!(data["message"], "hello");
+    assert!(data["edited_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(data["deleted_at"], Value::Null);
+    assert_eq!(data["id"], id);
+    let again = edit(1, "hello").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, edited.body, "the same text is no new edit");
+    assert_eq!(edit(2, "mine").await.status, StatusCode::FORBIDDEN);
+    let stranger = edit(3, "mine").await;
+    assert_eq!(stranger.status, StatusCode::NOT_FOUND);
+    let unknown = app
+        .call(
+            Method::PATCH,
+            "/api/chat/messages/999",
+            Some(1),
+            Some(json!({"message": "x"})),
+        )
+        .await;
+    assert_eq!(unknown.body, stranger.body);
+    let blank = edit(1, "   ").await;
+    assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(blank.error_fields(), ["message"]);
+    let extra = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(1),
+            Some(json!({"message": "x", "receiver_id": 3})),
+        )
+        .await;
+    assert_eq!(extra.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_id = app
+        .call(
+            Method::PATCH,
+            "/api/chat/messages/abc",
+            Some(1),
+            Some(json!({"message": "x"})),
+        )
+        .await;
+    assert_eq!(bad_id.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_id.error_fields(), ["message_id"]);
+    let history = app.get("/api/chat/messages/1", 2).await;
+    assert_eq!(history.body["data"][0]["message"], "hello");
+
+    let closed = TestApp::with_args(&["--edit-window-seconds", "0"]).await;
+    let id = closed.send_message(1, 2, "late").await["id"].as_i64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let late = closed
+        .call(
+            Method::PATCH,
+            &format!("/api/chat/messages/{id}"),
+            Some(1),
+            Some(json!({"message": "fixed"})),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::FORBIDDEN);
+}
+
+async fn delete_leaves_a_tombstone_and_keeps_counts_right() {
+    let app = TestApp::new().await;
+    app.send_message(1, 2, "first").await;
+    let id = app.send_message(1, 2, "secret").await["id"].as_i64().unwrap();
+    let uri = format!("/api/chat/messages/{id}");
+    assert_eq!(
+        app.call(Method::DELETE, &uri, Some(2), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &uri, Some(3), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let deleted = app.call(Method::DELETE, &uri, Some(1), None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    assert_eq!(deleted.body["data"]["message"], "");
+    assert!(deleted.body["data"]["deleted_at"].is_string());
+    let again = app.call(Method::DELETE, &uri, Some(1), None).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, deleted.body);
+    let edit = app
+        .call(Method::PATCH, &uri, Some(1), Some(json!({"message": "back"})))
+        .await;
+    assert_eq!(edit.status, StatusCode::CONFLICT);
+    // History keeps the tombstone in its place; the list shows it, never the text.
+    let history = app.get("/api/chat/messages/1", 2).await;
+    assert_eq!(history.body["meta"]["total"], 2);
+    assert_eq!(history.body["data"][0], deleted.body["data"]);
+    assert!(!history.text.contains("secret"));
+    let list = app.get("/api/chat/conversations", 2).await;
+    assert_eq!(list.body["data"][0]["last_message"], deleted.body["data"]);
+    assert_eq!(list.body["data"][0]["unread_count"], 2);
+    assert_eq!(list.body["meta"]["total_unread"], 2);
+    let read = app
+        .post("/api/chat/conversations/1/read", 2, json!({}))
+        .await;
+    assert_eq!(read.body["data"]["updated"], 2);
+    let list = app.get("/api/chat/conversations", 2).await;
+    assert_eq!(list.body["meta"]["total_unread"], 0);
+}
+
 // ---- send ----
 
 async fn send_stores_and_answers_201_with_rate_headers() {
@@ -835,7 +946,7 @@ async fn health_ready_and_metrics() {
         "chat_http_requests_total{method=\"POST\",route=\"/api/chat/send\",status=\"201\"} 1",
         "chat_messages_sent_total{outcome=\"created\"} 1",
         "chat_store_duration_seconds_bucket{operation=\"insert\",outcome=\"ok\"",
-        "chat_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/chat/messages/{user_id}\"",
+        "chat_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/chat/messages/{id}\"",
     ] {
         assert!(
             metrics.text.contains(expected),
@@ -862,10 +973,16 @@ async fn openapi_document_is_served_and_complete() {
             "post",
             &[200, 201, 400, 401, 409, 413, 415, 422, 429, 503],
         ),
+        ("/api/chat/messages/{id}", "get", &[200, 401, 422, 429, 503]),
         (
-            "/api/chat/messages/{user_id}",
-            "get",
-            &[200, 401, 422, 429, 503],
+            "/api/chat/messages/{id}",
+            "patch",
+            &[200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 503],
+        ),
+        (
+            "/api/chat/messages/{id}",
+            "delete",
+            &[200, 401, 403, 404, 422, 429, 503],
         ),
         (
             "/api/chat/read/{message_id}",
@@ -1213,7 +1330,10 @@ async fn parameter_bounds_in_the_document_are_the_server_bounds() {
                     (i128::from(max) + 1, false),
                 ];
                 for (value, valid) in cases {
-                    let mut uri = path.replace("{user_id}", "2").replace("{message_id}", "1");
+                    let mut uri = path
+                        .replace("{user_id}", "2")
+                        .replace("{message_id}", "1")
+                        .replace("{id}", "2");
                     if parameter["in"] == "path" {
                         uri = path.replace(&format!("{{{name}}}"), &value.to_string());
                     } else {
@@ -1234,8 +1354,21 @@ async fn parameter_bounds_in_the_document_are_the_server_bounds() {
                     );
                     if !valid {
                         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+                        // `/messages/{id}` serves users (history) and messages (edits):
+                        // its errors say which, as its description documents.
+                        let field = match (name, &method) {
+                            ("id", &Method::GET) => "user_id",
+                            ("id", _) => "message_id",
+                            _ => name,
+                        };
                         assert!(
-                            answer.error_fields().contains(&name.to_owned()),
+                            parameter["description"]
+                                .as_str()
+                                .is_none_or(|text| name != "id" || text.contains(field)),
+                            "{method} {path}: {name} does not document its error name"
+                        );
+                        assert!(
+                            answer.error_fields().contains(&field.to_owned()),
                             "{uri}: {}",
                             answer.text
                         );
@@ -1400,6 +1533,8 @@ async fn the_document_follows_the_configured_message_limit() {
 }
 
 crate::both_stores!("current_thread";
+    edit_is_the_senders_within_the_window_and_idempotent,
+    delete_leaves_a_tombstone_and_keeps_counts_right,
     send_stores_and_answers_201_with_rate_headers,
     replay_answers_200_with_the_original_and_other_content_409,
     invalid_sends_answer_422_naming_the_field,

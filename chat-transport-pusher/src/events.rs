@@ -1,6 +1,6 @@
 //! The chat's events as Laravel Echo listens for them: `MessageSent`,
-//! `MessageDelivered` and `MessageRead` in the app's event namespace, each with
-//! `{"message": Message}`.
+//! `MessageDelivered`, `MessageRead`, `MessageUpdated` and `MessageDeleted` in the
+//! app's event namespace, each with `{"message": Message}`.
 
 use chat_core::Message;
 use serde::Serialize;
@@ -17,6 +17,11 @@ pub enum ChatEvent {
     MessageDelivered,
     /// A message the channel's user sent was read.
     MessageRead,
+    /// A message to or from the channel's user was edited by its sender.
+    MessageUpdated,
+    /// A message to or from the channel's user was deleted by its sender (the
+    /// message is its tombstone: `deleted_at` set, the text empty).
+    MessageDeleted,
 }
 
 impl ChatEvent {
@@ -26,6 +31,8 @@ impl ChatEvent {
             Self::MessageSent => "MessageSent",
             Self::MessageDelivered => "MessageDelivered",
             Self::MessageRead => "MessageRead",
+            Self::MessageUpdated => "MessageUpdated",
+            Self::MessageDeleted => "MessageDeleted",
         }
     }
 }
@@ -148,6 +155,8 @@ mod tests {
             updated_at: at,
             delivered_at: None,
             read_at: None,
+            edited_at: None,
+            deleted_at: None,
         };
         let frame: Value = serde_json::from_str(&message_frame(
             &EventNamespace::default(),

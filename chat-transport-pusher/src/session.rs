@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use chat_core::{
-    Admission, ChatService, Feed, FeedStart, FeedUpdate, Message, MessageId, MessageStatus, UserId,
+    Admission, ChatService, Feed, FeedEntry, FeedStart, FeedUpdate, Message, MessageId,
+    MessageStatus, UserId,
 };
 use chat_transport_ws::{Closing, HeldSeat, InboundLimit, Registration, WsSocket, close};
 use futures_util::{SinkExt, StreamExt};
@@ -411,8 +412,9 @@ impl Connection {
     }
 
     /// Writes what the chat's feed has: new messages as `MessageSent` (counted as
-    /// delivered once written to a receiver: Pusher has no acknowledgement), status
-    /// changes as `MessageDelivered` and `MessageRead`.
+    /// delivered once written to a receiver: Pusher has no acknowledgement), edits and
+    /// deletions as `MessageUpdated` and `MessageDeleted`, status changes as
+    /// `MessageDelivered` and `MessageRead`.
     async fn chat_update<S: WsSocket>(
         &mut self,
         socket: &mut S,
@@ -431,10 +433,20 @@ impl Connection {
                     return Ok(());
                 }
                 let mut delivered = Vec::new();
-                for message in &page {
-                    let frame = message_frame(namespace, ChatEvent::MessageSent, user, message);
+                for entry in &page {
+                    let (event, message) = match entry {
+                        FeedEntry::New(message) => (ChatEvent::MessageSent, message),
+                        FeedEntry::Changed(change) if change.is_deletion() => {
+                            (ChatEvent::MessageDeleted, &change.message)
+                        }
+                        FeedEntry::Changed(change) => (ChatEvent::MessageUpdated, &change.message),
+                    };
+                    let frame = message_frame(namespace, event, user, message);
                     within(timeout, socket.feed(WsMessage::Text(frame.into()))).await?;
-                    if message.receiver_id == user && message.status == MessageStatus::Sent {
+                    if matches!(entry, FeedEntry::New(_))
+                        && message.receiver_id == user
+                        && message.status == MessageStatus::Sent
+                    {
                         delivered.push(message.id);
                     }
                 }

@@ -1,7 +1,8 @@
-//! Writing to the client: the feed's messages in id order, `sent` answers in their
-//! place among them, and single frames, each within the write timeout.
+//! Writing to the client: the feed's messages and changes in position order, `sent`
+//! answers in their place among them, and single frames, each within the write
+//! timeout.
 
-use chat_core::{Feed, Message, MessageId};
+use chat_core::{Change, Feed, FeedEntry, Message, MessageId};
 use futures_util::{Sink, SinkExt};
 use tungstenite::{Error as WsError, Message as WsMessage};
 
@@ -9,9 +10,9 @@ use crate::closing::{Closing, WsSocket};
 use crate::config::{WsConfig, close_code};
 use crate::protocol::{ServerFrame, encode};
 
-/// Writes every message the feed has, oldest first. `answer`, the `sent` frame of
-/// this connection's own send, stands in for the message it answers; whether it was
-/// written.
+/// Writes every message and change the feed has, in position order. `answer`, the
+/// `sent` frame of this connection's own send, stands in for the message it answers;
+/// whether it was written.
 pub(crate) async fn write_messages<S: WsSocket>(
     socket: &mut S,
     feed: &mut Feed,
@@ -24,13 +25,14 @@ pub(crate) async fn write_messages<S: WsSocket>(
         if page.is_empty() {
             return Ok(answered);
         }
-        for message in &page {
-            let frame = match answer {
-                Some((id, text)) if id == message.id => {
+        for entry in &page {
+            let frame = match (entry, answer) {
+                (FeedEntry::New(message), Some((id, text))) if id == message.id => {
                     answered = true;
                     text.to_owned()
                 }
-                _ => message_frame(message),
+                (FeedEntry::New(message), _) => message_frame(message),
+                (FeedEntry::Changed(change), _) => change_frame(change),
             };
             within(config, socket.feed(WsMessage::Text(frame.into()))).await?;
         }
@@ -106,4 +108,13 @@ fn store_failed(error: chat_core::Error) -> Closing {
 
 fn message_frame(message: &Message) -> String {
     encode(&ServerFrame::Message { data: message })
+}
+
+fn change_frame(change: &Change) -> String {
+    let (data, revision) = (&change.message, change.revision.get());
+    encode(&if change.is_deletion() {
+        ServerFrame::MessageDeleted { data, revision }
+    } else {
+        ServerFrame::MessageUpdated { data, revision }
+    })
 }

@@ -57,6 +57,22 @@ pub enum ServerFrame<'a> {
         /// The message.
         data: &'a Message,
     },
+    /// A message to or from the user was edited by its sender.
+    #[serde(rename = "message_updated")]
+    MessageUpdated {
+        /// The message as it is now, `edited_at` set.
+        data: &'a Message,
+        /// The change's place among ids: a resume cursor, like a message id.
+        revision: i64,
+    },
+    /// A message to or from the user was deleted by its sender.
+    #[serde(rename = "message_deleted")]
+    MessageDeleted {
+        /// The tombstone: `deleted_at` set, the text empty.
+        data: &'a Message,
+        /// The change's place among ids: a resume cursor, like a message id.
+        revision: i64,
+    },
     /// A message the user sent changed status.
     Receipt {
         /// What changed.

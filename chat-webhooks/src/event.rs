@@ -97,6 +97,8 @@ mod tests {
             updated_at: at,
             delivered_at: None,
             read_at: None,
+            edited_at: None,
+            deleted_at: None,
         };
         let body: Value =
             serde_json::from_str(&payload(WebhookEvent::MessageUndelivered, at, &message)).unwrap();

@@ -5,7 +5,8 @@ document cannot state, so a request can match the document and still be refused
 with 422 as documented:
 
 - the counterpart of a conversation must be another user than the caller (the
-  token's `sub`), in the `user_id` path parameter and the `receiver_id` field;
+  token's `sub`), in the `user_id` path parameter, the `id` path parameter of
+  history (`GET /api/chat/messages/{id}`) and the `receiver_id` field;
 - history is read in page mode (`page`, `per_page`) or in cursor mode
   (`before_id` or `after_id`, with `limit`), never both, and not with both
   cursors.
@@ -34,14 +35,25 @@ def same_id(value):
         return False
 
 
+HISTORY = "/api/chat/messages/{id}"
+
+
+def is_history(case):
+    return case.operation.path == HISTORY and case.operation.method.upper() == "GET"
+
+
 def names_the_caller(case):
     path = case.path_parameters or {}
     body = case.body if isinstance(case.body, dict) else {}
-    return same_id(path.get("user_id")) or same_id(body.get("receiver_id"))
+    return (
+        same_id(path.get("user_id"))
+        or (is_history(case) and same_id(path.get("id")))
+        or same_id(body.get("receiver_id"))
+    )
 
 
 def mixes_history_modes(case):
-    if case.operation.path != "/api/chat/messages/{user_id}":
+    if not is_history(case):
         return False
     given = set(case.query or {})
     return bool(given & PAGE_MODE and given & CURSOR_MODE) or {"before_id", "after_id"} <= given

@@ -1,4 +1,4 @@
-//! Sending, reading history, marking read.
+//! Sending, reading history, marking read, editing and deleting.
 
 use axum::Json;
 use axum::extract::{OriginalUri, State};
@@ -12,9 +12,10 @@ use chat_core::{
 use super::link;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, rate_limit_headers};
-use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::extract::{ApiJson, ApiQuery, MessageIdParam, NamedPathId, PathId, UserIdParam};
 use crate::resources::{
-    CursorBody, CursorLinks, CursorMeta, Data, ErrorBody, HistoryPageBody, HistoryParams,
+    CursorBody, CursorLinks, CursorMeta, Data, EditMessageRequest, ErrorBody, HistoryPageBody,
+    HistoryParams,
     HistorySchema, MessageEnvelope, PageLinks, PageMeta, SendMessageRequest, ValidationErrorBody,
 };
 use crate::state::AppState;
@@ -98,9 +99,9 @@ pub(crate) async fn send(
 #[utoipa::path(
     get,
     operation_id = "get_history",
-    path = "/messages/{user_id}",
+    path = "/messages/{id}",
     tag = "messages",
-    params(("user_id" = i64, Path, description = "The other participant", minimum = 1, maximum = 9_223_372_036_854_775_807_i64), HistoryParams),
+    params(("id" = i64, Path, description = "The other participant's user id (named `user_id` in errors)", minimum = 1, maximum = 9_223_372_036_854_775_807_i64), HistoryParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of the conversation.", body = HistorySchema),
@@ -113,7 +114,7 @@ pub(crate) async fn send(
 pub(crate) async fn history(
     State(state): State<AppState>,
     user: AuthUser,
-    PathId(other): PathId,
+    NamedPathId(other, _): NamedPathId<UserIdParam>,
     ApiQuery(params): ApiQuery<HistoryParams>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
@@ -226,6 +227,82 @@ pub(crate) async fn mark_read(
     let message = state
         .chat()
         .mark_message_read(user.id(), MessageId::new(message_id))
+        .await?;
+    Ok(Json(Data { data: message }))
+}
+
+/// Edit a message you sent.
+///
+/// The text is checked and trimmed as in a send. Allowed within the configured edit
+/// window after sending; stating the text the message already has changes nothing and
+/// answers 200 at any time. Both participants' devices hear of it (`message_updated`,
+/// `MessageUpdated`).
+#[utoipa::path(
+    patch,
+    operation_id = "edit_message",
+    path = "/messages/{id}",
+    tag = "messages",
+    params(("id" = i64, Path, description = "The message (named `message_id` in errors)", minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
+    request_body = EditMessageRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The message, edited (`edited_at` set).", body = MessageEnvelope),
+        (status = 400, description = "Malformed JSON.", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token.", body = ErrorBody),
+        (status = 403, description = "The caller received this message, or the edit window has passed.", body = ErrorBody),
+        (status = 404, description = "No such message, or the caller took no part in it.", body = ErrorBody),
+        (status = 409, description = "The message was deleted.", body = ErrorBody),
+        (status = 413, description = "Body over the limit.", body = ErrorBody),
+        (status = 415, description = "Body is not JSON.", body = ErrorBody),
+        (status = 422, description = "Invalid id or text, unknown fields included.", body = ValidationErrorBody),
+        (status = 429, description = "Too many failed logins from this address.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn edit(
+    State(state): State<AppState>,
+    user: AuthUser,
+    NamedPathId(message_id, _): NamedPathId<MessageIdParam>,
+    ApiJson(request): ApiJson<EditMessageRequest>,
+) -> Result<Json<Data<chat_core::Message>>, ApiError> {
+    let message = state
+        .chat()
+        .edit_message(user.id(), MessageId::new(message_id), request.message)
+        .await?;
+    Ok(Json(Data { data: message }))
+}
+
+/// Delete a message you sent, for everyone.
+///
+/// The text is removed from the store; the message stays in history as a tombstone
+/// (`deleted_at` set, `message` empty), so ids and counts stay as they were.
+/// Idempotent: deleting again answers the tombstone. Both participants' devices hear
+/// of it (`message_deleted`, `MessageDeleted`).
+#[utoipa::path(
+    delete,
+    operation_id = "delete_message",
+    path = "/messages/{id}",
+    tag = "messages",
+    params(("id" = i64, Path, description = "The message (named `message_id` in errors)", minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tombstone: `deleted_at` set, `message` empty.", body = MessageEnvelope),
+        (status = 401, description = "Missing, invalid or expired token.", body = ErrorBody),
+        (status = 403, description = "The caller received this message; only the sender deletes it.", body = ErrorBody),
+        (status = 404, description = "No such message, or the caller took no part in it.", body = ErrorBody),
+        (status = 422, description = "Invalid id.", body = ValidationErrorBody),
+        (status = 429, description = "Too many failed logins from this address.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    NamedPathId(message_id, _): NamedPathId<MessageIdParam>,
+) -> Result<Json<Data<chat_core::Message>>, ApiError> {
+    let message = state
+        .chat()
+        .delete_message(user.id(), MessageId::new(message_id))
         .await?;
     Ok(Json(Data { data: message }))
 }
