@@ -78,12 +78,26 @@ async fn only_the_sender_edits_valid_text_within_the_window() {
     let chat = ChatService::in_memory();
     let id = send(&chat, ALICE, BOB, "original").await;
     let receiver = chat.edit_message(BOB, id, "mine now".to_owned()).await;
-    assert!(matches!(receiver, Err(Error::Forbidden { .. })), "{receiver:?}");
+    assert!(
+        matches!(receiver, Err(Error::Forbidden { .. })),
+        "{receiver:?}"
+    );
     let stranger = chat.edit_message(CAROL, id, "x".to_owned()).await;
-    assert!(matches!(stranger, Err(Error::NotFound { .. })), "{stranger:?}");
-    let missing = chat.edit_message(ALICE, MessageId::new(999), "x".to_owned()).await;
-    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
-    let blank = chat.edit_message(ALICE, id, "   ".to_owned()).await.unwrap_err();
+    assert!(
+        matches!(stranger, Err(Error::NotFound { .. })),
+        "{stranger:?}"
+    );
+    let missing = chat
+        .edit_message(ALICE, MessageId::new(999), "x".to_owned())
+        .await;
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "{missing:?}"
+    );
+    let blank = chat
+        .edit_message(ALICE, id, "   ".to_owned())
+        .await
+        .unwrap_err();
     assert_eq!(field_codes(&blank)[0].0, "message");
     let long = chat
         .edit_message(ALICE, id, "x".repeat(4001))
@@ -116,9 +130,15 @@ async fn a_deletion_is_final_idempotent_and_the_senders_alone() {
     let chat = ChatService::in_memory();
     let id = send(&chat, ALICE, BOB, "oops").await;
     let receiver = chat.delete_message(BOB, id).await;
-    assert!(matches!(receiver, Err(Error::Forbidden { .. })), "{receiver:?}");
+    assert!(
+        matches!(receiver, Err(Error::Forbidden { .. })),
+        "{receiver:?}"
+    );
     let stranger = chat.delete_message(CAROL, id).await;
-    assert!(matches!(stranger, Err(Error::NotFound { .. })), "{stranger:?}");
+    assert!(
+        matches!(stranger, Err(Error::NotFound { .. })),
+        "{stranger:?}"
+    );
     let mut bob = chat.subscribe(BOB).await.unwrap();
     let tombstone = chat.delete_message(ALICE, id).await.unwrap();
     assert_eq!(tombstone.message, "");

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    ChatService, Error, Event, EventStream, Feed, FeedEntry, FeedStart, FeedUpdate, InMemoryRepository,
-    InProcessNotifier, MessageId, Notice, Notifier, SendMessage, UserId,
+    ChatService, Error, Event, EventStream, Feed, FeedEntry, FeedStart, FeedUpdate,
+    InMemoryRepository, InProcessNotifier, MessageId, Notice, Notifier, SendMessage, UserId,
 };
 use tokio::sync::mpsc;
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chat_core::testing::Faults;
 use chat_core::{
-    ChatConfig, ChatService, Error, Event, EventStream, FeedEntry, GovernorRateLimiter, HistoryPosition,
-    HistoryQuery, InMemoryRepository, InProcessNotifier, Layered, MessageId, MessageRepository,
-    MessageStatus, Notice, Notifier, SendAttempt, SendFailure, SendMessage, UserId, ValidationCode,
+    ChatConfig, ChatService, Error, Event, EventStream, FeedEntry, GovernorRateLimiter,
+    HistoryPosition, HistoryQuery, InMemoryRepository, InProcessNotifier, Layered, MessageId,
+    MessageRepository, MessageStatus, Notice, Notifier, SendAttempt, SendFailure, SendMessage,
+    UserId, ValidationCode,
 };
 use futures_util::StreamExt;
 
@@ -652,9 +653,7 @@ async fn backlog_calls_validate_their_bounds() {
         vec![sent.clone()]
     );
     assert_eq!(
-        chat.feed_after(ALICE, MessageId::new(0), 10)
-            .await
-            .unwrap(),
+        chat.feed_after(ALICE, MessageId::new(0), 10).await.unwrap(),
         vec![FeedEntry::New(sent)]
     );
     let error = chat

@@ -575,7 +575,8 @@ async fn path_id<S: Send + Sync>(
         return Err(ApiError::BadRequest("The request path could not be read."));
     };
     let name = name.unwrap_or(template_name);
-    parse_integer(name, value, ID).map_err(|(code, text)| ApiError::invalid(name.to_owned(), code, text))
+    parse_integer(name, value, ID)
+        .map_err(|(code, text)| ApiError::invalid(name.to_owned(), code, text))
 }
 
 /// The name of the matched route's one path parameter (`user_id` of

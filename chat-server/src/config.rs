@@ -300,7 +300,7 @@ impl Settings {
     pub fn chat_config(&self) -> chat_core::ChatConfig {
         chat_core::ChatConfig::default()
             .with_max_message_chars(self.max_message_chars.get())
-            .with_edit_window(std::time::Duration::from_secs(self.edit_window_seconds))
+            .with_edit_window(Duration::from_secs(self.edit_window_seconds))
     }
 
     /// The WebSocket limits of these settings.

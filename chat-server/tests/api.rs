@@ -44,7 +44,12 @@ async fn edit_is_the_senders_within_the_window_and_idempotent() {
     let id = app.send_message(1, 2, "helo").await["id"].as_i64().unwrap();
     let uri = format!("/api/chat/messages/{id}");
     let edit = |user, text: &str| {
-        app.call(Method::PATCH, &uri, Some(user), Some(json!({"message": text})))
+        app.call(
+            Method::PATCH,
+            &uri,
+            Some(user),
+            Some(json!({"message": text})),
+        )
     };
     let edited = edit(1, "  hello  ").await;
     assert_eq!(edited.status, StatusCode::OK, "{}", edited.text);
@@ -94,7 +99,9 @@ async fn edit_is_the_senders_within_the_window_and_idempotent() {
     assert_eq!(history.body["data"][0]["message"], "hello");
 
     let closed = TestApp::with_args(&["--edit-window-seconds", "0"]).await;
-    let id = closed.send_message(1, 2, "late").await["id"].as_i64().unwrap();
+    let id = closed.send_message(1, 2, "late").await["id"]
+        .as_i64()
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     let late = closed
         .call(
@@ -110,7 +117,9 @@ async fn edit_is_the_senders_within_the_window_and_idempotent() {
 async fn delete_leaves_a_tombstone_and_keeps_counts_right() {
     let app = TestApp::new().await;
     app.send_message(1, 2, "first").await;
-    let id = app.send_message(1, 2, "secret").await["id"].as_i64().unwrap();
+    let id = app.send_message(1, 2, "secret").await["id"]
+        .as_i64()
+        .unwrap();
     let uri = format!("/api/chat/messages/{id}");
     assert_eq!(
         app.call(Method::DELETE, &uri, Some(2), None).await.status,
@@ -128,7 +137,12 @@ async fn delete_leaves_a_tombstone_and_keeps_counts_right() {
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body, deleted.body);
     let edit = app
-        .call(Method::PATCH, &uri, Some(1), Some(json!({"message": "back"})))
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(1),
+            Some(json!({"message": "back"})),
+        )
         .await;
     assert_eq!(edit.status, StatusCode::CONFLICT);
     // History keeps the tombstone in its place; the list shows it, never the text.

@@ -28,6 +28,9 @@ const PATIENCE: Duration = Duration::from_secs(10);
 const PIPELINING: i64 = 91_000;
 const DEAD: i64 = 92_000;
 const QUIET: Duration = Duration::from_millis(300);
+/// The users of the edit test.
+const EDITOR: i64 = 93_001;
+const READER: i64 = 93_002;
 
 struct Server {
     address: SocketAddr,
@@ -329,6 +332,70 @@ async fn resume_after_a_disconnect_mid_burst_misses_nothing() {
     );
     // Each connection saw its messages in id order.
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// Edits or deletes message `id` as `user` over REST; the changed message.
+async fn amend_rest(server: &Server, user: i64, id: i64, text: Option<&str>) -> Value {
+    let url = format!("http://{}/api/chat/messages/{id}", server.address);
+    let client = reqwest::Client::new();
+    let request = match text {
+        Some(text) => client.patch(url).json(&json!({"message": text})),
+        None => client.delete(url),
+    };
+    let answer = request.bearer_auth(token(user)).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.json::<Value>().await.unwrap()["data"].clone()
+}
+
+async fn edits_and_deletions_reach_every_device_live_and_on_resume() {
+    let server = server(&[]).await;
+    let mut editor = server.connect(EDITOR).await;
+    let mut phone = server.connect(READER).await;
+    let first = server.send_rest(EDITOR, READER, "frist").await;
+    let second = server.send_rest(EDITOR, READER, "second").await;
+    assert_eq!(phone.next_of("message").await["data"]["id"], first);
+    assert_eq!(phone.next_of("message").await["data"]["id"], second);
+    let edited = amend_rest(&server, EDITOR, first, Some("first")).await;
+    for device in [&mut phone, &mut editor] {
+        let frame = device.next_of("message_updated").await;
+        assert_eq!(frame["data"], edited);
+        assert!(frame["revision"].as_i64().unwrap() > second);
+    }
+    // The phone goes away after the edit; its cursor is the edit's revision.
+    let phone_frames = phone.drain().await;
+    assert!(phone_frames.is_empty(), "{phone_frames:?}");
+    drop(phone);
+    let editor_frames = editor.drain().await;
+    assert!(editor_frames.is_empty(), "{editor_frames:?}");
+    let revision = {
+        let mut tablet = server
+            .try_connect(READER, &format!("?after_id={second}"), None)
+            .await
+            .unwrap();
+        let frame = tablet.next_of("message_updated").await;
+        frame["revision"].as_i64().unwrap()
+    };
+    let tombstone = amend_rest(&server, EDITOR, second, None).await;
+    assert_eq!(tombstone["message"], "");
+    let third = server.send_rest(EDITOR, READER, "third").await;
+    let mut phone = server
+        .try_connect(READER, &format!("?after_id={revision}"), None)
+        .await
+        .unwrap();
+    let frames = phone.drain().await;
+    let kinds: Vec<(&str, i64)> = frames
+        .iter()
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap(),
+                f["data"]["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("message_deleted", second), ("message", third)]);
+    assert_eq!(frames[0]["data"], tombstone);
+    assert!(frames[0]["revision"].as_i64().unwrap() > revision);
+    assert!(third > frames[0]["revision"].as_i64().unwrap());
 }
 
 async fn receipts_reach_the_sender() {
@@ -767,6 +834,7 @@ crate::both_stores!("multi_thread";
     a_message_sent_right_after_the_handshake_reaches_the_new_device,
     offline_messages_arrive_on_connect_in_order_then_live,
     resume_after_a_disconnect_mid_burst_misses_nothing,
+    edits_and_deletions_reach_every_device_live_and_on_resume,
     receipts_reach_the_sender,
     bad_frames_get_error_frames_and_the_connection_stays,
     oversized_messages_close_with_1009_also_when_fragmented,

@@ -36,9 +36,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chat_core::{
     Amendment, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage, Inserted, Job,
-    JobId, JobState, JobStore,
-    Message, MessageId, MessageRepository, MessageStatus, NewJob, NewMessageRecord, Outcome,
-    UserId,
+    JobId, JobState, JobStore, Message, MessageId, MessageRepository, MessageStatus, NewJob,
+    NewMessageRecord, Outcome, UserId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor};

@@ -180,7 +180,12 @@ async fn a_database_without_amendments_is_upgraded_with_its_messages() {
     assert_eq!(fixture.get(kept.id).await.unwrap(), Some(kept.clone()));
     let at = chat_core::timestamp::now();
     let edited = fixture
-        .amend(UserId::new(1), kept.id, Amendment::Edit("after".to_owned()), at)
+        .amend(
+            UserId::new(1),
+            kept.id,
+            Amendment::Edit("after".to_owned()),
+            at,
+        )
         .await
         .unwrap()
         .unwrap();

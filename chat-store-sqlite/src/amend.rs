@@ -34,10 +34,9 @@ pub(crate) fn amend(
         Amendment::Edit(text) => (sql::EDIT, text),
         Amendment::Delete => (sql::DELETE, String::new()),
     };
-    let message = conn.prepare_cached(statement)?.query_row(
-        params![text, at, revision, id.get()],
-        sql::message_from_row,
-    )?;
+    let message = conn
+        .prepare_cached(statement)?
+        .query_row(params![text, at, revision, id.get()], sql::message_from_row)?;
     conn.prepare_cached(sql::TOUCH_CHANGED)?
         .execute(params![sender.get(), receiver, revision])?;
     Ok(Some(Change {

@@ -250,7 +250,12 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
         .unwrap();
     assert!(edited.revision > with_job.id);
     let deleted = store
-        .amend(UserId::new(3), MessageId::new(2), chat_core::Amendment::Delete, at)
+        .amend(
+            UserId::new(3),
+            MessageId::new(2),
+            chat_core::Amendment::Delete,
+            at,
+        )
         .await
         .unwrap()
         .unwrap();

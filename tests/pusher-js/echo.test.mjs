@@ -256,6 +256,47 @@ describe('the chat events', () => {
   });
 });
 
+describe('edits and deletions', () => {
+  test('MessageUpdated and MessageDeleted reach both participants', async () => {
+    const alice = keep(echoClient(server, 51));
+    const bob = keep(echoClient(server, 52));
+    const updated = new Inbox();
+    const deleted = new Inbox();
+    const senderSaw = new Inbox();
+    bob.private('chat.52').listen('MessageUpdated', updated.push).listen('MessageDeleted', deleted.push);
+    alice.private('chat.51').listen('MessageUpdated', senderSaw.push);
+    await eventually(
+      () =>
+        bob.connector.pusher.channel('private-chat.52')?.subscribed &&
+        alice.connector.pusher.channel('private-chat.51')?.subscribed,
+      5000,
+      'both subscribed',
+    );
+    const sent = await send(server, 51, 52, 'helo');
+    const amend = (method, body) =>
+      fetch(`${server.base}/api/chat/messages/${sent.id}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${server.token(51)}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    assert.equal((await amend('PATCH', { message: 'hello' })).status, 200);
+    const [edit] = await updated.take();
+    assert.equal(edit.message.id, sent.id);
+    assert.equal(edit.message.message, 'hello');
+    assert.ok(edit.message.edited_at);
+    const [echoed] = await senderSaw.take();
+    assert.equal(echoed.message.message, 'hello');
+    assert.equal((await amend('DELETE')).status, 200);
+    const [gone] = await deleted.take();
+    assert.equal(gone.message.id, sent.id);
+    assert.equal(gone.message.message, '');
+    assert.ok(gone.message.deleted_at);
+  });
+});
+
 describe('presence and whispers', () => {
   test('here, joining and leaving on the conversation channel, and a whisper between the two', async () => {
     const alice = keep(echoClient(server, 51));

@@ -3,7 +3,9 @@ use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::ids::{MessageId, UserId};
-use crate::message::{Amendment, Change, FeedEntry, Inserted, Message, MessageStatus, NewMessageRecord};
+use crate::message::{
+    Amendment, Change, FeedEntry, Inserted, Message, MessageStatus, NewMessageRecord,
+};
 use crate::page::{ConversationSummary, HistoryPage};
 use crate::ports::NewJob;
 

@@ -660,7 +660,9 @@ impl ChatService {
         } else {
             text.trim().to_owned()
         };
-        let message = self.sent_message(caller, id, "only the sender can edit a message").await?;
+        let message = self
+            .sent_message(caller, id, "only the sender can edit a message")
+            .await?;
         if message.deleted_at.is_some() {
             return Err(deleted_conflict());
         }
@@ -668,8 +670,8 @@ impl ChatService {
             return Ok(message);
         }
         let at = timestamp::now();
-        let window = time::Duration::try_from(self.config.edit_window)
-            .unwrap_or(time::Duration::MAX);
+        let window =
+            time::Duration::try_from(self.config.edit_window).unwrap_or(time::Duration::MAX);
         if at - message.created_at > window {
             return Err(Error::Forbidden {
                 reason: "the time to edit this message has passed",

@@ -25,12 +25,22 @@ fn edit(text: &str) -> Amendment {
 fn shape(entries: &[FeedEntry]) -> Vec<(MessageId, MessageId, bool)> {
     entries
         .iter()
-        .map(|e| (e.position(), e.message().id, matches!(e, FeedEntry::Changed(_))))
+        .map(|e| {
+            (
+                e.position(),
+                e.message().id,
+                matches!(e, FeedEntry::Changed(_)),
+            )
+        })
         .collect()
 }
 
 async fn send(repo: &dyn MessageRepository, from: i64, to: i64, text: &str) -> MessageId {
-    repo.insert(record(from, to, text)).await.unwrap().message.id
+    repo.insert(record(from, to, text))
+        .await
+        .unwrap()
+        .message
+        .id
 }
 
 pub async fn an_edit_replaces_the_text_under_a_new_revision(repo: &dyn MessageRepository) {
@@ -42,7 +52,10 @@ pub async fn an_edit_replaces_the_text_under_a_new_revision(repo: &dyn MessageRe
         .await
         .unwrap()
         .expect("the sender edits their message");
-    assert!(change.revision > second, "a revision is above every id before it");
+    assert!(
+        change.revision > second,
+        "a revision is above every id before it"
+    );
     assert!(!change.is_deletion());
     let edited = change.message.clone();
     assert_eq!(edited.id, first);
@@ -53,7 +66,10 @@ pub async fn an_edit_replaces_the_text_under_a_new_revision(repo: &dyn MessageRe
     assert_eq!(edited.status, MessageStatus::Sent);
     assert_eq!(repo.get(first).await.unwrap(), Some(edited));
     let third = send(repo, 1, 2, "after").await;
-    assert!(third > change.revision, "an id is above every revision before it");
+    assert!(
+        third > change.revision,
+        "an id is above every revision before it"
+    );
     // A second edit takes another revision; the message keeps its id.
     let again = repo
         .amend(u(1), first, edit("hello!"), when)
@@ -106,9 +122,18 @@ pub async fn a_deletion_leaves_a_tombstone_in_history_and_counts(repo: &dyn Mess
 pub async fn only_the_sender_amends_a_message_not_deleted(repo: &dyn MessageRepository) {
     let id = send(repo, 1, 2, "mine").await;
     let when = at(300);
-    assert_eq!(repo.amend(u(2), id, edit("theirs"), when).await.unwrap(), None);
-    assert_eq!(repo.amend(u(2), id, Amendment::Delete, when).await.unwrap(), None);
-    assert_eq!(repo.amend(u(3), id, Amendment::Delete, when).await.unwrap(), None);
+    assert_eq!(
+        repo.amend(u(2), id, edit("theirs"), when).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        repo.amend(u(2), id, Amendment::Delete, when).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        repo.amend(u(3), id, Amendment::Delete, when).await.unwrap(),
+        None
+    );
     assert_eq!(
         repo.amend(u(1), m(id.get() + 1000), edit("x"), when)
             .await
@@ -125,8 +150,14 @@ pub async fn only_the_sender_amends_a_message_not_deleted(repo: &dyn MessageRepo
             .is_some()
     );
     // A tombstone is final.
-    assert_eq!(repo.amend(u(1), id, edit("back"), when).await.unwrap(), None);
-    assert_eq!(repo.amend(u(1), id, Amendment::Delete, when).await.unwrap(), None);
+    assert_eq!(
+        repo.amend(u(1), id, edit("back"), when).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        repo.amend(u(1), id, Amendment::Delete, when).await.unwrap(),
+        None
+    );
     assert_eq!(repo.get(id).await.unwrap().unwrap().message, "");
 }
 
@@ -135,7 +166,11 @@ pub async fn the_feed_places_changes_at_their_revisions(repo: &dyn MessageReposi
     let b = send(repo, 3, 1, "b").await;
     let other = send(repo, 2, 3, "not 1's").await;
     let when = at(400);
-    let edited = repo.amend(u(1), a, edit("a2"), when).await.unwrap().unwrap();
+    let edited = repo
+        .amend(u(1), a, edit("a2"), when)
+        .await
+        .unwrap()
+        .unwrap();
     let c = send(repo, 1, 3, "c").await;
     let deleted = repo
         .amend(u(3), b, Amendment::Delete, when)
@@ -174,7 +209,11 @@ pub async fn the_feed_places_changes_at_their_revisions(repo: &dyn MessageReposi
     }
     assert_eq!(walked, shape(&all));
     // Edited again: only the newest revision stands.
-    let again = repo.amend(u(1), a, edit("a3"), when).await.unwrap().unwrap();
+    let again = repo
+        .amend(u(1), a, edit("a3"), when)
+        .await
+        .unwrap()
+        .unwrap();
     let resumed = repo.feed_after(u(1), c, 100).await.unwrap();
     assert_eq!(
         shape(&resumed),
@@ -187,9 +226,7 @@ pub async fn the_feed_places_changes_at_their_revisions(repo: &dyn MessageReposi
 /// Writers send and edit while a reader follows the feed's positions: every message
 /// and every change must be seen, none skipped because it committed after a larger
 /// position was read.
-pub async fn the_feed_during_concurrent_sends_and_edits_is_gap_free(
-    repo: &dyn MessageRepository,
-) {
+pub async fn the_feed_during_concurrent_sends_and_edits_is_gap_free(repo: &dyn MessageRepository) {
     const WRITERS: i64 = 6;
     const PER_WRITER: usize = 30;
     let writers = join_all((0..WRITERS).map(|w| async move {
@@ -245,5 +282,8 @@ pub async fn the_feed_during_concurrent_sends_and_edits_is_gap_free(
         .flat_map(|(sent, revisions)| sent.into_iter().chain(revisions))
         .collect();
     expected.sort_unstable();
-    assert_eq!(seen, expected, "a reader following the feed saw a different set");
+    assert_eq!(
+        seen, expected,
+        "a reader following the feed saw a different set"
+    );
 }

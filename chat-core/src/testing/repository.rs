@@ -515,7 +515,9 @@ pub async fn catch_up_during_concurrent_writes_is_gap_free(repo: &dyn MessageRep
     // The reader may stop before the last commit; catch up on what is left.
     let mut seen = seen;
     let after = seen.last().copied().unwrap_or(m(0));
-    seen.extend(positions(&repo.feed_after(u(1), after, 1000).await.unwrap()));
+    seen.extend(positions(
+        &repo.feed_after(u(1), after, 1000).await.unwrap(),
+    ));
     assert_eq!(
         seen, written,
         "a reader following the cursor saw a different set"

@@ -15,8 +15,8 @@ use crate::error::{ApiError, rate_limit_headers};
 use crate::extract::{ApiJson, ApiQuery, MessageIdParam, NamedPathId, PathId, UserIdParam};
 use crate::resources::{
     CursorBody, CursorLinks, CursorMeta, Data, EditMessageRequest, ErrorBody, HistoryPageBody,
-    HistoryParams,
-    HistorySchema, MessageEnvelope, PageLinks, PageMeta, SendMessageRequest, ValidationErrorBody,
+    HistoryParams, HistorySchema, MessageEnvelope, PageLinks, PageMeta, SendMessageRequest,
+    ValidationErrorBody,
 };
 use crate::state::AppState;
 
