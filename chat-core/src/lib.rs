@@ -26,6 +26,7 @@
 //! # }).unwrap();
 //! ```
 
+mod block;
 mod error;
 mod event;
 mod fallback;
@@ -45,6 +46,7 @@ pub mod testing;
 /// The attribute the ports are declared with; implement them with
 /// `#[chat_core::async_trait]` without a dependency of your own.
 pub use async_trait::async_trait;
+pub use block::{Block, Blocked};
 pub use error::{AuthError, BoxError, Error, FieldError, ValidationCode, ValidationErrors};
 pub use event::{Event, Receipt, Typing};
 pub use fallback::{FALLBACK_RETRY_AFTER, Fallback, FallbackPresence, FallbackRateLimiter};
@@ -66,7 +68,8 @@ pub use page::{
 pub use ports::{
     Authenticator, Broadcast, BroadcastStream, Broadcasted, Claimed, EventStream, Identity, Job,
     JobState, JobStore, Layered, MessageJobs, MessageRepository, NewJob, Notice, Notifier, Outcome,
-    Presence, RateDecision, RateLimiter, RepositoryLayer, Seat, StoreOperation, UserPresence,
+    Policy, DefaultPolicy, Presence, RateDecision, RateLimiter, RepositoryLayer, Seat,
+    StoreOperation, UserPresence,
 };
 pub use service::{
     Admission, ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,

@@ -11,6 +11,8 @@ pub(crate) enum StoreError {
     SchemaName(String),
     #[error("column {0} holds a value out of range")]
     ValueOutOfRange(&'static str),
+    #[error("a block stands between the participants")]
+    Blocked,
 }
 
 /// SQLSTATE classes and codes that mean "the database cannot be reached right now":
@@ -52,7 +54,11 @@ impl StoreError {
 /// The one place where the store's failures become the core's errors.
 impl From<StoreError> for chat_core::Error {
     fn from(error: StoreError) -> Self {
-        if error.is_unique_violation() {
+        if matches!(error, StoreError::Blocked) {
+            Self::Forbidden {
+                reason: "a block stands between these users",
+            }
+        } else if error.is_unique_violation() {
             Self::Conflict {
                 message: "The change conflicts with stored data.".to_owned(),
             }

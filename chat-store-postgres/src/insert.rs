@@ -42,13 +42,21 @@ impl PostgresStore {
                     created: true,
                 }
             }
-            // The only uniqueness rule is the idempotency key: return its holder.
+            // The idempotency key is taken (return its holder), or a block refused it.
             None => {
-                let row = sqlx::query(sql::BY_CLIENT_ID)
-                    .bind(record.sender_id.get())
-                    .bind(&record.client_message_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let row = match &record.client_message_id {
+                    Some(key) => {
+                        sqlx::query(sql::BY_CLIENT_ID)
+                            .bind(record.sender_id.get())
+                            .bind(key)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                    }
+                    None => None,
+                };
+                let Some(row) = row else {
+                    return Err(StoreError::Blocked);
+                };
                 Inserted {
                     message: sql::message_from_row(&row)?,
                     created: false,

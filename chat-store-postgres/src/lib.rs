@@ -28,6 +28,7 @@ mod error;
 mod insert;
 mod jobs;
 mod reads;
+mod relations;
 mod sql;
 mod status;
 
@@ -35,7 +36,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    Amendment, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage, Inserted, Job,
+    Amendment, Block, Blocked, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage,
+    Inserted, Job,
     JobId, JobState, JobStore, Message, MessageId, MessageRepository, MessageStatus, NewJob,
     NewMessageRecord, Outcome, UserId,
 };
@@ -262,6 +264,47 @@ impl MessageRepository for PostgresStore {
 
     async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
         Ok(self.unread(user).await?)
+    }
+
+    async fn block(
+        &self,
+        blocker: UserId,
+        blocked: UserId,
+        at: OffsetDateTime,
+    ) -> Result<Blocked, Error> {
+        Ok(self.add_block(blocker, blocked, at).await?)
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, Error> {
+        Ok(self.remove_block(blocker, blocked).await?)
+    }
+
+    async fn blocks(&self, blocker: UserId) -> Result<Vec<Block>, Error> {
+        Ok(self.list_blocks(blocker).await?)
+    }
+
+    async fn blocked_among(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>, Error> {
+        Ok(self
+            .users_among(sql::BLOCKED_AMONG, user, others)
+            .await?)
+    }
+
+    async fn acquainted_among(
+        &self,
+        user: UserId,
+        others: &[UserId],
+    ) -> Result<Vec<UserId>, Error> {
+        Ok(self
+            .users_among(sql::ACQUAINTED_AMONG, user, others)
+            .await?)
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: OffsetDateTime) -> Result<(), Error> {
+        Ok(self.store_last_seen(user, at).await?)
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, OffsetDateTime)>, Error> {
+        Ok(self.stored_last_seen(users).await?)
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -21,11 +21,12 @@ pub(crate) const LOCK_PARTICIPANTS: &str = "SELECT pg_advisory_xact_lock(hashtex
 /// How long the check of a lost commit waits for the broken transaction's locks.
 pub(crate) const RESOLUTION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 
-/// Inserts unless the idempotency key is taken, and counts the message in both
-/// participants' conversation rows, in one statement.
+/// Inserts unless the idempotency key is taken or a block stands between the two, and
+/// counts the message in both participants' conversation rows, in one statement.
 pub(crate) const INSERT: &str = "WITH inserted AS ( \
        INSERT INTO messages (sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
-       VALUES ($1, $2, $3, $4, $5, $5) \
+       SELECT $1, $2, $3, $4, $5, $5 WHERE NOT EXISTS (SELECT 1 FROM blocks \
+         WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)) \
        ON CONFLICT (sender_id, client_message_id) WHERE client_message_id IS NOT NULL DO NOTHING \
        RETURNING id, sender_id, receiver_id), \
      touched AS ( \
@@ -36,6 +37,34 @@ pub(crate) const INSERT: &str = "WITH inserted AS ( \
          last_message_id = GREATEST(conversations.last_message_id, excluded.last_message_id), \
          message_count = conversations.message_count + 1) \
      SELECT id FROM inserted";
+
+/// Records a block unless it exists; answers the stored time and whether it is new.
+pub(crate) const BLOCK: &str = "WITH made AS ( \
+       INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3) \
+       ON CONFLICT DO NOTHING RETURNING created_at) \
+     SELECT created_at, true AS created FROM made \
+     UNION ALL SELECT created_at, false FROM blocks \
+       WHERE blocker_id = $1 AND blocked_id = $2 AND NOT EXISTS (SELECT 1 FROM made)";
+
+pub(crate) const UNBLOCK: &str = "DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2";
+
+pub(crate) const BLOCKS: &str = "SELECT blocked_id, created_at FROM blocks \
+     WHERE blocker_id = $1 ORDER BY created_at DESC, blocked_id DESC";
+
+/// Of the users `$2`, those with a block between them and `$1`, either way.
+pub(crate) const BLOCKED_AMONG: &str = "SELECT blocked_id FROM blocks \
+       WHERE blocker_id = $1 AND blocked_id = ANY($2) \
+     UNION SELECT blocker_id FROM blocks WHERE blocked_id = $1 AND blocker_id = ANY($2)";
+
+/// Of the users `$2`, those `$1` has a conversation with.
+pub(crate) const ACQUAINTED_AMONG: &str =
+    "SELECT peer_id FROM conversations WHERE user_id = $1 AND peer_id = ANY($2)";
+
+pub(crate) const SET_LAST_SEEN: &str = "INSERT INTO last_seen (user_id, seen_at) VALUES ($1, $2) \
+     ON CONFLICT (user_id) DO UPDATE SET seen_at = GREATEST(last_seen.seen_at, excluded.seen_at)";
+
+pub(crate) const LAST_SEEN: &str =
+    "SELECT user_id, seen_at FROM last_seen WHERE user_id = ANY($1)";
 
 pub(crate) const BY_CLIENT_ID: &str = concat!(
     "SELECT ",

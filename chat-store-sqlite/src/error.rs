@@ -23,11 +23,18 @@ pub(crate) enum StoreError {
     BlockingTaskLost(String),
     #[error("column {0} holds a value out of range")]
     ValueOutOfRange(&'static str),
+    #[error("a block stands between the participants")]
+    Blocked,
 }
 
 impl From<StoreError> for chat_core::Error {
     fn from(error: StoreError) -> Self {
         let unavailable = match &error {
+            StoreError::Blocked => {
+                return Self::Forbidden {
+                    reason: "a block stands between these users",
+                };
+            }
             StoreError::Sqlite(e) => match e.sqlite_error_code() {
                 Some(ErrorCode::ConstraintViolation) => {
                     return Self::Conflict {

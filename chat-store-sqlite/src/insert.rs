@@ -42,16 +42,22 @@ pub(crate) fn insert(
                 created: true,
             })
         }
-        // The only uniqueness rule is the idempotency key: return its holder.
+        // The idempotency key is taken (return its holder), or a block refused it.
         None => {
-            let existing = conn.prepare_cached(sql::BY_CLIENT_ID)?.query_row(
-                params![sender, record.client_message_id],
-                sql::message_from_row,
-            )?;
-            Ok(Inserted {
-                message: existing,
-                created: false,
-            })
+            let existing = match &record.client_message_id {
+                Some(key) => conn
+                    .prepare_cached(sql::BY_CLIENT_ID)?
+                    .query_row(params![sender, key], sql::message_from_row)
+                    .optional()?,
+                None => None,
+            };
+            match existing {
+                Some(message) => Ok(Inserted {
+                    message,
+                    created: false,
+                }),
+                None => Err(StoreError::Blocked),
+            }
         }
     }
 }

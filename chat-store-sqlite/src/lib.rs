@@ -42,6 +42,7 @@ mod insert;
 mod jobs;
 mod migrations;
 mod readers;
+mod relations;
 mod sql;
 mod status;
 mod writer;
@@ -52,7 +53,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::{
-    Amendment, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage, Inserted, Job,
+    Amendment, Block, Blocked, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage,
+    Inserted, Job,
     JobId, JobState, JobStore, Message, MessageId, MessageRepository, MessageStatus, NewJob,
     NewMessageRecord, Outcome, UserId,
 };
@@ -305,6 +307,56 @@ impl MessageRepository for SqliteStore {
 
     async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
         self.read(move |conn| conversations::unread_total(conn, user))
+            .await
+    }
+
+    async fn block(
+        &self,
+        blocker: UserId,
+        blocked: UserId,
+        at: OffsetDateTime,
+    ) -> Result<Blocked, Error> {
+        self.writer
+            .write(move |conn| relations::block(conn, blocker, blocked, at))
+            .await
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, Error> {
+        self.writer
+            .write(move |conn| relations::unblock(conn, blocker, blocked))
+            .await
+    }
+
+    async fn blocks(&self, blocker: UserId) -> Result<Vec<Block>, Error> {
+        self.read(move |conn| relations::blocks(conn, blocker))
+            .await
+    }
+
+    async fn blocked_among(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>, Error> {
+        let others = others.to_vec();
+        self.read(move |conn| relations::blocked_among(conn, user, &others))
+            .await
+    }
+
+    async fn acquainted_among(
+        &self,
+        user: UserId,
+        others: &[UserId],
+    ) -> Result<Vec<UserId>, Error> {
+        let others = others.to_vec();
+        self.read(move |conn| relations::acquainted_among(conn, user, &others))
+            .await
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: OffsetDateTime) -> Result<(), Error> {
+        self.writer
+            .write(move |conn| relations::set_last_seen(conn, user, at))
+            .await
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, OffsetDateTime)>, Error> {
+        let users = users.to_vec();
+        self.read(move |conn| relations::last_seen(conn, &users))
             .await
     }
 

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("../migrations/0004_jobs.sql")),
     (5, include_str!("../migrations/0005_amendments.sql")),
+    (6, include_str!("../migrations/0006_relations.sql")),
 ];
 
 /// The schema version this release writes.

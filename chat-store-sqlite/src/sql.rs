@@ -12,9 +12,32 @@ macro_rules! message_columns {
     };
 }
 
+/// Inserts unless the idempotency key is taken or a block stands between the two.
 pub(crate) const INSERT: &str = "INSERT INTO messages \
      (sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING RETURNING id";
+     SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE NOT EXISTS (SELECT 1 FROM blocks \
+       WHERE (blocker_id = ?1 AND blocked_id = ?2) OR (blocker_id = ?2 AND blocked_id = ?1)) \
+     ON CONFLICT DO NOTHING RETURNING id";
+
+/// A block between `?1` and `?2`, either way.
+pub(crate) const BLOCKED_BETWEEN: &str = "SELECT 1 FROM blocks \
+     WHERE (blocker_id = ?1 AND blocked_id = ?2) OR (blocker_id = ?2 AND blocked_id = ?1)";
+
+pub(crate) const BLOCK: &str = "INSERT INTO blocks (blocker_id, blocked_id, created_at) \
+     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+
+pub(crate) const BLOCK_TIME: &str =
+    "SELECT created_at FROM blocks WHERE blocker_id = ?1 AND blocked_id = ?2";
+
+pub(crate) const UNBLOCK: &str = "DELETE FROM blocks WHERE blocker_id = ?1 AND blocked_id = ?2";
+
+pub(crate) const BLOCKS: &str = "SELECT blocked_id, created_at FROM blocks \
+     WHERE blocker_id = ?1 ORDER BY created_at DESC, blocked_id DESC";
+
+pub(crate) const SET_LAST_SEEN: &str = "INSERT INTO last_seen (user_id, seen_at) VALUES (?1, ?2) \
+     ON CONFLICT (user_id) DO UPDATE SET seen_at = max(seen_at, excluded.seen_at)";
+
+pub(crate) const LAST_SEEN: &str = "SELECT seen_at FROM last_seen WHERE user_id = ?1";
 
 pub(crate) const BY_CLIENT_ID: &str = concat!(
     "SELECT ",
@@ -386,6 +409,18 @@ mod tests {
                 "PRIMARY KEY",
                 plan(&conn, TOUCH_CHANGED, (1, 2, 3)),
             ),
+            (
+                "BLOCKED_BETWEEN",
+                "PRIMARY KEY",
+                plan(&conn, BLOCKED_BETWEEN, (1, 2)),
+            ),
+            (
+                "INSERT",
+                "PRIMARY KEY",
+                plan(&conn, INSERT, (1, 2, "x", "k", 3)),
+            ),
+            ("BLOCKS", "PRIMARY KEY", plan(&conn, BLOCKS, [1])),
+            ("LAST_SEEN", "INTEGER PRIMARY KEY", plan(&conn, LAST_SEEN, [1])),
         ];
         for (name, index, text) in cases {
             assert!(text.contains(index), "{name} does not use {index}: {text}");

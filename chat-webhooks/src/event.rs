@@ -3,7 +3,6 @@
 use chat_core::Message;
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,7 +53,8 @@ impl std::str::FromStr for WebhookEvent {
 struct Body<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    timestamp: String,
+    #[serde(with = "chat_core::timestamp::serde_micros")]
+    timestamp: OffsetDateTime,
     data: Data<'a>,
 }
 
@@ -68,8 +68,8 @@ struct Data<'a> {
 pub fn payload(event: WebhookEvent, at: OffsetDateTime, message: &Message) -> String {
     let body = Body {
         kind: event.name(),
-        // An offset date-time within the years 0–9999 always formats.
-        timestamp: at.format(&Rfc3339).unwrap_or_default(),
+        // Written as the message's own times are, to the microsecond.
+        timestamp: at,
         data: Data { message },
     };
     // Plain values always serialize.
@@ -103,7 +103,7 @@ mod tests {
         let body: Value =
             serde_json::from_str(&payload(WebhookEvent::MessageUndelivered, at, &message)).unwrap();
         assert_eq!(body["type"], "message.undelivered");
-        assert_eq!(body["timestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(body["timestamp"], "2023-11-14T22:13:20.000000Z");
         assert_eq!(
             body["data"],
             json!({ "message": serde_json::to_value(&message).unwrap() })

@@ -4,6 +4,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::block::{Block, Blocked};
 use crate::error::Error;
 use crate::ids::JobId;
 use crate::ids::{MessageId, UserId};
@@ -41,6 +42,10 @@ struct State {
     conversations: HashMap<(UserId, UserId), Vec<MessageId>>,
     /// Ids to or from each user, ascending.
     by_user: HashMap<UserId, Vec<MessageId>>,
+    /// When each block was made, by (blocker, blocked).
+    blocks: HashMap<(UserId, UserId), OffsetDateTime>,
+    /// The last time each user was seen connected.
+    last_seen: HashMap<UserId, OffsetDateTime>,
 }
 
 impl InMemoryRepository {
@@ -89,6 +94,10 @@ impl State {
             .collect()
     }
 
+    fn blocked_between(&self, a: UserId, b: UserId) -> bool {
+        self.blocks.contains_key(&(a, b)) || self.blocks.contains_key(&(b, a))
+    }
+
     fn unread_from(&self, receiver: UserId, sender: UserId) -> u64 {
         self.conversation(receiver, sender)
             .iter()
@@ -127,6 +136,11 @@ impl MessageRepository for InMemoryRepository {
                     created: false,
                 });
             }
+        }
+        if state.blocked_between(record.sender_id, record.receiver_id) {
+            return Err(Error::Forbidden {
+                reason: "a block stands between these users",
+            });
         }
         let id = state.next_position();
         let mut record = record;
@@ -395,6 +409,92 @@ impl MessageRepository for InMemoryRepository {
             .filter_map(|&id| state.message(id))
             .filter(|m| m.receiver_id == user && m.status != MessageStatus::Read)
             .count() as u64)
+    }
+
+    async fn block(
+        &self,
+        blocker: UserId,
+        blocked: UserId,
+        at: OffsetDateTime,
+    ) -> Result<Blocked, Error> {
+        let mut state = self.state();
+        let mut created = false;
+        let created_at = *state.blocks.entry((blocker, blocked)).or_insert_with(|| {
+            created = true;
+            at
+        });
+        Ok(Blocked {
+            block: Block {
+                user_id: blocked,
+                created_at,
+            },
+            created,
+        })
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, Error> {
+        Ok(self.state().blocks.remove(&(blocker, blocked)).is_some())
+    }
+
+    async fn blocks(&self, blocker: UserId) -> Result<Vec<Block>, Error> {
+        let state = self.state();
+        let mut blocks: Vec<Block> = state
+            .blocks
+            .iter()
+            .filter(|((by, _), _)| *by == blocker)
+            .map(|(&(_, user_id), &created_at)| Block {
+                user_id,
+                created_at,
+            })
+            .collect();
+        blocks.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.user_id)));
+        Ok(blocks)
+    }
+
+    async fn blocked_among(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>, Error> {
+        let state = self.state();
+        let mut found: Vec<UserId> = others
+            .iter()
+            .copied()
+            .filter(|&other| state.blocked_between(user, other))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
+    async fn acquainted_among(
+        &self,
+        user: UserId,
+        others: &[UserId],
+    ) -> Result<Vec<UserId>, Error> {
+        let state = self.state();
+        let mut found: Vec<UserId> = others
+            .iter()
+            .copied()
+            .filter(|&other| !state.conversation(user, other).is_empty())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: OffsetDateTime) -> Result<(), Error> {
+        let mut state = self.state();
+        let seen = state.last_seen.entry(user).or_insert(at);
+        *seen = (*seen).max(at);
+        Ok(())
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, OffsetDateTime)>, Error> {
+        let state = self.state();
+        let mut found: Vec<(UserId, OffsetDateTime)> = users
+            .iter()
+            .filter_map(|user| Some((*user, *state.last_seen.get(user)?)))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::MessageRepository;
+use crate::block::{Block, Blocked};
 use crate::error::Error;
 use crate::ids::{MessageId, UserId};
 use crate::message::{
@@ -42,6 +43,20 @@ pub enum StoreOperation {
     FeedAfter,
     /// `amend`
     Amend,
+    /// `block`
+    Block,
+    /// `unblock`
+    Unblock,
+    /// `blocks`
+    Blocks,
+    /// `blocked_among`
+    BlockedAmong,
+    /// `acquainted_among`
+    AcquaintedAmong,
+    /// `set_last_seen`
+    SetLastSeen,
+    /// `last_seen`
+    LastSeen,
     /// `conversations`
     Conversations,
     /// `unread_total`
@@ -64,6 +79,13 @@ impl StoreOperation {
             Self::Undelivered => "undelivered",
             Self::FeedAfter => "feed_after",
             Self::Amend => "amend",
+            Self::Block => "block",
+            Self::Unblock => "unblock",
+            Self::Blocks => "blocks",
+            Self::BlockedAmong => "blocked_among",
+            Self::AcquaintedAmong => "acquainted_among",
+            Self::SetLastSeen => "set_last_seen",
+            Self::LastSeen => "last_seen",
             Self::Conversations => "conversations",
             Self::UnreadTotal => "unread_total",
             Self::Ping => "ping",
@@ -265,6 +287,50 @@ impl<L: RepositoryLayer> MessageRepository for Layered<L> {
 
     async fn unread_total(&self, user: UserId) -> Result<u64, Error> {
         self.call(StoreOperation::UnreadTotal, self.inner.unread_total(user))
+            .await
+    }
+
+    async fn block(
+        &self,
+        blocker: UserId,
+        blocked: UserId,
+        at: OffsetDateTime,
+    ) -> Result<Blocked, Error> {
+        let call = self.inner.block(blocker, blocked, at);
+        self.call(StoreOperation::Block, call).await
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, Error> {
+        let call = self.inner.unblock(blocker, blocked);
+        self.call(StoreOperation::Unblock, call).await
+    }
+
+    async fn blocks(&self, blocker: UserId) -> Result<Vec<Block>, Error> {
+        self.call(StoreOperation::Blocks, self.inner.blocks(blocker))
+            .await
+    }
+
+    async fn blocked_among(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>, Error> {
+        let call = self.inner.blocked_among(user, others);
+        self.call(StoreOperation::BlockedAmong, call).await
+    }
+
+    async fn acquainted_among(
+        &self,
+        user: UserId,
+        others: &[UserId],
+    ) -> Result<Vec<UserId>, Error> {
+        let call = self.inner.acquainted_among(user, others);
+        self.call(StoreOperation::AcquaintedAmong, call).await
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: OffsetDateTime) -> Result<(), Error> {
+        let call = self.inner.set_last_seen(user, at);
+        self.call(StoreOperation::SetLastSeen, call).await
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, OffsetDateTime)>, Error> {
+        self.call(StoreOperation::LastSeen, self.inner.last_seen(users))
             .await
     }
 

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::block::{Block, Blocked};
 use crate::error::Error;
 use crate::ids::{MessageId, UserId};
 use crate::message::{
@@ -25,6 +26,11 @@ use crate::ports::NewJob;
 ///   committed after `feed_after` returned some position `n` as its largest must get
 ///   an id or revision above `n`, so a reader that resumes "after `n`" never misses
 ///   it. (Ids need not be consecutive: revisions take numbers between them.)
+/// - **Blocks.** `insert` stores nothing and answers `Error::Forbidden` when either
+///   participant blocks the other, checked in the insert's own transaction: a send
+///   committed after a block never slips through. (A key already used answers its
+///   message first, as below.) `block` is idempotent and keeps the first block's time;
+///   `unblock` of nothing does nothing.
 /// - **Idempotency.** `insert` is idempotent on `(sender_id, client_message_id)` when the
 ///   key is present: if a row with that pair exists (also one committed concurrently by
 ///   another caller), it returns that row with `created: false` and changes nothing.
@@ -55,6 +61,7 @@ use crate::ports::NewJob;
 ///   `history_before`, ascending for `history_after` and `undelivered`;
 ///   `feed_after` is ordered by position (ids and revisions together). Conversation lists are ordered by their last message id,
 ///   descending.
+/// - **Last seen.** `set_last_seen` never moves a user's stored time back.
 /// - **Errors.** A lost or unreachable backend is `Error::Unavailable`; a unique
 ///   violation other than the idempotency key is `Error::Conflict`; anything else
 ///   unexpected is `Error::Internal`. Driver messages never leak into other variants.
@@ -73,7 +80,8 @@ use crate::ports::NewJob;
 /// use std::sync::Arc;
 ///
 /// use chat_core::{
-///     Amendment, Change, ChatService, ConversationSummary, Error, FeedEntry, HistoryPage,
+///     Amendment, Block, Blocked, Change, ChatService, ConversationSummary, Error, FeedEntry,
+///     HistoryPage,
 ///     InMemoryRepository, InProcessNotifier, Inserted, Message, MessageId,
 ///     MessageRepository, MessageStatus, NewJob, NewMessageRecord, UserId, async_trait,
 /// };
@@ -133,6 +141,35 @@ use crate::ports::NewJob;
 ///         &self, sender: UserId, id: MessageId, amendment: Amendment, at: OffsetDateTime,
 ///     ) -> Result<Option<Change>, Error> {
 ///         self.backend.amend(sender, id, amendment, at).await
+///     }
+///     async fn block(
+///         &self, blocker: UserId, blocked: UserId, at: OffsetDateTime,
+///     ) -> Result<Blocked, Error> {
+///         self.backend.block(blocker, blocked, at).await
+///     }
+///     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, Error> {
+///         self.backend.unblock(blocker, blocked).await
+///     }
+///     async fn blocks(&self, blocker: UserId) -> Result<Vec<Block>, Error> {
+///         self.backend.blocks(blocker).await
+///     }
+///     async fn blocked_among(
+///         &self, user: UserId, others: &[UserId],
+///     ) -> Result<Vec<UserId>, Error> {
+///         self.backend.blocked_among(user, others).await
+///     }
+///     async fn acquainted_among(
+///         &self, user: UserId, others: &[UserId],
+///     ) -> Result<Vec<UserId>, Error> {
+///         self.backend.acquainted_among(user, others).await
+///     }
+///     async fn set_last_seen(&self, user: UserId, at: OffsetDateTime) -> Result<(), Error> {
+///         self.backend.set_last_seen(user, at).await
+///     }
+///     async fn last_seen(
+///         &self, users: &[UserId],
+///     ) -> Result<Vec<(UserId, OffsetDateTime)>, Error> {
+///         self.backend.last_seen(users).await
 ///     }
 ///     async fn conversations(
 ///         &self, user: UserId, before: Option<MessageId>, limit: u32,
@@ -265,6 +302,40 @@ pub trait MessageRepository: Send + Sync + 'static {
 
     /// Messages to `user` not yet read, over all conversations.
     async fn unread_total(&self, user: UserId) -> Result<u64, Error>;
+
+    /// Records that `blocker` blocks `blocked` from `at` on, unless it already does:
+    /// the block as stored, and whether this call made it.
+    async fn block(
+        &self,
+        blocker: UserId,
+        blocked: UserId,
+        at: OffsetDateTime,
+    ) -> Result<Blocked, Error>;
+
+    /// Lifts `blocker`'s block of `blocked`; whether there was one.
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, Error>;
+
+    /// Every user `blocker` blocks, the newest block first.
+    async fn blocks(&self, blocker: UserId) -> Result<Vec<Block>, Error>;
+
+    /// Of `others`, each user with a block between them and `user`, either way
+    /// (each once, in any order).
+    async fn blocked_among(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>, Error>;
+
+    /// Of `others`, each user `user` has a conversation with (each once, in any order).
+    async fn acquainted_among(
+        &self,
+        user: UserId,
+        others: &[UserId],
+    ) -> Result<Vec<UserId>, Error>;
+
+    /// Stores `at` as the last time `user` was connected, unless a later time is
+    /// stored.
+    async fn set_last_seen(&self, user: UserId, at: OffsetDateTime) -> Result<(), Error>;
+
+    /// The stored last-seen time of each of `users` that has one (each once, in any
+    /// order).
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, OffsetDateTime)>, Error>;
 
     /// Checks the store can answer queries (for readiness probes).
     async fn ping(&self) -> Result<(), Error>;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::block::{Block, Blocked};
 use crate::error::{Error, ValidationErrors};
 use crate::event::{Event, Receipt, Typing};
 use crate::ids::{MessageId, UserId};
@@ -23,8 +24,8 @@ use crate::message::{
 };
 use crate::page::{Conversations, History, HistoryPosition, HistoryQuery, HistoryRequest};
 use crate::ports::{
-    EventStream, MessageJobs, MessageRepository, NewJob, Notifier, Presence, RateDecision,
-    RateLimiter, Seat,
+    DefaultPolicy, EventStream, MessageJobs, MessageRepository, NewJob, Notifier, Policy,
+    Presence, RateDecision, RateLimiter, Seat,
 };
 use crate::timestamp;
 
@@ -110,10 +111,15 @@ pub struct ChatService {
     repository: Arc<dyn MessageRepository>,
     notifier: Arc<dyn Notifier>,
     presence: Arc<dyn Presence>,
+    policy: Arc<dyn Policy>,
     send_limiter: Option<Arc<dyn RateLimiter>>,
     jobs: Option<Outbox>,
     config: ChatConfig,
 }
+
+/// Why a send to someone is refused, whoever blocked whom or whatever the policy
+/// said: the sender learns nothing more.
+const NOT_REACHABLE: &str = "this user cannot be messaged";
 
 /// The jobs chat changes cause, and how many were stored.
 #[derive(Clone)]
@@ -140,6 +146,7 @@ impl ChatService {
             repository,
             notifier,
             presence: Arc::new(InMemoryPresence::new()),
+            policy: Arc::new(DefaultPolicy),
             send_limiter: None,
             jobs: None,
             config: ChatConfig::default(),
@@ -171,6 +178,13 @@ impl ChatService {
     /// this process's memory.
     pub fn with_presence(mut self, presence: Arc<dyn Presence>) -> Self {
         self.presence = presence;
+        self
+    }
+
+    /// Asks `policy` who may message whom and who may see whose presence and typing,
+    /// instead of [`DefaultPolicy`]. Blocks hold whatever it answers.
+    pub fn with_policy(mut self, policy: Arc<dyn Policy>) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -319,6 +333,11 @@ impl ChatService {
             message.trim().to_owned()
         };
 
+        if !self.policy.may_message(sender, receiver_id).await? {
+            return Err(Error::Forbidden {
+                reason: NOT_REACHABLE,
+            });
+        }
         // Only a keyed send can be a replay, so only then is the text kept to compare.
         let expected_text = client_message_id.as_ref().map(|_| text.clone());
         let created_at = timestamp::now();
@@ -336,7 +355,14 @@ impl ChatService {
                 created_at,
                 jobs,
             })
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // A block, checked in the insert's transaction; said neutrally.
+                Error::Forbidden { .. } => Error::Forbidden {
+                    reason: NOT_REACHABLE,
+                },
+                other => other,
+            })?;
         if !inserted.created {
             // The store matched on (sender, key); the content decides replay or conflict.
             let original = inserted.message;
@@ -719,9 +745,78 @@ impl ChatService {
         let mut errors = ValidationErrors::default();
         validation::counterpart(&mut errors, "receiver_id", caller, receiver);
         errors.into_result()?;
+        // Typing reaches whoever the caller may message; otherwise it is dropped,
+        // which the caller cannot tell from nobody listening.
+        if !self.reachable(caller, receiver).await? {
+            return Ok(());
+        }
         self.notifier
             .publish(receiver, Event::Typing(Typing { user_id: caller }))
             .await
+    }
+
+    /// `caller` blocks `other`: from now on neither can message the other (403), and
+    /// neither sees the other's presence or typing; their history stays readable.
+    /// Idempotent: the block already made is answered with `created: false`.
+    pub async fn block_user(&self, caller: UserId, other: UserId) -> Result<Blocked, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::counterpart(&mut errors, "user_id", caller, other);
+        errors.into_result()?;
+        self.repository
+            .block(caller, other, timestamp::now())
+            .await
+    }
+
+    /// Lifts `caller`'s block of `other`; whether there was one. A block `other` made
+    /// of `caller` stays.
+    pub async fn unblock_user(&self, caller: UserId, other: UserId) -> Result<bool, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::counterpart(&mut errors, "user_id", caller, other);
+        errors.into_result()?;
+        self.repository.unblock(caller, other).await
+    }
+
+    /// The users `caller` blocks, the newest block first.
+    pub async fn blocks(&self, caller: UserId) -> Result<Vec<Block>, Error> {
+        let mut errors = ValidationErrors::default();
+        validation::positive_id(&mut errors, "user_id", caller.get());
+        errors.into_result()?;
+        self.repository.blocks(caller).await
+    }
+
+    /// Whether `sender` may reach `receiver` (typing; sends check blocks in the store's
+    /// insert): no block between them either way, and the policy agrees.
+    async fn reachable(&self, sender: UserId, receiver: UserId) -> Result<bool, Error> {
+        Ok(self
+            .repository
+            .blocked_among(sender, &[receiver])
+            .await?
+            .is_empty()
+            && self.policy.may_message(sender, receiver).await?)
+    }
+
+    /// Of `users`, those whose presence `watcher` may see: no block between
+    /// them either way, and the policy agrees (by default: they have a conversation).
+    async fn visible_to(&self, watcher: UserId, users: &[UserId]) -> Result<Vec<UserId>, Error> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let blocked = self.repository.blocked_among(watcher, users).await?;
+        let acquainted = self.repository.acquainted_among(watcher, users).await?;
+        let mut visible = Vec::with_capacity(users.len());
+        for &user in users {
+            if user == watcher || blocked.contains(&user) || visible.contains(&user) {
+                continue;
+            }
+            if self
+                .policy
+                .may_see(watcher, user, acquainted.contains(&user))
+                .await?
+            {
+                visible.push(user);
+            }
+        }
+        Ok(visible)
     }
 
     /// `caller`'s live events. Subscribe before loading a backlog, then drop duplicates

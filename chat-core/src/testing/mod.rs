@@ -24,6 +24,7 @@ pub mod message_jobs;
 pub mod notifier;
 pub mod presence;
 pub mod rate_limiter;
+pub mod relations;
 pub mod repository;
 
 pub use faults::Faults;
@@ -148,6 +149,12 @@ macro_rules! message_repository_suite {
             only_the_sender_amends_a_message_not_deleted,
             the_feed_places_changes_at_their_revisions,
             the_feed_during_concurrent_sends_and_edits_is_gap_free,
+        );
+        $crate::__conformance_cases!(relations, $factory;
+            a_block_refuses_sends_both_ways_until_lifted,
+            blocks_are_idempotent_and_listed_newest_first,
+            blocked_and_acquainted_among_answer_subsets,
+            last_seen_never_moves_back,
         );
     };
 }
