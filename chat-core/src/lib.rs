@@ -73,5 +73,6 @@ pub use ports::{
 };
 pub use service::{
     Admission, ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,
+    MAX_PRESENCE_GRACE, MAX_PRESENCE_USERS,
     MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus, ReadRequest, Readiness, SendAttempt, SendFailure,
 };

@@ -157,4 +157,7 @@ pub struct Conversations {
     pub total_unread: u64,
     /// Pass as `before` to get the next page; `None` on the last page.
     pub next_before: Option<MessageId>,
+    /// The presence of each item's counterpart, in the items' order, as the caller
+    /// may see it (offline and never seen across a block or where the policy says no).
+    pub presence: Vec<crate::ports::UserPresence>,
 }

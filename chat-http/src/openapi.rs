@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{conversations, messages, system, ws};
+use crate::routes::{blocks, conversations, messages, system, ws};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -20,8 +20,10 @@ use crate::state::AppState;
     ),
     modifiers(&BearerScheme),
     tags(
-        (name = "messages", description = "Sending, history, read receipts"),
+        (name = "messages", description = "Sending, history, read receipts, edits and deletions"),
         (name = "conversations", description = "The conversation list"),
+        (name = "blocks", description = "Blocking users"),
+        (name = "presence", description = "Who is online, and when they were last seen"),
         (name = "websocket", description = "Real-time delivery"),
         (name = "system", description = "Health and metrics"),
     )
@@ -64,6 +66,8 @@ pub(crate) fn chat_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::mark_read))
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::mark_read))
+        .routes(routes!(blocks::block, blocks::unblock))
+        .routes(routes!(blocks::list))
         .routes(routes!(ws::connect))
 }
 

@@ -294,6 +294,32 @@ pub(crate) struct MessageSchema {
     deleted_at: Option<String>,
 }
 
+/// A user the caller blocks.
+#[derive(ToSchema)]
+#[schema(as = Block)]
+#[allow(dead_code)]
+pub(crate) struct BlockSchema {
+    /// The blocked user.
+    user_id: i64,
+    /// When the block was made.
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+/// `{"data": Block}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BlockEnvelope {
+    data: BlockSchema,
+}
+
+/// `{"data": [Block]}`, the newest block first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BlocksSchema {
+    data: Vec<BlockSchema>,
+}
+
 /// `{"data": Message}`.
 #[derive(ToSchema)]
 #[allow(dead_code)]

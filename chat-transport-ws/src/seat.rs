@@ -2,7 +2,9 @@
 
 use chat_core::{ChatService, Seat};
 
-/// Gives its seat back when dropped (in the background: a drop cannot wait).
+/// Gives its seat back when dropped (in the background: a drop cannot wait), and
+/// settles its user's presence once the grace has passed: offline, with a stored
+/// last-seen time, unless they came back meanwhile.
 #[derive(Debug)]
 pub struct HeldSeat {
     pub(crate) chat: ChatService,
@@ -21,7 +23,11 @@ impl Drop for HeldSeat {
         let (chat, seat) = (self.chat.clone(), self.seat);
         // Without a runtime (the process is ending) the seat expires by itself.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { chat.release(seat).await });
+            runtime.spawn(async move {
+                chat.release(seat).await;
+                tokio::time::sleep(chat.presence_grace()).await;
+                chat.settle_presence(seat.user).await;
+            });
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct ChatConfig {
     pub default_conversations_limit: u32,
     /// How long after sending its sender may still edit a message.
     pub edit_window: Duration,
+    /// How long a user still shows online after their last connection closed, so a
+    /// reconnecting phone does not flicker (at most `MAX_PRESENCE_GRACE`, 10 s).
+    pub presence_grace: Duration,
 }
 
 impl ChatConfig {
@@ -39,6 +42,13 @@ impl ChatConfig {
         self
     }
 
+    /// Sets how long a user still shows online after their last connection closed
+    /// (capped at 10 s).
+    pub fn with_presence_grace(mut self, grace: Duration) -> Self {
+        self.presence_grace = grace.min(crate::MAX_PRESENCE_GRACE);
+        self
+    }
+
     /// Sets the most ids one batch status change may list.
     pub fn with_max_batch_ids(mut self, max: usize) -> Self {
         self.max_batch_ids = max;
@@ -54,6 +64,7 @@ impl Default for ChatConfig {
             default_page_size: 50,
             default_conversations_limit: 20,
             edit_window: Duration::from_secs(15 * 60),
+            presence_grace: Duration::from_secs(5),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod admission;
 mod config;
 mod feed;
+mod presence;
 mod readiness;
 pub(crate) mod validation;
 
@@ -17,21 +18,22 @@ use crate::block::{Block, Blocked};
 use crate::error::{Error, ValidationErrors};
 use crate::event::{Event, Receipt, Typing};
 use crate::ids::{MessageId, UserId};
-use crate::memory::{InMemoryPresence, InMemoryRepository, InProcessNotifier};
+use crate::memory::{InMemoryPresence, InMemoryRepository, InProcessBroadcast, InProcessNotifier};
 use crate::message::{
     Amendment, Change, FeedEntry, Message, MessageStatus, NewMessageRecord, SendMessage,
     SendOutcome,
 };
 use crate::page::{Conversations, History, HistoryPosition, HistoryQuery, HistoryRequest};
 use crate::ports::{
-    DefaultPolicy, EventStream, MessageJobs, MessageRepository, NewJob, Notifier, Policy,
-    Presence, RateDecision, RateLimiter, Seat,
+    Broadcast, DefaultPolicy, EventStream, MessageJobs, MessageRepository, NewJob, Notifier,
+    Policy, Presence, RateDecision, RateLimiter,
 };
 use crate::timestamp;
 
 pub use admission::Admission;
 pub use config::ChatConfig;
 pub use feed::{Feed, FeedStart, FeedUpdate};
+pub use presence::{MAX_PRESENCE_GRACE, MAX_PRESENCE_USERS};
 pub use readiness::Readiness;
 pub use validation::MAX_CLIENT_MESSAGE_ID_CHARS;
 
@@ -111,11 +113,16 @@ pub struct ChatService {
     repository: Arc<dyn MessageRepository>,
     notifier: Arc<dyn Notifier>,
     presence: Arc<dyn Presence>,
+    presence_changes: Arc<dyn Broadcast>,
     policy: Arc<dyn Policy>,
     send_limiter: Option<Arc<dyn RateLimiter>>,
     jobs: Option<Outbox>,
     config: ChatConfig,
 }
+
+/// Presence news one watcher may fall behind by before it gets a gap (and asks again
+/// for everyone it watches).
+const PRESENCE_NEWS_CAPACITY: usize = 1024;
 
 /// Why a send to someone is refused, whoever blocked whom or whatever the policy
 /// said: the sender learns nothing more.
@@ -146,6 +153,7 @@ impl ChatService {
             repository,
             notifier,
             presence: Arc::new(InMemoryPresence::new()),
+            presence_changes: Arc::new(InProcessBroadcast::new(PRESENCE_NEWS_CAPACITY)),
             policy: Arc::new(DefaultPolicy),
             send_limiter: None,
             jobs: None,
@@ -230,20 +238,15 @@ impl ChatService {
     /// locks users out.
     pub async fn admit(&self, user: UserId, limit: usize) -> Admission {
         match self.presence.join(user, limit).await {
-            Ok(Some(seat)) => Admission::Seated(seat),
+            Ok(Some(seat)) => {
+                self.announce_presence(user).await;
+                Admission::Seated(seat)
+            }
             Ok(None) => Admission::Full,
             Err(error) => {
                 tracing::debug!(%user, %error, "presence unavailable: connection admitted unseated");
                 Admission::Unseated
             }
-        }
-    }
-
-    /// Gives back the seat of a connection that closed.
-    pub async fn release(&self, seat: Seat) {
-        if let Err(error) = self.presence.leave(seat).await {
-            // The seat expires by itself within the presence's time to live.
-            tracing::debug!(user = %seat.user, %error, "presence unavailable: seat left to expire");
         }
     }
 
@@ -622,10 +625,14 @@ impl ChatService {
             .then(|| items.last().map(|c| c.last_message.id))
             .flatten();
         let total_unread = self.repository.unread_total(caller).await?;
+        let counterparts: Vec<UserId> = items.iter().map(|c| c.counterpart).collect();
+        let visible = self.visible_to(caller, &counterparts).await?;
+        let presence = self.presence_of_visible(&counterparts, &visible).await?;
         Ok(Conversations {
             items,
             total_unread,
             next_before,
+            presence,
         })
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP routes, one module per resource.
 
+pub(crate) mod blocks;
 pub(crate) mod conversations;
 pub(crate) mod messages;
 pub(crate) mod pusher;
