@@ -444,6 +444,36 @@ impl<'a> QueryReader<'a> {
         self.single(name).map(|value| value.clone().into_owned())
     }
 
+    /// The comma-separated ids of parameter `name` (`1,2,3`), if given once and each
+    /// an id (see [`ID`]); a missing one is recorded as required.
+    pub(crate) fn id_list(&mut self, name: &'static str) -> Option<Vec<i64>> {
+        let Some(raw) = self.single(name).cloned() else {
+            if !self.errors.has(name) {
+                self.errors.add(
+                    name,
+                    ValidationCode::Required,
+                    format!("The {name} field is required."),
+                );
+            }
+            return None;
+        };
+        let mut ids = Vec::new();
+        for part in raw.split(',') {
+            match parse_integer(name, part.trim(), ID) {
+                Ok(id) => ids.push(id),
+                Err((code, _)) => {
+                    self.errors.add(
+                        name,
+                        code,
+                        format!("The {name} field must list ids (integers of at least 1) separated by commas."),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(ids)
+    }
+
     /// The problems found so far, as one 422; `None` when there were none.
     pub(crate) fn into_error(self) -> Option<ApiError> {
         (!self.errors.is_empty()).then(|| ApiError::validation(self.errors))

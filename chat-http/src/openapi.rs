@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{blocks, conversations, messages, system, ws};
+use crate::routes::{blocks, conversations, messages, presence, system, ws};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -68,6 +68,7 @@ pub(crate) fn chat_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(conversations::mark_read))
         .routes(routes!(blocks::block, blocks::unblock))
         .routes(routes!(blocks::list))
+        .routes(routes!(presence::lookup))
         .routes(routes!(ws::connect))
 }
 

@@ -109,6 +109,46 @@ impl FromQuery for HistoryParams {
     }
 }
 
+/// Query of `GET /api/chat/presence`.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PresenceParams {
+    /// The users, 1 to 100 ids separated by commas (`1,2,3`).
+    #[param(required = true, value_type = String, pattern = "^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,99}$")]
+    pub(crate) user_ids: Option<Vec<i64>>,
+}
+
+impl FromQuery for PresenceParams {
+    fn from_query(query: &mut QueryReader<'_>) -> Self {
+        Self {
+            user_ids: query.id_list("user_ids"),
+        }
+    }
+}
+
+/// One user's presence as the caller may see it.
+#[derive(ToSchema)]
+#[schema(as = Presence)]
+#[allow(dead_code)]
+pub(crate) struct PresenceSchema {
+    /// The user.
+    user_id: i64,
+    /// Connected on some node (or within a few seconds of the last connection
+    /// closing). Always false for users the caller may not see.
+    online: bool,
+    /// When the user was last connected; null for a user never seen, and for users
+    /// the caller may not see.
+    #[schema(format = DateTime)]
+    last_seen_at: Option<String>,
+}
+
+/// `{"data": [Presence]}`, in the order asked.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PresenceListSchema {
+    data: Vec<PresenceSchema>,
+}
+
 /// Query of `GET /api/chat/conversations`.
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -216,6 +256,11 @@ pub(crate) struct ConversationItem<'a> {
     pub(crate) last_message: &'a Message,
     /// Messages from the counterpart not read yet.
     pub(crate) unread_count: u64,
+    /// Whether the counterpart is online, as the caller may see it.
+    pub(crate) online: bool,
+    /// When the counterpart was last connected, as the caller may see it.
+    #[serde(with = "chat_core::timestamp::serde_micros::option")]
+    pub(crate) last_seen_at: Option<time::OffsetDateTime>,
 }
 
 /// Conversation-list pagination.
@@ -369,6 +414,11 @@ pub(crate) struct ConversationSchema {
     last_message: MessageSchema,
     /// Messages from the counterpart not read yet.
     unread_count: u64,
+    /// Whether the counterpart is online (false across a block).
+    online: bool,
+    /// When the counterpart was last connected (null across a block, or never seen).
+    #[schema(format = DateTime)]
+    last_seen_at: Option<String>,
 }
 
 /// The conversation list.

@@ -167,6 +167,11 @@ pub struct Settings {
     /// Longest message, in characters.
     #[arg(long, env = "CHAT_MAX_MESSAGE_CHARS", default_value = "4000")]
     pub max_message_chars: NonZeroUsize,
+    /// How long, in seconds, a user still shows online after their last connection
+    /// closed, so a reconnecting phone does not flicker (0–10).
+    #[arg(long, env = "CHAT_PRESENCE_GRACE_SECONDS", default_value = "5",
+          value_parser = clap::value_parser!(u64).range(0..=10))]
+    pub presence_grace_seconds: u64,
     /// How long after sending, in seconds, a sender may still edit a message.
     #[arg(long, env = "CHAT_EDIT_WINDOW_SECONDS", default_value = "900")]
     pub edit_window_seconds: u64,
@@ -301,6 +306,7 @@ impl Settings {
         chat_core::ChatConfig::default()
             .with_max_message_chars(self.max_message_chars.get())
             .with_edit_window(Duration::from_secs(self.edit_window_seconds))
+            .with_presence_grace(Duration::from_secs(self.presence_grace_seconds))
     }
 
     /// The WebSocket limits of these settings.

@@ -412,6 +412,12 @@ pub async fn assemble(settings: &Settings) -> Result<Server, StartError> {
         .with_presence(presence(settings, &metrics)?)
         .with_config(settings.chat_config())
         .with_send_limiter(send_limiter(settings, &metrics)?);
+    if let Some((url, prefix)) = redis(settings)? {
+        // Presence news crosses nodes, so a watcher hears of a user on any node.
+        let news = RedisBroadcast::connect(url, prefix, "presence", PRESENCE_NEWS_CAPACITY)
+            .map_err(invalid_redis_url)?;
+        chat = chat.with_presence_changes(Arc::new(news));
+    }
     let waker = PoolWaker::new();
     if let Some(config) = &webhooks {
         let plan = WebhookPlan::new(config, waker.clone());
@@ -503,6 +509,10 @@ fn start_workers(
 /// Channel events a node may fall behind on before it rebuilds its copy of the others'
 /// presence members.
 const PUSHER_BROADCAST_CAPACITY: usize = 65_536;
+
+/// Presence news a node's relay may fall behind by before it gets a gap (and every
+/// watch looks again at everyone it watches).
+const PRESENCE_NEWS_CAPACITY: usize = 4_096;
 
 /// The Pusher app of the settings: the three `CHAT_PUSHER_APP_*` values, or in
 /// development mode (no JWT key configured) development values, printed.

@@ -31,6 +31,10 @@ const QUIET: Duration = Duration::from_millis(300);
 /// The users of the edit test.
 const EDITOR: i64 = 93_001;
 const READER: i64 = 93_002;
+/// The users of the presence test.
+const WATCHER: i64 = 94_001;
+const WATCHED: i64 = 94_002;
+const STRANGER: i64 = 94_003;
 
 struct Server {
     address: SocketAddr,
@@ -396,6 +400,80 @@ async fn edits_and_deletions_reach_every_device_live_and_on_resume() {
     assert_eq!(frames[0]["data"], tombstone);
     assert!(frames[0]["revision"].as_i64().unwrap() > revision);
     assert!(third > frames[0]["revision"].as_i64().unwrap());
+}
+
+/// `GET /api/chat/presence` as `user`.
+async fn presence_rest(server: &Server, user: i64, ids: &str) -> Value {
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/chat/presence?user_ids={ids}",
+            server.address
+        ))
+        .bearer_auth(token(user))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.json::<Value>().await.unwrap()["data"].clone()
+}
+
+async fn watchers_see_users_come_and_go_and_blocks_hide_them() {
+    let server = server(&["--presence-grace-seconds", "0"]).await;
+    server.send_rest(WATCHER, WATCHED, "we talk").await;
+    let mut watcher = server.connect(WATCHER).await;
+    watcher
+        .send(json!({"type": "watch", "user_ids": [WATCHED, STRANGER]}))
+        .await;
+    let snapshot = watcher.next_of("presence").await;
+    let online: Vec<(i64, bool)> = snapshot["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["user_id"].as_i64().unwrap(), p["online"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(online, [(WATCHED, false), (STRANGER, false)]);
+    // The stranger connecting is nothing the watcher may see.
+    let stranger = server.connect(STRANGER).await;
+    let watched = server.connect(WATCHED).await;
+    let came = watcher.next_of("presence").await;
+    assert_eq!(came["data"], json!([{"user_id": WATCHED, "online": true,
+        "last_seen_at": came["data"][0]["last_seen_at"]}]));
+    assert_eq!(presence_rest(&server, WATCHER, &WATCHED.to_string()).await[0]["online"], true);
+    drop(watched);
+    let went = watcher.next_of("presence").await;
+    assert_eq!(went["data"][0]["user_id"], WATCHED);
+    assert_eq!(went["data"][0]["online"], false);
+    let seen = went["data"][0]["last_seen_at"].as_str().unwrap().to_owned();
+    assert!(seen.ends_with('Z'));
+    let looked = presence_rest(&server, WATCHER, &format!("{WATCHED},{STRANGER}")).await;
+    assert_eq!(looked[0], json!({"user_id": WATCHED, "online": false, "last_seen_at": seen}));
+    assert_eq!(looked[1], json!({"user_id": STRANGER, "online": false, "last_seen_at": null}));
+    drop(stranger);
+    assert!(
+        watcher.drain().await.iter().all(|f| f["type"] != "presence"),
+        "nothing of the stranger"
+    );
+    // Past the bound: an error, and the list stays as it was.
+    let many: Vec<i64> = (1..=101).collect();
+    watcher.send(json!({"type": "watch", "user_ids": many})).await;
+    let refused = watcher.next_of("error").await;
+    assert_eq!(refused["data"]["code"], "validation_failed");
+    assert!(refused["data"]["errors"]["user_ids"].is_array());
+    // A block hides the watched user from then on.
+    let blocked = reqwest::Client::new()
+        .post(format!("http://{}/api/chat/blocks/{WATCHER}", server.address))
+        .bearer_auth(token(WATCHED))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 201);
+    let _back = server.connect(WATCHED).await;
+    assert!(
+        watcher.drain().await.iter().all(|f| f["type"] != "presence"),
+        "nothing of a user who blocked the watcher"
+    );
+    let hidden = presence_rest(&server, WATCHER, &WATCHED.to_string()).await;
+    assert_eq!(hidden[0], json!({"user_id": WATCHED, "online": false, "last_seen_at": null}));
 }
 
 async fn receipts_reach_the_sender() {
@@ -835,6 +913,7 @@ crate::both_stores!("multi_thread";
     offline_messages_arrive_on_connect_in_order_then_live,
     resume_after_a_disconnect_mid_burst_misses_nothing,
     edits_and_deletions_reach_every_device_live_and_on_resume,
+    watchers_see_users_come_and_go_and_blocks_hide_them,
     receipts_reach_the_sender,
     bad_frames_get_error_frames_and_the_connection_stays,
     oversized_messages_close_with_1009_also_when_fragmented,

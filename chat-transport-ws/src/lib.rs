@@ -50,6 +50,7 @@ mod requests;
 mod seat;
 mod session;
 mod upgrade;
+mod watch;
 
 use std::sync::Arc;
 
@@ -73,6 +74,7 @@ pub struct WsEndpoint {
     chat: ChatService,
     config: Arc<WsConfig>,
     hub: ConnectionHub,
+    relay: watch::PresenceRelay,
     allowed_origins: Option<Arc<[String]>>,
 }
 
@@ -115,6 +117,7 @@ impl WsEndpoint {
     pub fn new(chat: ChatService, config: WsConfig) -> Self {
         Self {
             hub: ConnectionHub::new(config.max_connections_per_user),
+            relay: watch::PresenceRelay::new(chat.clone()),
             chat,
             config: Arc::new(config),
             allowed_origins: None,
@@ -206,6 +209,7 @@ impl WsEndpoint {
             feed,
             config: Arc::clone(&self.config),
             shutdown: self.hub.shutdown_signal(),
+            relay: self.relay.clone(),
             _registration: registration,
             _seat: seat,
         })

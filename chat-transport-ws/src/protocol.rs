@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chat_core::{Error, Message, MessageId, MessageStatus, Receipt, UserId};
+use chat_core::{Error, Message, MessageId, MessageStatus, Receipt, UserId, UserPresence};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -43,6 +43,13 @@ pub enum ClientFrame {
     Typing {
         /// Who to tell.
         receiver_id: UserId,
+    },
+    /// Follows the presence of these users (at most 100) instead of any watched
+    /// before; answered by `presence` with each of them, then a `presence` frame
+    /// whenever one comes online or goes offline. An empty list stops watching.
+    Watch {
+        /// The users to watch.
+        user_ids: Vec<UserId>,
     },
     /// Answered by `pong`.
     Ping,
@@ -94,6 +101,12 @@ pub enum ServerFrame<'a> {
     Error {
         /// What went wrong.
         data: ErrorData,
+    },
+    /// The presence of watched users: all of them in answer to `watch`, then each
+    /// one whose presence changed.
+    Presence {
+        /// Each user's presence as the connection's user may see it.
+        data: &'a [UserPresence],
     },
     /// The answer to `ping`.
     Pong,

@@ -10,6 +10,8 @@ pub(crate) enum Reply {
     Frame(String),
     /// `sent` for this message (`true`: a replay), in its place among the messages.
     Sent(Message, bool),
+    /// Watch these users' presence (the session keeps the list).
+    Watch(Vec<UserId>),
 }
 
 /// Carries out one text frame; the answer, if it has one (`ack`, `read` and `typing`
@@ -55,12 +57,13 @@ pub(crate) async fn handle_text(chat: &ChatService, user: UserId, text: &str) ->
             chat.mark_read_request(user, request).await.map(drop)
         }
         ClientFrame::Typing { receiver_id } => chat.typing(user, receiver_id).await,
+        ClientFrame::Watch { user_ids } => return Some(Reply::Watch(user_ids)),
     };
     outcome
         .err()
         .map(|error| Reply::Frame(error_frame((&error).into())))
 }
 
-fn error_frame(data: ErrorData) -> String {
+pub(crate) fn error_frame(data: ErrorData) -> String {
     encode(&ServerFrame::Error { data })
 }

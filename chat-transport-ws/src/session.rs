@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_core::{Feed, FeedUpdate, Identity};
+use chat_core::{ChatService, Feed, FeedUpdate, Identity, UserId};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -18,8 +18,9 @@ use crate::delivery::{send_within, slow_consumer, write, write_messages, write_s
 use crate::hub::Registration;
 use crate::inbound_limit::InboundLimit;
 use crate::protocol::{ErrorData, ServerFrame, TypingData, encode};
-use crate::requests::{Reply, handle_text};
+use crate::requests::{Reply, error_frame, handle_text};
 use crate::seat::HeldSeat;
+use crate::watch::{PresenceRelay, Watch};
 
 /// Far enough to stand for "never" without overflowing `Instant`.
 const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -33,6 +34,7 @@ pub struct Session {
     pub(crate) feed: Feed,
     pub(crate) config: Arc<WsConfig>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) relay: PresenceRelay,
     pub(crate) _registration: Registration,
     /// Its seat in presence, if presence could be reached.
     pub(crate) _seat: Option<HeldSeat>,
@@ -41,6 +43,7 @@ pub struct Session {
 enum Step {
     Inbound(Option<Result<WsMessage, WsError>>),
     Update(FeedUpdate),
+    Presence,
     Heartbeat,
     Expired,
     Shutdown,
@@ -66,8 +69,11 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
         feed,
         config,
         shutdown,
+        relay,
         ..
     } = session;
+    // Made on the first `watch` frame: most connections never watch anyone.
+    let mut watching: Option<Watch> = None;
     let user = identity.user_id;
     let config = &**config;
     let mut limit = InboundLimit::new(config);
@@ -89,6 +95,7 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
             _ = shutdown.changed() => Step::Shutdown,
             () = &mut expiry => Step::Expired,
             update = feed.next_update() => Step::Update(update),
+            () = news(watching.as_ref()) => Step::Presence,
             frame = socket.next() => Step::Inbound(frame),
             _ = heartbeat.tick() => Step::Heartbeat,
         };
@@ -109,6 +116,11 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
                             Some(Reply::Frame(reply)) => write(socket, config, &reply).await,
                             Some(Reply::Sent(message, replay)) => {
                                 Box::pin(write_sent(socket, feed, config, &message, replay)).await
+                            }
+                            Some(Reply::Watch(users)) => {
+                                let watch = watching.get_or_insert_with(|| relay.watch());
+                                let reply = Box::pin(watch_users(feed.chat(), user, watch, &users)).await;
+                                write(socket, config, &reply).await
                             }
                             None => Ok(()),
                         }
@@ -136,6 +148,13 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
                     .await
                     .map(drop)
             }
+            Step::Presence => match watching.as_mut() {
+                Some(watch) => match Box::pin(watched_news(feed.chat(), user, watch)).await {
+                    Some(frame) => write(socket, config, &frame).await,
+                    None => Ok(()),
+                },
+                None => Ok(()),
+            },
             Step::Update(FeedUpdate::Receipt(receipt)) => {
                 let frame = ServerFrame::Receipt {
                     data: (&receipt).into(),
@@ -165,6 +184,54 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
         };
         if let Err(closing) = written {
             return closing;
+        }
+    }
+}
+
+/// Waits for presence news of a watched user; never without a watch.
+async fn news(watching: Option<&Watch>) {
+    match watching {
+        Some(watch) => watch.news().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Replaces the watch list with `users` and answers with each one's presence, or
+/// with an error frame (the list then stays as it was).
+async fn watch_users(
+    chat: &ChatService,
+    user: UserId,
+    watch: &mut Watch,
+    users: &[UserId],
+) -> String {
+    if users.is_empty() {
+        watch.replace(users);
+        return encode(&ServerFrame::Presence { data: &[] });
+    }
+    match chat.presence_of(user, users).await {
+        Ok(looked) => {
+            watch.replace(users);
+            let shown = watch.changes(looked);
+            encode(&ServerFrame::Presence { data: &shown })
+        }
+        Err(error) => error_frame((&error).into()),
+    }
+}
+
+/// The `presence` frame of watched users whose presence changed, if any did.
+async fn watched_news(chat: &ChatService, user: UserId, watch: &mut Watch) -> Option<String> {
+    let users = watch.take();
+    if users.is_empty() {
+        return None;
+    }
+    match chat.presence_of(user, &users).await {
+        Ok(looked) => {
+            let changed = watch.changes(looked);
+            (!changed.is_empty()).then(|| encode(&ServerFrame::Presence { data: &changed }))
+        }
+        Err(error) => {
+            tracing::debug!(%error, "cannot look up watched presence");
+            None
         }
     }
 }

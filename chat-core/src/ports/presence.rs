@@ -14,7 +14,7 @@ pub struct Seat {
 }
 
 /// Whether a user has a live connection anywhere, and when they last had one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct UserPresence {
     /// The user.
     pub user_id: UserId,
@@ -23,6 +23,7 @@ pub struct UserPresence {
     /// The last time the user was known to be connected: when the last connection
     /// closed, or (for a node that died) its last refresh; `None` for a user never
     /// seen, and while online it may lag by up to a refresh period.
+    #[serde(with = "crate::timestamp::serde_micros::option")]
     pub last_seen_at: Option<OffsetDateTime>,
 }
 

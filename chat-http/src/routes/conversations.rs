@@ -48,10 +48,13 @@ pub(crate) async fn list(
     let items: Vec<ConversationItem<'_>> = page
         .items
         .iter()
-        .map(|c| ConversationItem {
+        .zip(&page.presence)
+        .map(|(c, presence)| ConversationItem {
             user_id: c.counterpart.get(),
             last_message: &c.last_message,
             unread_count: c.unread_count,
+            online: presence.online,
+            last_seen_at: presence.last_seen_at,
         })
         .collect();
     let next_before = cursor_of(page.next_before);

@@ -3,6 +3,7 @@
 pub(crate) mod blocks;
 pub(crate) mod conversations;
 pub(crate) mod messages;
+pub(crate) mod presence;
 pub(crate) mod pusher;
 pub(crate) mod system;
 pub(crate) mod ws;
