@@ -162,6 +162,80 @@ async fn delete_leaves_a_tombstone_and_keeps_counts_right() {
     assert_eq!(list.body["meta"]["total_unread"], 0);
 }
 
+// ---- blocks and presence ----
+
+async fn blocks_refuse_sends_neutrally_and_are_listed_and_lifted() {
+    let app = TestApp::new().await;
+    app.send_message(2, 1, "before").await;
+    let blocked = app.post("/api/chat/blocks/2", 1, json!({})).await;
+    assert_eq!(blocked.status, StatusCode::CREATED, "{}", blocked.text);
+    assert_eq!(blocked.body["data"]["user_id"], 2);
+    assert!(blocked.body["data"]["created_at"].as_str().unwrap().ends_with('Z'));
+    let again = app.call(Method::POST, "/api/chat/blocks/2", Some(1), None).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, blocked.body);
+    let from_blocked = app
+        .post("/api/chat/send", 2, json!({"receiver_id": 1, "message": "hello?"}))
+        .await;
+    assert_eq!(from_blocked.status, StatusCode::FORBIDDEN);
+    let from_blocker = app
+        .post("/api/chat/send", 1, json!({"receiver_id": 2, "message": "bye"}))
+        .await;
+    assert_eq!(from_blocker.status, StatusCode::FORBIDDEN);
+    assert_eq!(from_blocked.body, from_blocker.body, "neutral: nobody learns who blocked");
+    assert!(!from_blocked.text.contains("block"), "{}", from_blocked.text);
+    // History stays readable, and holds nothing of the refused sends.
+    let history = app.get("/api/chat/messages/1", 2).await;
+    assert_eq!(history.body["meta"]["total"], 1);
+    let list = app.get("/api/chat/blocks", 1).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["data"], json!([blocked.body["data"]]));
+    assert_eq!(app.get("/api/chat/blocks", 2).await.body["data"], json!([]));
+    for uri in ["/api/chat/blocks/1", "/api/chat/blocks/0", "/api/chat/blocks/abc"] {
+        let refused = app.call(Method::POST, uri, Some(1), None).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+        assert_eq!(refused.error_fields(), ["user_id"], "{uri}");
+    }
+    let lifted = app.call(Method::DELETE, "/api/chat/blocks/2", Some(1), None).await;
+    assert_eq!(lifted.status, StatusCode::NO_CONTENT);
+    assert!(lifted.text.is_empty());
+    let lifted_again = app.call(Method::DELETE, "/api/chat/blocks/2", Some(1), None).await;
+    assert_eq!(lifted_again.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.send_status(2, 1, "friends again").await, StatusCode::CREATED);
+}
+
+async fn presence_lookups_are_bounded_and_hide_strangers() {
+    let app = TestApp::new().await;
+    app.send_message(1, 2, "hi").await;
+    let looked = app.get("/api/chat/presence?user_ids=2,3,2", 1).await;
+    assert_eq!(looked.status, StatusCode::OK, "{}", looked.text);
+    assert_eq!(
+        looked.body["data"],
+        json!([
+            {"user_id": 2, "online": false, "last_seen_at": null},
+            {"user_id": 3, "online": false, "last_seen_at": null},
+            {"user_id": 2, "online": false, "last_seen_at": null},
+        ])
+    );
+    let many = (1..=101).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    for query in [
+        String::new(),
+        "?user_ids=".to_owned(),
+        "?user_ids=0".to_owned(),
+        "?user_ids=1,x".to_owned(),
+        "?user_ids=1&user_ids=2".to_owned(),
+        format!("?user_ids={many}"),
+    ] {
+        let refused = app.get(&format!("/api/chat/presence{query}"), 1).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_eq!(refused.error_fields(), ["user_ids"], "{query}");
+    }
+    // Conversation rows carry the counterpart's presence.
+    let list = app.get("/api/chat/conversations", 1).await;
+    assert_eq!(list.body["data"][0]["online"], false);
+    assert_eq!(list.body["data"][0]["last_seen_at"], Value::Null);
+}
+
 // ---- send ----
 
 async fn send_stores_and_answers_201_with_rate_headers() {
@@ -985,7 +1059,7 @@ async fn openapi_document_is_served_and_complete() {
         (
             "/api/chat/send",
             "post",
-            &[200, 201, 400, 401, 409, 413, 415, 422, 429, 503],
+            &[200, 201, 400, 401, 403, 409, 413, 415, 422, 429, 503],
         ),
         ("/api/chat/messages/{id}", "get", &[200, 401, 422, 429, 503]),
         (
@@ -998,6 +1072,18 @@ async fn openapi_document_is_served_and_complete() {
             "delete",
             &[200, 401, 403, 404, 422, 429, 503],
         ),
+        (
+            "/api/chat/blocks/{user_id}",
+            "post",
+            &[200, 201, 401, 422, 429, 503],
+        ),
+        (
+            "/api/chat/blocks/{user_id}",
+            "delete",
+            &[204, 401, 422, 429, 503],
+        ),
+        ("/api/chat/blocks", "get", &[200, 401, 429, 503]),
+        ("/api/chat/presence", "get", &[200, 401, 422, 429, 503]),
         (
             "/api/chat/read/{message_id}",
             "patch",
@@ -1325,6 +1411,11 @@ async fn parameter_bounds_in_the_document_are_the_server_bounds() {
                     continue;
                 }
                 let schema = &parameter["schema"];
+                // A list of ids in one string (`user_ids=1,2,3`) is bounded by its
+                // pattern, which presence_lookups_are_bounded_and_hide_strangers checks.
+                if schema["type"] == "string" && schema["pattern"].is_string() {
+                    continue;
+                }
                 assert_eq!(schema["type"], "integer", "{method} {path} {name}");
                 let (Some(min), Some(max)) =
                     (schema["minimum"].as_i64(), schema["maximum"].as_i64())
@@ -1547,6 +1638,8 @@ async fn the_document_follows_the_configured_message_limit() {
 }
 
 crate::both_stores!("current_thread";
+    blocks_refuse_sends_neutrally_and_are_listed_and_lifted,
+    presence_lookups_are_bounded_and_hide_strangers,
     edit_is_the_senders_within_the_window_and_idempotent,
     delete_leaves_a_tombstone_and_keeps_counts_right,
     send_stores_and_answers_201_with_rate_headers,

@@ -47,8 +47,12 @@ impl ChannelAuthorizer for Orders {
 }
 
 fn router(origins: &[&str]) -> axum::Router {
+    router_of(ChatService::in_memory(), origins)
+}
+
+fn router_of(chat: ChatService, origins: &[&str]) -> axum::Router {
     let auth = JwtAuthenticator::hs256(SECRET.as_bytes()).unwrap();
-    let state = AppState::builder(ChatService::in_memory(), Arc::new(auth))
+    let state = AppState::builder(chat, Arc::new(auth))
         .pusher(app(), PusherConfig::default())
         .channel_authorizer(Arc::new(Orders))
         .allowed_origins(origins.iter().map(|o| (*o).to_owned()))
@@ -105,6 +109,35 @@ async fn a_host_authorizes_its_own_channels_and_cannot_widen_the_chats() {
     assert_eq!(
         authorize(&router, 5, "presence-orders.5").await.0,
         StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_block_closes_the_conversation_presence_channel_to_both() {
+    let chat = ChatService::in_memory();
+    let router = router_of(chat.clone(), &[]);
+    assert_eq!(
+        authorize(&router, 3, "presence-chat.3.4").await.0,
+        StatusCode::OK
+    );
+    chat.block_user(UserId::new(4), UserId::new(3)).await.unwrap();
+    for user in [3, 4] {
+        let (status, body) = authorize(&router, user, "presence-chat.3.4").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{user}: {body}");
+    }
+    // Each keeps their own private channel, and other conversations stay open.
+    assert_eq!(
+        authorize(&router, 3, "private-chat.3").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        authorize(&router, 3, "presence-chat.3.5").await.0,
+        StatusCode::OK
+    );
+    chat.unblock_user(UserId::new(4), UserId::new(3)).await.unwrap();
+    assert_eq!(
+        authorize(&router, 4, "presence-chat.3.4").await.0,
+        StatusCode::OK
     );
 }
 

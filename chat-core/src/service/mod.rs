@@ -754,7 +754,7 @@ impl ChatService {
         errors.into_result()?;
         // Typing reaches whoever the caller may message; otherwise it is dropped,
         // which the caller cannot tell from nobody listening.
-        if !self.reachable(caller, receiver).await? {
+        if !self.may_reach(caller, receiver).await? {
             return Ok(());
         }
         self.notifier
@@ -791,9 +791,11 @@ impl ChatService {
         self.repository.blocks(caller).await
     }
 
-    /// Whether `sender` may reach `receiver` (typing; sends check blocks in the store's
-    /// insert): no block between them either way, and the policy agrees.
-    async fn reachable(&self, sender: UserId, receiver: UserId) -> Result<bool, Error> {
+    /// Whether `sender` may reach `receiver` — show typing, join their conversation's
+    /// presence channel: no block between them either way, and the policy lets
+    /// `sender` message `receiver`.
+    /// (Sends check blocks in the store's insert instead, in its transaction.)
+    pub async fn may_reach(&self, sender: UserId, receiver: UserId) -> Result<bool, Error> {
         Ok(self
             .repository
             .blocked_among(sender, &[receiver])

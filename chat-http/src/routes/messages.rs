@@ -38,6 +38,7 @@ use crate::state::AppState;
             body = MessageEnvelope),
         (status = 400, description = "Malformed JSON.", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token.", body = ErrorBody),
+        (status = 403, description = "This receiver cannot be messaged: a block between the two (either way) or the host's policy. The message is the same whichever it is.", body = ErrorBody),
         (status = 409, description = "The client_message_id was already used with other content.", body = ErrorBody),
         (status = 413, description = "Body over the limit.", body = ErrorBody),
         (status = 415, description = "Body is not JSON.", body = ErrorBody),

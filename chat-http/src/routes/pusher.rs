@@ -8,7 +8,9 @@ use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chat_transport_pusher::{ApiCall, AuthRefusal, ChannelName, PusherEndpoint, SocketId};
+use chat_transport_pusher::{
+    ApiCall, AuthRefusal, ChannelName, ChatChannel, PusherEndpoint, SocketId,
+};
 use chat_transport_ws::{WsUpgrade, WsUpgradeRejection};
 use serde::Deserialize;
 
@@ -113,6 +115,17 @@ async fn authorize_request(
         .channel_name
         .and_then(|name| name.parse().ok())
         .ok_or(forbidden("channel_name must be a valid channel name"))?;
+    // A conversation channel carries presence and typing: none across a block.
+    if let Some(ChatChannel::Conversation(a, b)) = ChatChannel::of(&channel)
+        && chat_core::ChatService::takes_part(identity.user_id, a, b)
+    {
+        let other = if identity.user_id == a { b } else { a };
+        if !state.chat().may_reach(identity.user_id, other).await? {
+            return Err(ApiError::Chat(chat_core::Error::Forbidden {
+                reason: "this channel is not yours to join",
+            }));
+        }
+    }
     match pusher.authorize(identity.user_id, &socket_id, &channel) {
         Ok(auth) => Ok(Json(auth).into_response()),
         Err(refusal @ (AuthRefusal::Forbidden | AuthRefusal::Public)) => {
