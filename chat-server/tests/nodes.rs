@@ -294,6 +294,82 @@ async fn wait_all_seen(seen: &Seen, expected: &HashMap<i64, HashSet<i64>>) {
 /// Redis killed and started again while a node sends continuously to receivers on
 /// another: every 201 message reaches its receiver, neither node restarts, `/ready`
 /// shows the outage and its end, and live delivery comes back by itself.
+/// `GET /api/chat/presence` of `users` as `caller` on `server`.
+async fn presence(client: &reqwest::Client, server: &Server, caller: i64, users: &str) -> Value {
+    client
+        .get(format!("{}/api/chat/presence?user_ids={users}", server.base()))
+        .bearer_auth(token(caller))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["data"]
+        .clone()
+}
+
+/// A user connecting on one node is online to a watcher on another, and offline
+/// after the grace once their last connection closed; the last-seen time is in the
+/// store, so every node answers it.
+#[test]
+fn presence_crosses_nodes() {
+    let _serial = serial();
+    let (Some(postgres), Some(redis)) = (
+        postgres_url(),
+        chat_core::testing::service_url("CHAT_TEST_REDIS_URL"),
+    ) else {
+        return;
+    };
+    runtime().block_on(async {
+        let database = Database::postgres(&postgres, "presence").await;
+        let mut args = bus_args(&redis, "presence");
+        args.extend(["--presence-grace-seconds", "1"].map(str::to_owned));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let a = Server::start(&database, &args).await;
+        let b = Server::start(&database, &args).await;
+        let client = http_client(ARRIVAL);
+        wait_bus_up(&client, &[&a, &b]).await;
+        let (alice, bob) = (11, 12);
+        let sent = send(&client, &a.base(), alice, bob, "hi", "presence-1")
+            .await
+            .unwrap();
+        assert_eq!(sent.status, 201, "{}", sent.body);
+
+        let mut alice_on_a = connect(&a, alice, "").await;
+        send_frame(&mut alice_on_a, json!({"type": "watch", "user_ids": [bob]})).await;
+        let snapshot = next_of(&mut alice_on_a, "presence").await;
+        assert_eq!(snapshot["data"][0]["online"], false);
+
+        let bob_on_b = connect(&b, bob, "").await;
+        let came = next_of(&mut alice_on_a, "presence").await;
+        assert_eq!(came["data"][0]["user_id"], bob);
+        assert_eq!(came["data"][0]["online"], true);
+        assert_eq!(presence(&client, &a, alice, &bob.to_string()).await[0]["online"], true);
+
+        drop(bob_on_b);
+        let went = next_of(&mut alice_on_a, "presence").await;
+        assert_eq!(went["data"][0]["online"], false);
+        let seen = went["data"][0]["last_seen_at"].clone();
+        assert!(seen.is_string(), "{went}");
+        for node in [&a, &b] {
+            let looked = presence(&client, node, alice, &bob.to_string()).await;
+            assert_eq!(looked[0]["online"], false);
+            assert_eq!(looked[0]["last_seen_at"], seen);
+        }
+        let rows: Value = client
+            .get(format!("{}/api/chat/conversations", b.base()))
+            .bearer_auth(token(alice))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(rows["data"][0]["user_id"], bob);
+        assert_eq!(rows["data"][0]["last_seen_at"], seen);
+    });
+}
+
 #[test]
 fn a_redis_restart_loses_nothing_and_delivery_resumes() {
     let _serial = serial();
