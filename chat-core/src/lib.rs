@@ -66,13 +66,13 @@ pub use page::{
     HistoryRequest, MAX_PAGE_SIZE,
 };
 pub use ports::{
-    Authenticator, Broadcast, BroadcastStream, Broadcasted, Claimed, EventStream, Identity, Job,
-    JobState, JobStore, Layered, MessageJobs, MessageRepository, NewJob, Notice, Notifier, Outcome,
-    Policy, DefaultPolicy, Presence, RateDecision, RateLimiter, RepositoryLayer, Seat,
+    Authenticator, Broadcast, BroadcastStream, Broadcasted, Claimed, DefaultPolicy, EventStream,
+    Identity, Job, JobState, JobStore, Layered, MessageJobs, MessageRepository, NewJob, Notice,
+    Notifier, Outcome, Policy, Presence, RateDecision, RateLimiter, RepositoryLayer, Seat,
     StoreOperation, UserPresence,
 };
 pub use service::{
     Admission, ChatConfig, ChatService, Feed, FeedStart, FeedUpdate, MAX_BACKLOG_BATCH,
-    MAX_PRESENCE_GRACE, MAX_PRESENCE_USERS,
-    MAX_CLIENT_MESSAGE_ID_CHARS, RateStatus, ReadRequest, Readiness, SendAttempt, SendFailure,
+    MAX_CLIENT_MESSAGE_ID_CHARS, MAX_PRESENCE_GRACE, MAX_PRESENCE_USERS, RateStatus, ReadRequest,
+    Readiness, SendAttempt, SendFailure,
 };

@@ -60,7 +60,9 @@ async fn a_block_stops_messages_and_typing_both_ways_and_history_stays() {
     // History stays readable to both.
     for user in [ALICE, BOB] {
         let other = if user == ALICE { BOB } else { ALICE };
-        let query = chat.history_query(chat_core::HistoryRequest::default()).unwrap();
+        let query = chat
+            .history_query(chat_core::HistoryRequest::default())
+            .unwrap();
         let history = chat.history(user, other, query).await.unwrap();
         assert_eq!(history.messages, vec![before.clone()]);
     }

@@ -121,9 +121,15 @@ async fn lookups_are_bounded() {
     let many: Vec<UserId> = (2..=102).map(UserId::new).collect();
     for users in [&[][..], &many[..], &[UserId::new(0)][..]] {
         let error = chat.presence_of(ALICE, users).await.unwrap_err();
-        assert!(error.validation_errors().unwrap().has("user_ids"), "{error}");
+        assert!(
+            error.validation_errors().unwrap().has("user_ids"),
+            "{error}"
+        );
     }
-    assert_eq!(chat.presence_of(ALICE, &many[..100]).await.unwrap().len(), 100);
+    assert_eq!(
+        chat.presence_of(ALICE, &many[..100]).await.unwrap().len(),
+        100
+    );
 }
 
 /// Everyone in one company sees everyone's presence.
@@ -142,8 +148,8 @@ impl Policy for Company {
 
 #[tokio::test]
 async fn a_policy_may_show_presence_beyond_conversations_but_not_across_blocks() {
-    let chat = chat_on(Arc::new(InMemoryRepository::new()), Duration::ZERO)
-        .with_policy(Arc::new(Company));
+    let chat =
+        chat_on(Arc::new(InMemoryRepository::new()), Duration::ZERO).with_policy(Arc::new(Company));
     let _bob = seat(&chat, BOB).await;
     assert!(one(&chat, CAROL, BOB).await.online);
     chat.block_user(CAROL, BOB).await.unwrap();

@@ -170,20 +170,42 @@ async fn blocks_refuse_sends_neutrally_and_are_listed_and_lifted() {
     let blocked = app.post("/api/chat/blocks/2", 1, json!({})).await;
     assert_eq!(blocked.status, StatusCode::CREATED, "{}", blocked.text);
     assert_eq!(blocked.body["data"]["user_id"], 2);
-    assert!(blocked.body["data"]["created_at"].as_str().unwrap().ends_with('Z'));
-    let again = app.call(Method::POST, "/api/chat/blocks/2", Some(1), None).await;
+    assert!(
+        blocked.body["data"]["created_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let again = app
+        .call(Method::POST, "/api/chat/blocks/2", Some(1), None)
+        .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body, blocked.body);
     let from_blocked = app
-        .post("/api/chat/send", 2, json!({"receiver_id": 1, "message": "hello?"}))
+        .post(
+            "/api/chat/send",
+            2,
+            json!({"receiver_id": 1, "message": "hello?"}),
+        )
         .await;
     assert_eq!(from_blocked.status, StatusCode::FORBIDDEN);
     let from_blocker = app
-        .post("/api/chat/send", 1, json!({"receiver_id": 2, "message": "bye"}))
+        .post(
+            "/api/chat/send",
+            1,
+            json!({"receiver_id": 2, "message": "bye"}),
+        )
         .await;
     assert_eq!(from_blocker.status, StatusCode::FORBIDDEN);
-    assert_eq!(from_blocked.body, from_blocker.body, "neutral: nobody learns who blocked");
-    assert!(!from_blocked.text.contains("block"), "{}", from_blocked.text);
+    assert_eq!(
+        from_blocked.body, from_blocker.body,
+        "neutral: nobody learns who blocked"
+    );
+    assert!(
+        !from_blocked.text.contains("block"),
+        "{}",
+        from_blocked.text
+    );
     // History stays readable, and holds nothing of the refused sends.
     let history = app.get("/api/chat/messages/1", 2).await;
     assert_eq!(history.body["meta"]["total"], 1);
@@ -191,17 +213,28 @@ async fn blocks_refuse_sends_neutrally_and_are_listed_and_lifted() {
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.body["data"], json!([blocked.body["data"]]));
     assert_eq!(app.get("/api/chat/blocks", 2).await.body["data"], json!([]));
-    for uri in ["/api/chat/blocks/1", "/api/chat/blocks/0", "/api/chat/blocks/abc"] {
+    for uri in [
+        "/api/chat/blocks/1",
+        "/api/chat/blocks/0",
+        "/api/chat/blocks/abc",
+    ] {
         let refused = app.call(Method::POST, uri, Some(1), None).await;
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
         assert_eq!(refused.error_fields(), ["user_id"], "{uri}");
     }
-    let lifted = app.call(Method::DELETE, "/api/chat/blocks/2", Some(1), None).await;
+    let lifted = app
+        .call(Method::DELETE, "/api/chat/blocks/2", Some(1), None)
+        .await;
     assert_eq!(lifted.status, StatusCode::NO_CONTENT);
     assert!(lifted.text.is_empty());
-    let lifted_again = app.call(Method::DELETE, "/api/chat/blocks/2", Some(1), None).await;
+    let lifted_again = app
+        .call(Method::DELETE, "/api/chat/blocks/2", Some(1), None)
+        .await;
     assert_eq!(lifted_again.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.send_status(2, 1, "friends again").await, StatusCode::CREATED);
+    assert_eq!(
+        app.send_status(2, 1, "friends again").await,
+        StatusCode::CREATED
+    );
 }
 
 async fn presence_lookups_are_bounded_and_hide_strangers() {
@@ -217,7 +250,10 @@ async fn presence_lookups_are_bounded_and_hide_strangers() {
             {"user_id": 2, "online": false, "last_seen_at": null},
         ])
     );
-    let many = (1..=101).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let many = (1..=101)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     for query in [
         String::new(),
         "?user_ids=".to_owned(),

@@ -297,7 +297,10 @@ async fn wait_all_seen(seen: &Seen, expected: &HashMap<i64, HashSet<i64>>) {
 /// `GET /api/chat/presence` of `users` as `caller` on `server`.
 async fn presence(client: &reqwest::Client, server: &Server, caller: i64, users: &str) -> Value {
     client
-        .get(format!("{}/api/chat/presence?user_ids={users}", server.base()))
+        .get(format!(
+            "{}/api/chat/presence?user_ids={users}",
+            server.base()
+        ))
         .bearer_auth(token(caller))
         .send()
         .await
@@ -344,7 +347,10 @@ fn presence_crosses_nodes() {
         let came = next_of(&mut alice_on_a, "presence").await;
         assert_eq!(came["data"][0]["user_id"], bob);
         assert_eq!(came["data"][0]["online"], true);
-        assert_eq!(presence(&client, &a, alice, &bob.to_string()).await[0]["online"], true);
+        assert_eq!(
+            presence(&client, &a, alice, &bob.to_string()).await[0]["online"],
+            true
+        );
 
         drop(bob_on_b);
         let went = next_of(&mut alice_on_a, "presence").await;

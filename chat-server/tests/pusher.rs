@@ -120,7 +120,9 @@ async fn a_block_closes_the_conversation_presence_channel_to_both() {
         authorize(&router, 3, "presence-chat.3.4").await.0,
         StatusCode::OK
     );
-    chat.block_user(UserId::new(4), UserId::new(3)).await.unwrap();
+    chat.block_user(UserId::new(4), UserId::new(3))
+        .await
+        .unwrap();
     for user in [3, 4] {
         let (status, body) = authorize(&router, user, "presence-chat.3.4").await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{user}: {body}");
@@ -134,7 +136,9 @@ async fn a_block_closes_the_conversation_presence_channel_to_both() {
         authorize(&router, 3, "presence-chat.3.5").await.0,
         StatusCode::OK
     );
-    chat.unblock_user(UserId::new(4), UserId::new(3)).await.unwrap();
+    chat.unblock_user(UserId::new(4), UserId::new(3))
+        .await
+        .unwrap();
     assert_eq!(
         authorize(&router, 4, "presence-chat.3.4").await.0,
         StatusCode::OK

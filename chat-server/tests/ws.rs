@@ -429,16 +429,27 @@ async fn watchers_see_users_come_and_go_and_blocks_hide_them() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["user_id"].as_i64().unwrap(), p["online"].as_bool().unwrap()))
+        .map(|p| {
+            (
+                p["user_id"].as_i64().unwrap(),
+                p["online"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(online, [(WATCHED, false), (STRANGER, false)]);
     // The stranger connecting is nothing the watcher may see.
     let stranger = server.connect(STRANGER).await;
     let watched = server.connect(WATCHED).await;
     let came = watcher.next_of("presence").await;
-    assert_eq!(came["data"], json!([{"user_id": WATCHED, "online": true,
-        "last_seen_at": came["data"][0]["last_seen_at"]}]));
-    assert_eq!(presence_rest(&server, WATCHER, &WATCHED.to_string()).await[0]["online"], true);
+    assert_eq!(
+        came["data"],
+        json!([{"user_id": WATCHED, "online": true,
+        "last_seen_at": came["data"][0]["last_seen_at"]}])
+    );
+    assert_eq!(
+        presence_rest(&server, WATCHER, &WATCHED.to_string()).await[0]["online"],
+        true
+    );
     drop(watched);
     let went = watcher.next_of("presence").await;
     assert_eq!(went["data"][0]["user_id"], WATCHED);
@@ -446,22 +457,37 @@ async fn watchers_see_users_come_and_go_and_blocks_hide_them() {
     let seen = went["data"][0]["last_seen_at"].as_str().unwrap().to_owned();
     assert!(seen.ends_with('Z'));
     let looked = presence_rest(&server, WATCHER, &format!("{WATCHED},{STRANGER}")).await;
-    assert_eq!(looked[0], json!({"user_id": WATCHED, "online": false, "last_seen_at": seen}));
-    assert_eq!(looked[1], json!({"user_id": STRANGER, "online": false, "last_seen_at": null}));
+    assert_eq!(
+        looked[0],
+        json!({"user_id": WATCHED, "online": false, "last_seen_at": seen})
+    );
+    assert_eq!(
+        looked[1],
+        json!({"user_id": STRANGER, "online": false, "last_seen_at": null})
+    );
     drop(stranger);
     assert!(
-        watcher.drain().await.iter().all(|f| f["type"] != "presence"),
+        watcher
+            .drain()
+            .await
+            .iter()
+            .all(|f| f["type"] != "presence"),
         "nothing of the stranger"
     );
     // Past the bound: an error, and the list stays as it was.
     let many: Vec<i64> = (1..=101).collect();
-    watcher.send(json!({"type": "watch", "user_ids": many})).await;
+    watcher
+        .send(json!({"type": "watch", "user_ids": many}))
+        .await;
     let refused = watcher.next_of("error").await;
     assert_eq!(refused["data"]["code"], "validation_failed");
     assert!(refused["data"]["errors"]["user_ids"].is_array());
     // A block hides the watched user from then on.
     let blocked = reqwest::Client::new()
-        .post(format!("http://{}/api/chat/blocks/{WATCHER}", server.address))
+        .post(format!(
+            "http://{}/api/chat/blocks/{WATCHER}",
+            server.address
+        ))
         .bearer_auth(token(WATCHED))
         .send()
         .await
@@ -469,11 +495,18 @@ async fn watchers_see_users_come_and_go_and_blocks_hide_them() {
     assert_eq!(blocked.status(), 201);
     let _back = server.connect(WATCHED).await;
     assert!(
-        watcher.drain().await.iter().all(|f| f["type"] != "presence"),
+        watcher
+            .drain()
+            .await
+            .iter()
+            .all(|f| f["type"] != "presence"),
         "nothing of a user who blocked the watcher"
     );
     let hidden = presence_rest(&server, WATCHER, &WATCHED.to_string()).await;
-    assert_eq!(hidden[0], json!({"user_id": WATCHED, "online": false, "last_seen_at": null}));
+    assert_eq!(
+        hidden[0],
+        json!({"user_id": WATCHED, "online": false, "last_seen_at": null})
+    );
 }
 
 async fn receipts_reach_the_sender() {

@@ -37,9 +37,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chat_core::{
     Amendment, Block, Blocked, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage,
-    Inserted, Job,
-    JobId, JobState, JobStore, Message, MessageId, MessageRepository, MessageStatus, NewJob,
-    NewMessageRecord, Outcome, UserId,
+    Inserted, Job, JobId, JobState, JobStore, Message, MessageId, MessageRepository, MessageStatus,
+    NewJob, NewMessageRecord, Outcome, UserId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor};
@@ -284,9 +283,7 @@ impl MessageRepository for PostgresStore {
     }
 
     async fn blocked_among(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>, Error> {
-        Ok(self
-            .users_among(sql::BLOCKED_AMONG, user, others)
-            .await?)
+        Ok(self.users_among(sql::BLOCKED_AMONG, user, others).await?)
     }
 
     async fn acquainted_among(

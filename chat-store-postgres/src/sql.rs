@@ -63,8 +63,7 @@ pub(crate) const ACQUAINTED_AMONG: &str =
 pub(crate) const SET_LAST_SEEN: &str = "INSERT INTO last_seen (user_id, seen_at) VALUES ($1, $2) \
      ON CONFLICT (user_id) DO UPDATE SET seen_at = GREATEST(last_seen.seen_at, excluded.seen_at)";
 
-pub(crate) const LAST_SEEN: &str =
-    "SELECT user_id, seen_at FROM last_seen WHERE user_id = ANY($1)";
+pub(crate) const LAST_SEEN: &str = "SELECT user_id, seen_at FROM last_seen WHERE user_id = ANY($1)";
 
 pub(crate) const BY_CLIENT_ID: &str = concat!(
     "SELECT ",

@@ -54,9 +54,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chat_core::{
     Amendment, Block, Blocked, Change, Claimed, ConversationSummary, Error, FeedEntry, HistoryPage,
-    Inserted, Job,
-    JobId, JobState, JobStore, Message, MessageId, MessageRepository, MessageStatus, NewJob,
-    NewMessageRecord, Outcome, UserId,
+    Inserted, Job, JobId, JobState, JobStore, Message, MessageId, MessageRepository, MessageStatus,
+    NewJob, NewMessageRecord, Outcome, UserId,
 };
 use rusqlite::Connection;
 use time::OffsetDateTime;

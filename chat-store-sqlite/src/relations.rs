@@ -15,14 +15,16 @@ pub(crate) fn block(
     blocked: UserId,
     at: OffsetDateTime,
 ) -> Result<Blocked, StoreError> {
-    let created = conn
-        .prepare_cached(sql::BLOCK)?
-        .execute(params![blocker.get(), blocked.get(), to_unix_micros(at)])?
-        > 0;
-    let created_at = conn.prepare_cached(sql::BLOCK_TIME)?.query_row(
-        params![blocker.get(), blocked.get()],
-        |row| sql::time_at(row, 0),
-    )?;
+    let created = conn.prepare_cached(sql::BLOCK)?.execute(params![
+        blocker.get(),
+        blocked.get(),
+        to_unix_micros(at)
+    ])? > 0;
+    let created_at = conn
+        .prepare_cached(sql::BLOCK_TIME)?
+        .query_row(params![blocker.get(), blocked.get()], |row| {
+            sql::time_at(row, 0)
+        })?;
     Ok(Blocked {
         block: Block {
             user_id: blocked,

@@ -420,7 +420,11 @@ mod tests {
                 plan(&conn, INSERT, (1, 2, "x", "k", 3)),
             ),
             ("BLOCKS", "PRIMARY KEY", plan(&conn, BLOCKS, [1])),
-            ("LAST_SEEN", "INTEGER PRIMARY KEY", plan(&conn, LAST_SEEN, [1])),
+            (
+                "LAST_SEEN",
+                "INTEGER PRIMARY KEY",
+                plan(&conn, LAST_SEEN, [1]),
+            ),
         ];
         for (name, index, text) in cases {
             assert!(text.contains(index), "{name} does not use {index}: {text}");

@@ -119,7 +119,8 @@ async fn drive<S: WsSocket>(socket: &mut S, session: &mut Session) -> Closing {
                             }
                             Some(Reply::Watch(users)) => {
                                 let watch = watching.get_or_insert_with(|| relay.watch());
-                                let reply = Box::pin(watch_users(feed.chat(), user, watch, &users)).await;
+                                let reply =
+                                    Box::pin(watch_users(feed.chat(), user, watch, &users)).await;
                                 write(socket, config, &reply).await
                             }
                             None => Ok(()),

@@ -323,11 +323,8 @@ pub trait MessageRepository: Send + Sync + 'static {
     async fn blocked_among(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>, Error>;
 
     /// Of `others`, each user `user` has a conversation with (each once, in any order).
-    async fn acquainted_among(
-        &self,
-        user: UserId,
-        others: &[UserId],
-    ) -> Result<Vec<UserId>, Error>;
+    async fn acquainted_among(&self, user: UserId, others: &[UserId])
+    -> Result<Vec<UserId>, Error>;
 
     /// Stores `at` as the last time `user` was connected, unless a later time is
     /// stored.

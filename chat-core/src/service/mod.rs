@@ -769,9 +769,7 @@ impl ChatService {
         let mut errors = ValidationErrors::default();
         validation::counterpart(&mut errors, "user_id", caller, other);
         errors.into_result()?;
-        self.repository
-            .block(caller, other, timestamp::now())
-            .await
+        self.repository.block(caller, other, timestamp::now()).await
     }
 
     /// Lifts `caller`'s block of `other`; whether there was one. A block `other` made

@@ -95,8 +95,8 @@ impl ChatService {
             };
             (live, self.repository.last_seen(visible).await?)
         };
-        let grace = time::Duration::try_from(self.config.presence_grace)
-            .unwrap_or(time::Duration::ZERO);
+        let grace =
+            time::Duration::try_from(self.config.presence_grace).unwrap_or(time::Duration::ZERO);
         Ok(users
             .iter()
             .map(|&user_id| {
@@ -108,7 +108,10 @@ impl ChatService {
                     };
                 }
                 let here = live.iter().find(|p| p.user_id == user_id);
-                let kept = stored.iter().find(|(u, _)| *u == user_id).map(|(_, at)| *at);
+                let kept = stored
+                    .iter()
+                    .find(|(u, _)| *u == user_id)
+                    .map(|(_, at)| *at);
                 let last_seen_at = match (here.and_then(|p| p.last_seen_at), kept) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),

@@ -37,7 +37,10 @@ pub async fn a_block_refuses_sends_both_ways_until_lifted(repo: &dyn MessageRepo
     assert_eq!(page.total, 1);
     assert_eq!(page.messages, vec![before.clone()]);
     // A key used before the block still answers its message.
-    let replay = repo.insert(keyed_record(1, 2, "before", "k-1")).await.unwrap();
+    let replay = repo
+        .insert(keyed_record(1, 2, "before", "k-1"))
+        .await
+        .unwrap();
     assert!(!replay.created);
     assert_eq!(replay.message, before);
     // Other pairs are untouched.
@@ -83,7 +86,12 @@ pub async fn blocked_and_acquainted_among_answer_subsets(repo: &dyn MessageRepos
         vec![u(2), u(3)]
     );
     assert!(repo.blocked_among(u(1), &[]).await.unwrap().is_empty());
-    assert!(repo.acquainted_among(u(6), &asked).await.unwrap().is_empty());
+    assert!(
+        repo.acquainted_among(u(6), &asked)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn last_seen_never_moves_back(repo: &dyn MessageRepository) {

@@ -38,13 +38,22 @@ pub(crate) async fn block(
     user: AuthUser,
     PathId(other): PathId,
 ) -> Result<Response, ApiError> {
-    let blocked = state.chat().block_user(user.id(), UserId::new(other)).await?;
+    let blocked = state
+        .chat()
+        .block_user(user.id(), UserId::new(other))
+        .await?;
     let status = if blocked.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(Data { data: blocked.block })).into_response())
+    Ok((
+        status,
+        Json(Data {
+            data: blocked.block,
+        }),
+    )
+        .into_response())
 }
 
 /// Unblock a user.

@@ -2,9 +2,10 @@
 //!
 //! An existing axum application — its own state, its own routes, its own API keys and
 //! its own middleware — nests the chat API under `/chat`, stored in SQLite. The chat
-//! authenticates with the host's API keys through a custom `Authenticator`. The
-//! example serves on a loopback port, calls both the host's routes and the chat's as a
-//! client would, prints what it got, and exits.
+//! authenticates with the host's API keys through a custom `Authenticator`, and follows
+//! the host's own rule of who may talk to whom through a custom `Policy` (only members
+//! of the same team). The example serves on a loopback port, calls both the host's
+//! routes and the chat's as a client would, prints what it got, and exits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use chat::http::axum::response::Response;
 use chat::http::axum::{Router, routing::get};
 use chat::http::{AppState, bearer_token, router};
 use chat::sqlite::SqliteStore;
-use chat::{AuthError, Authenticator, ChatService, Error, Identity, InProcessNotifier, UserId};
+use chat::{
+    AuthError, Authenticator, ChatService, Error, Identity, InProcessNotifier, Policy, UserId,
+};
 
 /// The host's own accounts: API key → user id.
 #[derive(Clone)]
@@ -43,6 +46,29 @@ impl Authenticator for ApiKeys {
     }
 }
 
+/// The host's teams: user id → team. The chat asks it before every send, typing
+/// indicator and presence lookup; blocks users make still hold on top of it.
+#[derive(Clone)]
+struct Teams(Arc<HashMap<i64, &'static str>>);
+
+#[chat::async_trait]
+impl Policy for Teams {
+    async fn may_message(&self, sender: UserId, receiver: UserId) -> Result<bool, Error> {
+        let team = |user: UserId| self.0.get(&user.get());
+        Ok(team(sender).is_some() && team(sender) == team(receiver))
+    }
+
+    /// Team mates see each other's presence even before they first talk.
+    async fn may_see(
+        &self,
+        watcher: UserId,
+        user: UserId,
+        _acquainted: bool,
+    ) -> Result<bool, Error> {
+        self.may_message(watcher, user).await
+    }
+}
+
 /// The host's own route, behind the host's own authentication.
 async fn me(State(keys): State<ApiKeys>, headers: HeaderMap) -> Result<String, StatusCode> {
     let user = keys.user(bearer_token(&headers));
@@ -61,10 +87,20 @@ async fn served_by(request: Request, next: Next) -> Response {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let keys = ApiKeys(Arc::new(HashMap::from([("alice-key", 1), ("bob-key", 2)])));
+    let keys = ApiKeys(Arc::new(HashMap::from([
+        ("alice-key", 1),
+        ("bob-key", 2),
+        ("carol-key", 3),
+    ])));
+    let teams = Teams(Arc::new(HashMap::from([
+        (1, "red"),
+        (2, "red"),
+        (3, "blue"),
+    ])));
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(dir.path().join("chat.db")).await?;
-    let chat = ChatService::new(Arc::new(store), Arc::new(InProcessNotifier::new()));
+    let chat = ChatService::new(Arc::new(store), Arc::new(InProcessNotifier::new()))
+        .with_policy(Arc::new(teams));
     let chat_state = AppState::builder(chat, Arc::new(keys.clone())).build();
 
     let app = Router::new()
@@ -130,6 +166,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     show("POST /chat/send with an unknown key", &answer);
     println!("  {}", answer.text().await?);
 
+    // Carol is in another team: the host's policy refuses, with a neutral message.
+    let to_alice = serde_json::json!({"receiver_id": 1, "message": "Hi Alice, from team blue"});
+    let answer = http
+        .post(format!("{base}/chat/send"))
+        .bearer_auth("carol-key")
+        .json(&to_alice)
+        .send()
+        .await?;
+    show("POST /chat/send as Carol to Alice (another team)", &answer);
+    let refused = answer.status();
+    println!("  {}", answer.text().await?);
+
     server.abort();
+    if refused != StatusCode::FORBIDDEN.as_u16() {
+        return Err(format!("the host's policy did not refuse: {refused}").into());
+    }
     Ok(())
 }
