@@ -57,6 +57,7 @@ pub(crate) struct SendMessageRequest {
 /// Body of `PATCH /api/chat/messages/{id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "See you at 8, not 9"}))]
 pub(crate) struct EditMessageRequest {
     /// The new text, checked as a sent one. (The document states the configured
     /// maximum in a pattern: see `openapi::describe_limits`.)
