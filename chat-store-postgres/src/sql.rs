@@ -25,8 +25,9 @@ pub(crate) const RESOLUTION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'"
 /// counts the message in both participants' conversation rows, in one statement.
 pub(crate) const INSERT: &str = "WITH inserted AS ( \
        INSERT INTO messages (sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
-       SELECT $1, $2, $3, $4, $5, $5 WHERE NOT EXISTS (SELECT 1 FROM blocks \
-         WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)) \
+       SELECT $1, $2, $3, $4, $5, $5 \
+       WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2) \
+         AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $2 AND blocked_id = $1) \
        ON CONFLICT (sender_id, client_message_id) WHERE client_message_id IS NOT NULL DO NOTHING \
        RETURNING id, sender_id, receiver_id), \
      touched AS ( \

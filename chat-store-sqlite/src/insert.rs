@@ -8,15 +8,23 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::StoreError;
 use crate::{jobs, sql};
 
-/// Stores `record`, or returns the message already holding its idempotency key.
+/// Stores `record`, or returns the message already holding its idempotency key;
+/// `checked` when either participant takes part in a block, so the blocks table must
+/// be asked (`StoreError::Blocked` when one stands between them).
 pub(crate) fn insert(
     conn: &Connection,
     mut record: NewMessageRecord,
+    checked: bool,
 ) -> Result<Inserted, StoreError> {
     let sender = record.sender_id.get();
     let receiver = record.receiver_id.get();
+    let statement = if checked {
+        sql::INSERT_UNLESS_BLOCKED
+    } else {
+        sql::INSERT
+    };
     let id: Option<i64> = conn
-        .prepare_cached(sql::INSERT)?
+        .prepare_cached(statement)?
         .query_row(
             params![
                 sender,

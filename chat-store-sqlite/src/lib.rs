@@ -81,6 +81,9 @@ pub struct SqliteStore {
     writer: Writer,
     /// `None` in memory: there the writer's connection is the only one.
     readers: Option<Arc<ReaderPool>>,
+    /// Every user who blocks or is blocked by someone (or once was, since this
+    /// store opened): only their sends pay for the check of the blocks table.
+    in_blocks: relations::InBlocks,
 }
 
 impl SqliteStore {
@@ -102,9 +105,11 @@ impl SqliteStore {
             conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
             configure(&conn)?;
             migrations::migrate(&mut conn)?;
+            let in_blocks = relations::InBlocks::load(&conn)?;
             Ok(Self {
                 writer: Writer::spawn(conn)?,
                 readers: Some(Arc::new(ReaderPool::new(path, READERS))),
+                in_blocks,
             })
         })
         .await
@@ -116,9 +121,11 @@ impl SqliteStore {
             let mut conn = Connection::open_in_memory()?;
             configure(&conn)?;
             migrations::migrate(&mut conn)?;
+            let in_blocks = relations::InBlocks::load(&conn)?;
             Ok(Self {
                 writer: Writer::spawn(conn)?,
                 readers: None,
+                in_blocks,
             })
         })
         .await
@@ -174,8 +181,12 @@ async fn run_blocking<T: Send + 'static>(
 #[async_trait]
 impl MessageRepository for SqliteStore {
     async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error> {
+        let in_blocks = self.in_blocks.clone();
         self.writer
-            .write(move |conn| insert::insert(conn, record))
+            .write(move |conn| {
+                let checked = in_blocks.either(record.sender_id, record.receiver_id);
+                insert::insert(conn, record, checked)
+            })
             .await
     }
 
@@ -315,8 +326,14 @@ impl MessageRepository for SqliteStore {
         blocked: UserId,
         at: OffsetDateTime,
     ) -> Result<Blocked, Error> {
+        let in_blocks = self.in_blocks.clone();
         self.writer
-            .write(move |conn| relations::block(conn, blocker, blocked, at))
+            .write(move |conn| {
+                // Before the block is written: an insert after it in the writer's
+                // order checks the table.
+                in_blocks.add(blocker, blocked);
+                relations::block(conn, blocker, blocked, at)
+            })
             .await
     }
 

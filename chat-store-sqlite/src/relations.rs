@@ -1,5 +1,8 @@
 //! Blocks, acquaintance and last-seen times: what the store keeps about users.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use chat_core::timestamp::to_unix_micros;
 use chat_core::{Block, Blocked, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -7,6 +10,37 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::sql;
+
+/// The users who take part in a block, either side, so that a send between two
+/// others (almost every send) skips the check of the blocks table. Read and grown
+/// only by the single writer, in its order of writes, so a send written after a
+/// block always sees it. It only grows while the store is open: lifting a block
+/// leaves its users to the table's check, which answers correctly either way.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InBlocks(Arc<Mutex<HashSet<i64>>>);
+
+impl InBlocks {
+    /// Everyone in the blocks table.
+    pub(crate) fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let users: HashSet<i64> = conn
+            .prepare(sql::USERS_IN_BLOCKS)?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(Self(Arc::new(Mutex::new(users))))
+    }
+
+    /// Whether either user takes part in some block.
+    pub(crate) fn either(&self, a: UserId, b: UserId) -> bool {
+        let users = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        !users.is_empty() && (users.contains(&a.get()) || users.contains(&b.get()))
+    }
+
+    pub(crate) fn add(&self, a: UserId, b: UserId) {
+        let mut users = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        users.insert(a.get());
+        users.insert(b.get());
+    }
+}
 
 /// Records the block unless it exists; the stored one either way.
 pub(crate) fn block(

@@ -12,12 +12,24 @@ macro_rules! message_columns {
     };
 }
 
-/// Inserts unless the idempotency key is taken or a block stands between the two.
+/// Inserts unless the idempotency key is taken: for two users neither of whom takes
+/// part in any block.
 pub(crate) const INSERT: &str = "INSERT INTO messages \
      (sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE NOT EXISTS (SELECT 1 FROM blocks \
-       WHERE (blocker_id = ?1 AND blocked_id = ?2) OR (blocker_id = ?2 AND blocked_id = ?1)) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING RETURNING id";
+
+/// Inserts unless the idempotency key is taken or a block stands between the two
+/// (two primary-key probes, cheaper than one `OR`).
+pub(crate) const INSERT_UNLESS_BLOCKED: &str = "INSERT INTO messages \
+     (sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?5 \
+     WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = ?1 AND blocked_id = ?2) \
+       AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = ?2 AND blocked_id = ?1) \
      ON CONFLICT DO NOTHING RETURNING id";
+
+/// Everyone who blocks or is blocked.
+pub(crate) const USERS_IN_BLOCKS: &str =
+    "SELECT blocker_id FROM blocks UNION SELECT blocked_id FROM blocks";
 
 /// A block between `?1` and `?2`, either way.
 pub(crate) const BLOCKED_BETWEEN: &str = "SELECT 1 FROM blocks \
@@ -415,9 +427,9 @@ mod tests {
                 plan(&conn, BLOCKED_BETWEEN, (1, 2)),
             ),
             (
-                "INSERT",
+                "INSERT_UNLESS_BLOCKED",
                 "PRIMARY KEY",
-                plan(&conn, INSERT, (1, 2, "x", "k", 3)),
+                plan(&conn, INSERT_UNLESS_BLOCKED, (1, 2, "x", "k", 3)),
             ),
             ("BLOCKS", "PRIMARY KEY", plan(&conn, BLOCKS, [1])),
             (

@@ -339,3 +339,29 @@ async fn a_message_and_its_jobs_commit_or_roll_back_together() {
         .unwrap();
     chat_core::testing::message_jobs::a_refused_job_rolls_its_change_back(&store).await;
 }
+
+/// Only users who take part in a block have their sends checked against the blocks
+/// table; a block written before a restart is still known after it.
+#[tokio::test]
+async fn a_block_still_refuses_sends_after_the_store_is_opened_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .block(UserId::new(1), UserId::new(2), chat_core::timestamp::now())
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    for (from, to) in [(1, 2), (2, 1)] {
+        let refused = store.insert(record(from, to, "after the restart")).await;
+        assert!(
+            matches!(refused, Err(chat_core::Error::Forbidden { .. })),
+            "{from} -> {to}: {refused:?}"
+        );
+    }
+    assert!(store.insert(record(1, 3, "others")).await.unwrap().created);
+    assert!(store.unblock(UserId::new(1), UserId::new(2)).await.unwrap());
+    assert!(store.insert(record(2, 1, "lifted")).await.unwrap().created);
+}
