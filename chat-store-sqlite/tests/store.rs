@@ -357,7 +357,7 @@ async fn a_block_still_refuses_sends_after_the_store_is_opened_again() {
     for (from, to) in [(1, 2), (2, 1)] {
         let refused = store.insert(record(from, to, "after the restart")).await;
         assert!(
-            matches!(refused, Err(chat_core::Error::Forbidden { .. })),
+            matches!(refused, Err(Error::Forbidden { .. })),
             "{from} -> {to}: {refused:?}"
         );
     }
