@@ -249,24 +249,8 @@ pub async fn the_feed_during_concurrent_sends_and_edits_is_gap_free(repo: &dyn M
         (sent, revisions)
     }));
     let reader = async {
-        let mut seen = Vec::new();
-        let mut after = m(0);
-        let mut idle_rounds = 0;
-        while idle_rounds < 200 {
-            let page = repo.feed_after(u(1), after, 7).await.unwrap();
-            match page.last() {
-                Some(last) => {
-                    after = last.position();
-                    seen.extend(page.iter().map(FeedEntry::position));
-                    idle_rounds = 0;
-                }
-                None => {
-                    idle_rounds += 1;
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        seen
+        let seen = super::follow_feed(repo, u(1)).await;
+        seen.iter().map(FeedEntry::position).collect::<Vec<_>>()
     };
     let (written, mut seen) = futures_util::future::join(writers, reader).await;
     let after = seen.last().copied().unwrap_or(m(0));

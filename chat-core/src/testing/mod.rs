@@ -52,6 +52,35 @@ pub fn service_url(var: &str) -> Option<String> {
     }
 }
 
+/// What a reader following `user`'s feed 7 entries at a time sees while writers are
+/// busy: it stops after 200 reads in a row find nothing, then takes what is left.
+pub(crate) async fn follow_feed(
+    repo: &dyn crate::ports::MessageRepository,
+    user: UserId,
+) -> Vec<crate::message::FeedEntry> {
+    let mut seen: Vec<crate::message::FeedEntry> = Vec::new();
+    let mut after = crate::ids::MessageId::new(0);
+    let mut idle_rounds = 0;
+    while idle_rounds < 200 {
+        let page = match repo.feed_after(user, after, 7).await {
+            Ok(page) => page,
+            Err(error) => panic!("feed_after failed: {error}"),
+        };
+        match page.last() {
+            Some(last) => {
+                after = last.position();
+                seen.extend(page);
+                idle_rounds = 0;
+            }
+            None => {
+                idle_rounds += 1;
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    seen
+}
+
 /// A record for `sender` → `receiver` with `text`, created now.
 pub fn record(sender: i64, receiver: i64, text: &str) -> NewMessageRecord {
     NewMessageRecord {

@@ -488,27 +488,8 @@ pub async fn catch_up_during_concurrent_writes_is_gap_free(repo: &dyn MessageRep
         }
         ids
     }));
-    let reader = async {
-        let mut seen = Vec::new();
-        let mut after = m(0);
-        let mut idle_rounds = 0;
-        // Follow the cursor until the writers are done and nothing new shows up.
-        while idle_rounds < 200 {
-            let page = repo.feed_after(u(1), after, 7).await.unwrap();
-            match page.last() {
-                Some(last) => {
-                    after = last.position();
-                    seen.extend(positions(&page));
-                    idle_rounds = 0;
-                }
-                None => {
-                    idle_rounds += 1;
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        seen
-    };
+    // Follow the cursor until the writers are done and nothing new shows up.
+    let reader = async { positions(&super::follow_feed(repo, u(1)).await) };
     let (written, seen) = futures_util::future::join(writers, reader).await;
     let mut written: Vec<MessageId> = written.into_iter().flatten().collect();
     written.sort_unstable();
