@@ -146,38 +146,49 @@ async fn a_database_without_the_job_outbox_is_upgraded_with_its_messages() {
     assert_eq!(jobs[0].subject, Some(next.id));
 }
 
-/// A database of the release before edits and deletions (its newest migration taken
-/// back) keeps its messages when this release migrates it; they can then be edited
-/// and deleted, and the changes take their place in the feed among new messages.
+/// A database of the release before edits, deletions and blocks (its two newest
+/// migrations taken back) keeps its messages when this release migrates it; they can
+/// then be edited and deleted, the changes take their place in the feed among new
+/// messages, and blocks and last-seen times are kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_without_amendments_is_upgraded_with_its_messages() {
-    use chat_core::{Amendment, FeedEntry, UserId};
+    use chat_core::{Amendment, FeedEntry, MessageId, UserId};
 
     let Some(fixture) = common::fixture().await else {
         return;
     };
     sqlx::raw_sql(
-        "DROP INDEX messages_sender_changes; DROP INDEX messages_receiver_changes;
+        "DROP TABLE blocks; DROP TABLE last_seen;
+         DROP INDEX messages_sender_changes; DROP INDEX messages_receiver_changes;
          ALTER TABLE messages DROP COLUMN edited_at, DROP COLUMN deleted_at, DROP COLUMN revision;
-         DELETE FROM _sqlx_migrations WHERE version = 3;",
+         DELETE FROM _sqlx_migrations WHERE version IN (3, 4);",
     )
     .execute(fixture.pool())
     .await
     .unwrap();
-    // Written by the previous release's schema.
-    let kept = fixture
-        .insert(record(1, 2, "before the upgrade"))
-        .await
-        .unwrap()
-        .message;
-    let other = fixture
-        .insert(record(2, 1, "also before"))
-        .await
-        .unwrap()
-        .message;
+    // Written as the previous release wrote them.
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO messages (sender_id, receiver_id, message, created_at, updated_at)
+         VALUES (1, 2, 'before the upgrade', now(), now()), (2, 1, 'also before', now(), now())
+         RETURNING id",
+    )
+    .fetch_all(fixture.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO conversations (user_id, peer_id, last_message_id, message_count)
+         VALUES (1, 2, $1, 2), (2, 1, $1, 2)",
+    )
+    .bind(ids[1])
+    .execute(fixture.pool())
+    .await
+    .unwrap();
 
     fixture.migrate().await.unwrap();
-    assert_eq!(fixture.get(kept.id).await.unwrap(), Some(kept.clone()));
+    let kept = fixture.get(MessageId::new(ids[0])).await.unwrap().unwrap();
+    assert_eq!(kept.message, "before the upgrade");
+    assert_eq!((kept.edited_at, kept.deleted_at), (None, None));
+    let other = fixture.get(MessageId::new(ids[1])).await.unwrap().unwrap();
     let at = chat_core::timestamp::now();
     let edited = fixture
         .amend(
@@ -205,6 +216,24 @@ async fn a_database_without_amendments_is_upgraded_with_its_messages() {
     let positions: Vec<_> = feed.iter().map(FeedEntry::position).collect();
     assert_eq!(positions, [edited.revision, deleted.revision, next.id]);
     assert_eq!(feed[1].message().message, "");
+    // Blocks and last-seen times came with the upgrade.
+    assert!(
+        fixture
+            .block(UserId::new(1), UserId::new(2), at)
+            .await
+            .unwrap()
+            .created
+    );
+    let refused = fixture.insert(record(2, 1, "blocked")).await;
+    assert!(
+        matches!(refused, Err(Error::Forbidden { .. })),
+        "{refused:?}"
+    );
+    fixture.set_last_seen(UserId::new(2), at).await.unwrap();
+    assert_eq!(
+        fixture.last_seen(&[UserId::new(2)]).await.unwrap(),
+        [(UserId::new(2), at)]
+    );
 }
 
 /// Every backend of the store's pool is terminated mid-run; requests recover by

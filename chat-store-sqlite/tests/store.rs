@@ -268,6 +268,21 @@ async fn a_first_schema_database_is_upgraded_with_its_messages() {
     assert_eq!(changes[1].message().message, "");
     let after = store.insert(record(2, 1, "after the edits")).await.unwrap();
     assert!(after.message.id > deleted.revision);
+    // Blocks and last-seen times came with the upgrade.
+    store
+        .block(UserId::new(1), UserId::new(3), at)
+        .await
+        .unwrap();
+    let refused = store.insert(record(3, 1, "blocked")).await;
+    assert!(
+        matches!(refused, Err(Error::Forbidden { .. })),
+        "{refused:?}"
+    );
+    store.set_last_seen(UserId::new(3), at).await.unwrap();
+    assert_eq!(
+        store.last_seen(&[UserId::new(3)]).await.unwrap(),
+        [(UserId::new(3), at)]
+    );
 }
 
 /// After the conformance walk of sends, receipts and reads up to an id, every
