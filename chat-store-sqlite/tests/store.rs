@@ -380,3 +380,44 @@ async fn a_block_still_refuses_sends_after_the_store_is_opened_again() {
     assert!(store.unblock(UserId::new(1), UserId::new(2)).await.unwrap());
     assert!(store.insert(record(2, 1, "lifted")).await.unwrap().created);
 }
+
+/// A deleted message's text is gone from the database file, not only from answers.
+#[tokio::test]
+async fn a_deleted_text_leaves_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let secret = "the-secret-only-this-message-holds";
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        let id = store.insert(record(1, 2, secret)).await.unwrap().message.id;
+        store.insert(record(2, 1, "after it")).await.unwrap();
+        let at = chat_core::timestamp::now();
+        let deleted = store
+            .amend(UserId::new(1), id, chat_core::Amendment::Delete, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(deleted.message.message, "");
+    }
+    // The WAL keeps older page images until it is checkpointed and reused; after a
+    // checkpoint that empties it, nothing of the text may be left anywhere.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    let holds = |name: &str| {
+        std::fs::read(dir.path().join(name)).is_ok_and(|bytes| {
+            bytes
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes())
+        })
+    };
+    assert!(
+        !holds("chat.db"),
+        "the deleted text is still in the database file"
+    );
+    assert!(
+        !holds("chat.db-wal"),
+        "the deleted text is still in the WAL"
+    );
+}
