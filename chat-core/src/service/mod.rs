@@ -626,7 +626,10 @@ impl ChatService {
             .flatten();
         let total_unread = self.repository.unread_total(caller).await?;
         let counterparts: Vec<UserId> = items.iter().map(|c| c.counterpart).collect();
-        let visible = self.visible_to(caller, &counterparts).await?;
+        // Every counterpart of a conversation is acquainted: no need to ask the store.
+        let visible = self
+            .visible_among(caller, &counterparts, &counterparts)
+            .await?;
         let presence = self.presence_of_visible(&counterparts, &visible).await?;
         Ok(Conversations {
             items,
@@ -808,8 +811,22 @@ impl ChatService {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let blocked = self.repository.blocked_among(watcher, users).await?;
         let acquainted = self.repository.acquainted_among(watcher, users).await?;
+        self.visible_among(watcher, users, &acquainted).await
+    }
+
+    /// [`visible_to`](Self::visible_to) when the caller already knows which of `users`
+    /// `watcher` has a conversation with (`acquainted`).
+    async fn visible_among(
+        &self,
+        watcher: UserId,
+        users: &[UserId],
+        acquainted: &[UserId],
+    ) -> Result<Vec<UserId>, Error> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let blocked = self.repository.blocked_among(watcher, users).await?;
         let mut visible = Vec::with_capacity(users.len());
         for &user in users {
             if user == watcher || blocked.contains(&user) || visible.contains(&user) {
@@ -853,6 +870,23 @@ impl ChatService {
     /// watch it (its presence, its typing).
     pub fn takes_part(caller: UserId, a: UserId, b: UserId) -> bool {
         caller == a || caller == b
+    }
+
+    /// Whether `caller` may join the live channel of the conversation between `a` and
+    /// `b` (both participants' presence and typing, as a Pusher presence channel):
+    /// they take part in it, and may reach the other (no block either way, and the
+    /// policy agrees).
+    pub async fn may_join_conversation(
+        &self,
+        caller: UserId,
+        a: UserId,
+        b: UserId,
+    ) -> Result<bool, Error> {
+        if !Self::takes_part(caller, a, b) {
+            return Ok(false);
+        }
+        let other = if caller == a { b } else { a };
+        self.may_reach(caller, other).await
     }
 
     /// Message `id` if `caller` sent it: `NotFound` when they took no part in it,

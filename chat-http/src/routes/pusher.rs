@@ -115,16 +115,16 @@ async fn authorize_request(
         .channel_name
         .and_then(|name| name.parse().ok())
         .ok_or(forbidden("channel_name must be a valid channel name"))?;
-    // A conversation channel carries presence and typing: none across a block.
+    // A conversation channel carries presence and typing: the chat decides who joins.
     if let Some(ChatChannel::Conversation(a, b)) = ChatChannel::of(&channel)
-        && chat_core::ChatService::takes_part(identity.user_id, a, b)
+        && !state
+            .chat()
+            .may_join_conversation(identity.user_id, a, b)
+            .await?
     {
-        let other = if identity.user_id == a { b } else { a };
-        if !state.chat().may_reach(identity.user_id, other).await? {
-            return Err(ApiError::Chat(chat_core::Error::Forbidden {
-                reason: "this channel is not yours to join",
-            }));
-        }
+        return Err(ApiError::Chat(chat_core::Error::Forbidden {
+            reason: "this channel is not yours to join",
+        }));
     }
     match pusher.authorize(identity.user_id, &socket_id, &channel) {
         Ok(auth) => Ok(Json(auth).into_response()),
