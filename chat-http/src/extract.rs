@@ -18,9 +18,10 @@ use crate::error::ApiError;
 
 /// A JSON body: `Content-Type: application/json` (415 otherwise), within the body limit
 /// (413), well-formed (400), and of the right shape, unknown fields included (422,
-/// naming the field).
+/// naming the field). For a host's own routes beside the chat API, with the same
+/// Laravel-shaped errors.
 #[derive(Debug)]
-pub(crate) struct ApiJson<T>(pub T);
+pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;

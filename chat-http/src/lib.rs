@@ -37,6 +37,7 @@ use axum::middleware::from_fn_with_state;
 
 pub use auth::{AuthUser, bearer_token};
 pub use error::ApiError;
+pub use extract::ApiJson;
 pub use metrics::{MeasuredRepository, Metrics, StoreTiming, track_requests};
 pub use openapi::{API_PREFIX, openapi, openapi_at, openapi_at_for, openapi_for, system_routes};
 pub use state::{AppState, AppStateBuilder, DEFAULT_MAX_BODY_BYTES};

@@ -104,6 +104,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether the demo page is served at `/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoMode {
+    /// In development mode (no JWT key configured) only.
+    Auto,
+    /// Always (it signs in with a pasted token when no key is the development key).
+    On,
+    /// Never.
+    Off,
+}
+
 /// Every setting, from flags or the environment.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -292,6 +303,9 @@ pub struct Settings {
     /// over after this. Longer than the webhook timeout.
     #[arg(long, env = "CHAT_JOB_LEASE_SECONDS", default_value = "60")]
     pub job_lease_seconds: NonZeroU32,
+    /// The demo chat page at `/`: `auto` serves it in development mode only.
+    #[arg(long, env = "CHAT_DEMO", value_enum, default_value_t = DemoMode::Auto)]
+    pub demo: DemoMode,
     /// Log filter, e.g. `info` or `chat_server=debug,info`.
     #[arg(long, env = "CHAT_LOG", default_value = "info")]
     pub log: String,

@@ -8,7 +8,7 @@
 //! Swagger UI or allocator; this crate re-exports it for the binary's tests.
 //!
 //! [`app`] is the reference application: [`router`] under `/api/chat` plus the OpenAPI
-//! document, Swagger UI, health and metrics; [`serve`] runs it on a listener until a
+//! document, Swagger UI, health and metrics ([`app_with_demo`] adds the demo page); [`serve`] runs it on a listener until a
 //! shutdown signal, finishing requests in flight. The binary's stores are the `sqlite`
 //! and `postgres` features (both default).
 //!
@@ -25,6 +25,7 @@
 //! ```
 
 pub mod config;
+mod demo;
 mod dev_key;
 pub mod jobs;
 mod request_id;
@@ -51,6 +52,7 @@ pub use chat_http::{
     openapi_for, router,
 };
 use chat_http::{system_routes, track_requests};
+pub use demo::{DEV_TOKEN_TTL, Demo};
 pub use startup::{
     JobWorkers, Server, StartError, assemble, build_state, dev_secret_path, mint_token,
 };
@@ -60,7 +62,13 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole reference HTTP application: [`router`] under `/api/chat`,
 /// `/api/openapi.json`, Swagger UI at `/docs`, `/health`, `/ready` and `/metrics`.
 pub fn app(state: AppState) -> Router {
+    app_with_demo(state, &Demo::off())
+}
+
+/// [`app`] with `demo`'s page at `/` and its development token route.
+pub fn app_with_demo(state: AppState, demo: &Demo) -> Router {
     system_routes()
+        .merge(demo.routes())
         .merge(SwaggerUi::new("/docs").url("/api/openapi.json", openapi_for(state.chat().config())))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

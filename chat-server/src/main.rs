@@ -73,7 +73,11 @@ fn serve(settings: &Settings) -> ExitCode {
         Err(error) => return fail(&error),
     };
     runtime.block_on(async {
-        let chat_server::Server { state, workers } = match chat_server::assemble(settings).await {
+        let chat_server::Server {
+            state,
+            workers,
+            demo,
+        } = match chat_server::assemble(settings).await {
             Ok(server) => server,
             Err(error) => return fail(&error),
         };
@@ -90,7 +94,7 @@ fn serve(settings: &Settings) -> ExitCode {
             "chat server listening"
         );
         let hub = state.websocket().hub().clone();
-        let app = chat_server::app(state);
+        let app = chat_server::app_with_demo(state, &demo);
         let signal = {
             let hub = hub.clone();
             async move {

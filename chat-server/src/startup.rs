@@ -20,7 +20,8 @@ use chat_http::{AppState, Metrics};
 use chat_transport_pusher::PusherApp;
 use chat_webhooks::{PoolStats, PoolWaker, WebhookConfig, WebhookPlan, WebhookSender, WorkerPool};
 
-use crate::config::{Database, Settings};
+use crate::config::{Database, DemoMode, Settings};
+use crate::demo::Demo;
 use crate::dev_key;
 
 /// Why the server cannot start; each says what to change.
@@ -113,24 +114,41 @@ fn development_secret(settings: &Settings) -> Result<Vec<u8>, StartError> {
     }
 }
 
-fn authenticator(settings: &Settings) -> Result<Arc<dyn Authenticator>, StartError> {
-    let key = match configured_key(settings)? {
-        Some(key) => key,
-        None => {
-            let location = dev_secret_path(settings)?;
-            tracing::warn!(
-                secret = %location.as_ref().map_or_else(|| "in memory only".to_owned(), |p| p.display().to_string()),
-                "DEVELOPMENT MODE: no CHAT_JWT_SECRET or CHAT_JWT_PUBLIC_KEY_FILE is set, \
-                 so tokens are signed with a development secret. Mint one with \
-                 `chat-server token --user 1`. Never run like this in production."
-            );
-            KeySource::Secret(development_secret(settings)?)
-        }
-    };
-    let mut auth = match key {
-        KeySource::Secret(secret) => JwtAuthenticator::hs256(&secret)?,
+/// The key tokens are checked with, and whether it is the development key.
+struct TokenKey {
+    source: KeySource,
+    development: bool,
+}
+
+/// The configured key, or in development mode the development secret (said loudly).
+fn token_key(settings: &Settings) -> Result<TokenKey, StartError> {
+    if let Some(source) = configured_key(settings)? {
+        return Ok(TokenKey {
+            source,
+            development: false,
+        });
+    }
+    let location = dev_secret_path(settings)?;
+    tracing::warn!(
+        secret = %location.as_ref().map_or_else(|| "in memory only".to_owned(), |p| p.display().to_string()),
+        "DEVELOPMENT MODE: no CHAT_JWT_SECRET or CHAT_JWT_PUBLIC_KEY_FILE is set, \
+         so tokens are signed with a development secret. Mint one with \
+         `chat-server token --user 1`. Never run like this in production."
+    );
+    Ok(TokenKey {
+        source: KeySource::Secret(development_secret(settings)?),
+        development: true,
+    })
+}
+
+fn authenticator(
+    settings: &Settings,
+    key: &TokenKey,
+) -> Result<Arc<dyn Authenticator>, StartError> {
+    let mut auth = match &key.source {
+        KeySource::Secret(secret) => JwtAuthenticator::hs256(secret)?,
         KeySource::PublicKey(algorithm, pem) => {
-            JwtAuthenticator::from_public_key_pem(algorithm, &pem)?
+            JwtAuthenticator::from_public_key_pem(*algorithm, pem)?
         }
     }
     .with_leeway(Duration::from_secs(settings.jwt_leeway_seconds));
@@ -141,6 +159,18 @@ fn authenticator(settings: &Settings) -> Result<Arc<dyn Authenticator>, StartErr
         auth = auth.with_audience(audience.clone());
     }
     Ok(Arc::new(auth))
+}
+
+/// An issuer of tokens signed with `secret` that the settings' authenticator accepts.
+fn issuer_with(settings: &Settings, secret: &[u8]) -> Result<JwtIssuer, StartError> {
+    let mut issuer = JwtIssuer::hs256(secret)?;
+    if let Some(iss) = &settings.jwt_issuer {
+        issuer = issuer.with_issuer(iss.clone());
+    }
+    if let Some(aud) = &settings.jwt_audience {
+        issuer = issuer.with_audience(aud.clone());
+    }
+    Ok(issuer)
 }
 
 /// A token issuer for `chat-server token`: the configured secret or the development key.
@@ -163,14 +193,29 @@ pub(crate) fn token_issuer(settings: &Settings) -> Result<JwtIssuer, StartError>
             }
         },
     };
-    let mut issuer = JwtIssuer::hs256(&secret)?;
-    if let Some(iss) = &settings.jwt_issuer {
-        issuer = issuer.with_issuer(iss.clone());
+    issuer_with(settings, &secret)
+}
+
+/// The demo page and development tokens of the settings: the page with `CHAT_DEMO=on`,
+/// or by default in development mode; tokens in development mode only.
+fn demo(settings: &Settings, key: &TokenKey) -> Result<Demo, StartError> {
+    let page = match settings.demo {
+        DemoMode::On => true,
+        DemoMode::Off => false,
+        DemoMode::Auto => key.development,
+    };
+    let mut demo = if page { Demo::page() } else { Demo::off() };
+    if let (true, KeySource::Secret(secret)) = (key.development, &key.source) {
+        demo = demo.with_dev_tokens(issuer_with(settings, secret)?);
     }
-    if let Some(aud) = &settings.jwt_audience {
-        issuer = issuer.with_audience(aud.clone());
+    if page {
+        tracing::info!(
+            page = %format!("http://{}/", settings.addr),
+            dev_tokens = key.development,
+            "demo page on (CHAT_DEMO=off turns it off)"
+        );
     }
-    Ok(issuer)
+    Ok(demo)
 }
 
 /// A database's two faces: the messages and the job outbox beside them.
@@ -317,6 +362,8 @@ pub struct Server {
     pub state: AppState,
     /// The job workers: stop them with [`JobWorkers::shut_down`] after the listener.
     pub workers: Option<JobWorkers>,
+    /// The demo page and development tokens, for [`app_with_demo`](crate::app_with_demo).
+    pub demo: Demo,
 }
 
 /// The worker pool, on a runtime of its own: one thread (and its blocking threads) at a
@@ -403,7 +450,9 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, StartError> {
 /// Opens the store, assembles the state and starts the job workers.
 pub async fn assemble(settings: &Settings) -> Result<Server, StartError> {
     let database = Database::parse(&settings.database_url).map_err(StartError::Config)?;
-    let authenticator = authenticator(settings)?;
+    let key = token_key(settings)?;
+    let authenticator = authenticator(settings, &key)?;
+    let demo = demo(settings, &key)?;
     let webhooks = settings.webhook_config().map_err(StartError::Config)?;
     let stores = open_store(&database, settings.database_schema.as_deref()).await?;
     let metrics = Metrics::new();
@@ -435,7 +484,7 @@ pub async fn assemble(settings: &Settings) -> Result<Server, StartError> {
         None => None,
     };
     let mut builder = AppState::builder(chat, authenticator);
-    if let Some(app) = pusher_app(settings)? {
+    if let Some(app) = pusher_app(settings, &key)? {
         builder = builder.pusher(app, settings.pusher_config().map_err(StartError::Config)?);
         if let Some((url, prefix)) = redis(settings)? {
             let broadcast =
@@ -455,7 +504,11 @@ pub async fn assemble(settings: &Settings) -> Result<Server, StartError> {
         .metrics(metrics)
         .max_body_bytes(settings.max_body_bytes.get())
         .build();
-    Ok(Server { state, workers })
+    Ok(Server {
+        state,
+        workers,
+        demo,
+    })
 }
 
 /// Starts the workers that deliver webhooks, counted on `/metrics`.
@@ -516,7 +569,7 @@ const PRESENCE_NEWS_CAPACITY: usize = 4_096;
 
 /// The Pusher app of the settings: the three `CHAT_PUSHER_APP_*` values, or in
 /// development mode (no JWT key configured) development values, printed.
-fn pusher_app(settings: &Settings) -> Result<Option<PusherApp>, StartError> {
+fn pusher_app(settings: &Settings, key: &TokenKey) -> Result<Option<PusherApp>, StartError> {
     let app = match (
         &settings.pusher_app_id,
         &settings.pusher_app_key,
@@ -525,10 +578,10 @@ fn pusher_app(settings: &Settings) -> Result<Option<PusherApp>, StartError> {
         (Some(id), Some(key), Some(secret)) => PusherApp::new(id, key, secret)
             .map_err(|error| StartError::Config(format!("CHAT_PUSHER_APP_*: {error}")))?,
         (None, None, None) => {
-            if configured_key(settings)?.is_some() {
+            let (true, KeySource::Secret(secret)) = (key.development, &key.source) else {
                 return Ok(None);
-            }
-            let app = PusherApp::development(&development_secret(settings)?);
+            };
+            let app = PusherApp::development(secret);
             tracing::warn!(
                 app_id = app.id(),
                 key = app.key(),

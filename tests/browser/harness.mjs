@@ -1,0 +1,136 @@
+// Starts the real chat-server binary in development mode (no key configured, so the
+// demo page and `POST /dev/token` are on) on a free loopback port, and Debian's
+// Chromium through playwright-core, kept off the network.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BINARY = process.env.CHAT_SERVER ?? join(ROOT, 'target/debug/chat-server');
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** Flags that keep Chromium to the loopback pages it is given. */
+const CHROMIUM_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-dev-shm-usage',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-default-apps',
+  '--disable-extensions',
+  '--metrics-recording-only',
+  '--no-default-browser-check',
+];
+
+/** A free loopback port. */
+function freePort() {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => done(port));
+    });
+  });
+}
+
+/** Waits until `check` returns something truthy, or fails after `ms`. */
+export async function eventually(check, ms = 10000, what = 'condition') {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** One chat-server process in development mode on a fresh SQLite file. */
+export async function startServer(env = {}) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'chat-browser-'));
+  const settings = {
+    ...process.env,
+    CHAT_ADDR: `127.0.0.1:${port}`,
+    CHAT_DATABASE_URL: `sqlite://${join(dir, 'chat.db')}`,
+    CHAT_LOG: 'warn',
+    ...env,
+  };
+  for (const name of ['CHAT_JWT_SECRET', 'CHAT_JWT_PUBLIC_KEY_FILE', 'CHAT_REDIS_URL', 'CHAT_DEMO']) {
+    if (!(name in env)) delete settings[name];
+  }
+  const child = spawn(BINARY, [], { env: settings, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  const base = `http://127.0.0.1:${port}`;
+  await eventually(async () => {
+    if (child.exitCode !== null) throw new Error(`chat-server exited: ${stderr}`);
+    try {
+      return (await fetch(`${base}/health`)).ok;
+    } catch {
+      return false;
+    }
+  }, 20000, 'the server to answer /health');
+  return {
+    base,
+    /** A token from `chat-server token`, as an operator would mint one. */
+    cliToken(user) {
+      return execFileSync(BINARY, ['token', '--user', String(user)], { env: settings, encoding: 'utf8' }).trim();
+    },
+    /** A token from the development route, as the page gets one. */
+    async devToken(user) {
+      const response = await fetch(`${base}/dev/token`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ user_id: user }),
+      });
+      if (!response.ok) throw new Error(`POST /dev/token: ${response.status}`);
+      return (await response.json()).token;
+    },
+    /** A REST call with `token`; answers `{status, body}`. */
+    async api(token, method, path, body) {
+      const response = await fetch(`${base}${path}`, {
+        method,
+        headers: {
+          Authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : null };
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Debian's Chromium, headless, in a fresh profile. */
+export function launchBrowser() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+}
+
+/** A new page in a context of its own (its own storage), with the script errors it
+ * throws kept in `errors`. */
+export async function newPage(browser, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 680 }, ...options });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  return { context, page, errors };
+}
