@@ -319,7 +319,8 @@ function handleFrame(frame) {
     case "message_updated":
     case "message_deleted":
       state.cursor = Math.max(state.cursor, frame.revision);
-      if (involvesPeer(frame.data)) upsert(frame.data);
+      // A change to a message older than the loaded history shows when it is loaded.
+      if (involvesPeer(frame.data) && state.messages.has(frame.data.id)) upsert(frame.data);
       scheduleListRefresh();
       break;
     case "receipt":

@@ -85,6 +85,7 @@ test('two people chat: unread counts, typing, ticks to read, presence, and a bac
   // Bob opens it: read, and the badge goes.
   await row.click();
   await bob.page.waitForFunction(() => document.getElementById('peer-name').textContent === 'user 1');
+  await eventually(async () => (await texts(bob.page)).length === 1, 10000, 'the history');
   assert.deepEqual(await texts(bob.page), ['Hi Bob!']);
   await waitForTick(alice.page, 'Hi Bob!', 'read');
   await eventually(async () => row.locator('.unread').isHidden(), 10000, 'the unread badge to go');
@@ -135,8 +136,18 @@ test('two people chat: unread counts, typing, ticks to read, presence, and a bac
   await eventually(async () => (await alice.page.locator('#peer-presence').textContent()) === 'online', 10000, 'Bob online again');
 
   // Nothing was stored twice.
-  const history = await server.api(await server.devToken(1), 'GET', '/api/chat/messages/2?limit=100');
+  const aliceToken = await server.devToken(1);
+  const history = await server.api(aliceToken, 'GET', '/api/chat/messages/2?limit=100');
   assert.equal(history.body.data.length, 5);
+
+  // An edit (here through the API) shows in place on both pages.
+  const first = history.body.data.find((message) => message.message === 'Hi Bob!');
+  const edited = await server.api(aliceToken, 'PATCH', `/api/chat/messages/${first.id}`, { message: 'Hi Bob, welcome!' });
+  assert.equal(edited.status, 200);
+  for (const page of [alice.page, bob.page]) {
+    await eventually(async () => (await texts(page))[0] === 'Hi Bob, welcome!', 10000, 'the edit');
+    assert.match(await page.locator(`#messages > li[data-id="${first.id}"] .meta`).textContent(), /edited/);
+  }
 
   // The picture in the README: Bob's page while Alice is typing.
   await write(alice.page, 'Good to have you back', { enter: false });
