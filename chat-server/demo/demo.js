@@ -26,6 +26,8 @@ const state = {
   pending: new Map(), // client_message_id -> message not yet answered by the server
   outbox: [], // sends that met a network failure, retried on reconnect
   receipts: new Map(), // message id -> status, for receipts that beat their message here
+  changes: new Map(), // message id -> its newest edit or deletion, while not loaded yet
+  presenceFramed: new Set(), // users whose presence came in a frame (newer than the list's)
   oldest: null,
   hasMore: false,
   loadingOlder: false,
@@ -33,11 +35,16 @@ const state = {
   lastTyping: 0,
   typingTimer: null,
   listTimer: null,
+  outboxTimer: null,
+  outboxDelay: 1000,
   seq: 0,
   session: Math.random().toString(36).slice(2, 10),
 };
 
 // ---------------------------------------------------------------- errors and notices
+
+/** A response that arrived after its session ended: nothing to show. */
+class Stale extends Error {}
 
 class ApiError extends Error {
   constructor(status, body, retryAfter) {
@@ -93,6 +100,7 @@ function clearNotice(kind) {
 /** Reports `error`; a 401 ends the session. Network failures are said once the page
  * knows it is online, and go when the connection is back. */
 function fail(error) {
+  if (error instanceof Stale) return;
   if (!(error instanceof ApiError)) {
     if (navigator.onLine) notify(explain(error), "network");
     return;
@@ -104,7 +112,9 @@ function fail(error) {
 // ---------------------------------------------------------------- REST
 
 async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${state.token}`, Accept: "application/json" };
+  const token = state.token;
+  if (!token) throw new Stale("signed out");
+  const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method,
@@ -117,6 +127,7 @@ async function api(method, path, body) {
   } catch (_) {
     data = null;
   }
+  if (state.token !== token) throw new Stale("signed out");
   if (!response.ok) throw new ApiError(response.status, data, response.headers.get("Retry-After"));
   return data;
 }
@@ -194,7 +205,9 @@ function signOut(clear = true) {
     state.ws.onclose = null;
     state.ws.close(1000, "signed out");
   }
-  clearTimeout(state.reconnectTimer);
+  for (const timer of [state.reconnectTimer, state.typingTimer, state.listTimer, state.outboxTimer]) {
+    clearTimeout(timer);
+  }
   Object.assign(state, {
     token: null, me: null, ws: null, everConnected: false, cursor: 0, peer: null,
     conversations: [], watched: "", outbox: [],
@@ -202,7 +215,9 @@ function signOut(clear = true) {
   state.messages.clear();
   state.pending.clear();
   state.receipts.clear();
+  state.changes.clear();
   state.presence.clear();
+  state.presenceFramed.clear();
   setConnection("signed-out", "signed out");
   $("chat").hidden = true;
   $("signin").hidden = false;
@@ -243,7 +258,10 @@ function connect() {
     state.watched = "";
     watchPresence();
     flushOutbox();
-    markRead();
+    // Receipts and reads that happened while away are not replayed: the newest page
+    // and the list have them.
+    state.readUpTo = 0;
+    if (state.peer !== null) refreshOpen();
     scheduleListRefresh();
   };
   ws.onmessage = (event) => {
@@ -267,7 +285,7 @@ function connect() {
     if (!opened) {
       // A refused handshake shows no status to a browser: ask REST why.
       api("GET", "/api/chat/conversations?limit=1").then(
-        () => notify("The server refused the live connection (too many connections for this user, or this address failed to sign in too often). Retrying…", "network"),
+        () => notify("The server refused the live connection: 403 if this page's origin is not in CHAT_ALLOWED_ORIGINS, 429 for too many connections of this user, 503 while its store is away. Retrying…", "network"),
         (error) => {
           if (error instanceof ApiError && error.status === 401) fail(error);
         },
@@ -319,8 +337,15 @@ function handleFrame(frame) {
     case "message_updated":
     case "message_deleted":
       state.cursor = Math.max(state.cursor, frame.revision);
-      // A change to a message older than the loaded history shows when it is loaded.
-      if (involvesPeer(frame.data) && state.messages.has(frame.data.id)) upsert(frame.data);
+      if (involvesPeer(frame.data)) {
+        if (state.messages.has(frame.data.id)) {
+          upsert(frame.data);
+        } else {
+          // Not loaded yet (older history, or a page on its way): applied when it is.
+          const held = state.changes.get(frame.data.id);
+          state.changes.set(frame.data.id, held ? newest(held, frame.data) : frame.data);
+        }
+      }
       scheduleListRefresh();
       break;
     case "receipt":
@@ -330,7 +355,10 @@ function handleFrame(frame) {
       typing(frame.data.user_id);
       break;
     case "presence":
-      for (const seen of frame.data) state.presence.set(seen.user_id, seen);
+      for (const seen of frame.data) {
+        state.presence.set(seen.user_id, seen);
+        state.presenceFramed.add(seen.user_id);
+      }
       renderConversations();
       renderPeer();
       break;
@@ -424,9 +452,16 @@ function typed() {
 
 async function refreshConversations() {
   const body = await api("GET", "/api/chat/conversations?limit=100");
+  const before = new Set(state.conversations.map((row) => row.user_id));
   state.conversations = body.data;
+  // A new counterpart may now be seen (presence shows to people one has a conversation
+  // with): watch again for a fresh snapshot.
+  if (body.data.some((row) => !before.has(row.user_id))) state.watched = "";
   for (const row of body.data) {
-    state.presence.set(row.user_id, { user_id: row.user_id, online: row.online, last_seen_at: row.last_seen_at });
+    // A presence frame is newer than the list's snapshot.
+    if (!state.presenceFramed.has(row.user_id)) {
+      state.presence.set(row.user_id, { user_id: row.user_id, online: row.online, last_seen_at: row.last_seen_at });
+    }
   }
   const total = $("total-unread");
   total.textContent = String(body.meta.total_unread);
@@ -482,6 +517,7 @@ async function openConversation(peer) {
   state.peer = peer;
   state.messages.clear();
   state.pending.clear();
+  state.changes.clear();
   state.oldest = null;
   state.hasMore = false;
   state.readUpTo = 0;
@@ -507,6 +543,25 @@ async function openConversation(peer) {
     fail(error);
   }
   $("composer").focus();
+}
+
+/** Loads the open conversation's newest page again (after a reconnect): statuses
+ * and changes missed while away, merged into what is shown. */
+async function refreshOpen() {
+  const peer = state.peer;
+  try {
+    const body = await api("GET", `/api/chat/messages/${peer}?limit=${PAGE}`);
+    if (state.peer !== peer) return;
+    for (const message of body.data) upsert(message);
+    if (state.oldest === null && body.data.length) {
+      state.oldest = body.data[body.data.length - 1].id;
+      state.hasMore = body.meta.has_more;
+      historyState();
+    }
+    markRead();
+  } catch (error) {
+    fail(error);
+  }
 }
 
 function historyState() {
@@ -556,20 +611,32 @@ function scrollToEnd() {
   scroller.scrollTop = scroller.scrollHeight;
 }
 
-/** Shows `message` (new or a newer state of one shown) in place, by id. */
+/** The later of two states of one message: times have one fixed-width format, so
+ * they compare as strings. */
+function newest(a, b) {
+  return (b.updated_at || "") > (a.updated_at || "") ? b : a;
+}
+
+/** Shows `message` (new or a newer state of one shown) in place, by id: its text from
+ * the newest state known, its status the furthest any answer or receipt reached. */
 function upsert(message) {
-  const known = message.id !== undefined ? state.messages.get(message.id) : undefined;
-  const early = state.receipts.get(message.id);
+  const known = state.messages.get(message.id);
+  const change = state.changes.get(message.id);
+  let latest = message;
+  for (const other of [known, change]) {
+    if (other) latest = newest(latest, other);
+  }
   let status = message.status;
-  for (const candidate of [known && known.status, early]) {
+  for (const candidate of [known && known.status, change && change.status, state.receipts.get(message.id)]) {
     if (candidate && RANK[candidate] > RANK[status]) status = candidate;
   }
   state.receipts.delete(message.id);
-  const merged = { ...message, status };
+  state.changes.delete(message.id);
+  const merged = { ...latest, status };
   const stick = nearEnd();
   let element = document.querySelector(`#messages > li[data-id="${merged.id}"]`);
   if (!element && merged.client_message_id && merged.sender_id === state.me) {
-    element = document.querySelector(`#messages > li[data-client-id="${CSS.escape(merged.client_message_id)}"]`);
+    element = pendingElement(merged.client_message_id);
     state.pending.delete(merged.client_message_id);
   }
   if (!element) {
@@ -579,6 +646,11 @@ function upsert(message) {
   state.messages.set(merged.id, merged);
   draw(element, merged);
   if (stick) scrollToEnd();
+}
+
+/** The element of the caller's own message still waiting for its id. */
+function pendingElement(clientId) {
+  return document.querySelector(`#messages > li.mine:not([data-id])[data-client-id="${CSS.escape(clientId)}"]`);
 }
 
 /** Puts a new element for message `id` in id order, before any message still pending. */
@@ -618,8 +690,9 @@ function draw(element, message) {
   element.replaceChildren(text, meta);
 }
 
-/** Marks what the open conversation shows from the peer as read, while the page is seen. */
-function markRead() {
+/** Marks what the open conversation shows from the peer as read, while the page is
+ * seen; the list's counts follow once the server has it. */
+async function markRead() {
   const peer = state.peer;
   if (peer === null || document.visibilityState !== "visible") return;
   let upTo = 0;
@@ -627,11 +700,19 @@ function markRead() {
     if (message.sender_id === peer && message.status !== "read" && message.id > upTo) upTo = message.id;
   }
   if (upTo <= state.readUpTo) return;
+  const before = state.readUpTo;
   state.readUpTo = upTo;
-  if (!sendFrame({ type: "read", user_id: peer, up_to_id: upTo })) {
-    api("POST", `/api/chat/conversations/${peer}/read`, { up_to_id: upTo }).catch(fail);
+  try {
+    await api("POST", `/api/chat/conversations/${peer}/read`, { up_to_id: upTo });
+    for (const message of state.messages.values()) {
+      if (message.sender_id === peer && message.id <= upTo) message.status = "read";
+    }
+    scheduleListRefresh();
+  } catch (error) {
+    // Asked again at the next chance.
+    if (state.peer === peer && state.readUpTo === upTo) state.readUpTo = before;
+    fail(error);
   }
-  scheduleListRefresh();
 }
 
 // ---------------------------------------------------------------- sending
@@ -669,22 +750,40 @@ async function deliver(local) {
     if (state.peer === local.receiver_id) upsert(body.data);
     scheduleListRefresh();
   } catch (error) {
+    if (error instanceof Stale) return;
     if (!(error instanceof ApiError)) {
       state.outbox.push(local);
       notify("Not sent yet: the server cannot be reached. It goes out when the connection is back.", "network");
+      scheduleOutbox();
       return;
     }
-    const element = document.querySelector(`#messages > li[data-client-id="${CSS.escape(local.client_message_id)}"]`);
     state.pending.delete(local.client_message_id);
+    // An earlier attempt was stored after all (its answer was lost, its frame came).
+    for (const message of state.messages.values()) {
+      if (message.sender_id === state.me && message.client_message_id === local.client_message_id) return;
+    }
+    const element = pendingElement(local.client_message_id);
     if (element) draw(element, { ...local, status: "failed" });
     fail(error);
   }
 }
 
+/** Tries the outbox again after a growing wait. */
+function scheduleOutbox() {
+  clearTimeout(state.outboxTimer);
+  state.outboxTimer = setTimeout(flushOutbox, state.outboxDelay);
+  state.outboxDelay = Math.min(state.outboxDelay * 2, 10000);
+}
+
 function flushOutbox() {
+  clearTimeout(state.outboxTimer);
   const waiting = state.outbox;
   state.outbox = [];
-  if (waiting.length) clearNotice();
+  if (!waiting.length) {
+    state.outboxDelay = 1000;
+    return;
+  }
+  clearNotice("network");
   for (const local of waiting) deliver(local);
 }
 
@@ -745,6 +844,7 @@ function wire() {
   window.addEventListener("online", () => {
     state.reconnectDelay = 500;
     connect();
+    flushOutbox();
   });
   // Presence texts such as "2 min ago" age.
   setInterval(renderPeer, 30000);

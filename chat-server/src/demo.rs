@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get};
 use chat_core::{JwtIssuer, UserId, ValidationCode};
 use chat_http::{ApiError, ApiJson, AppState};
 use serde::Deserialize;
@@ -73,8 +73,8 @@ impl Demo {
         self.tokens.is_some()
     }
 
-    /// The routes of this demo, for the root of the reference application.
-    pub(crate) fn routes(&self) -> Router<AppState> {
+    /// The routes of this demo, for the root of the reference application on `state`.
+    pub(crate) fn routes(&self, state: &AppState) -> Router<AppState> {
         let mut routes = Router::new();
         if self.page {
             // The page tells its script whether "sign in as user N" can work here.
@@ -99,35 +99,42 @@ impl Demo {
         }
         if let Some(issuer) = &self.tokens {
             let issuer = Arc::clone(issuer);
+            // The guard wraps the whole route (every method, before the body is read):
+            // to anyone else the route does not exist.
             routes = routes.route(
                 "/dev/token",
-                post(
-                    move |headers: HeaderMap,
-                          Peer(peer): Peer,
-                          ApiJson(request): ApiJson<DevTokenRequest>| async move {
-                        dev_token(&issuer, &headers, peer, &request)
-                    },
-                )
-                .layer(DefaultBodyLimit::max(DEV_TOKEN_BODY_BYTES)),
+                // Every method here, so that the guard answers before a 405 would.
+                any(move |request: Request| async move {
+                    if request.method() != Method::POST {
+                        return Err(ApiError::MethodNotAllowed);
+                    }
+                    let ApiJson(body) =
+                        ApiJson::<DevTokenRequest>::from_request(request, &()).await?;
+                    dev_token(&issuer, &body)
+                })
+                .layer(DefaultBodyLimit::max(DEV_TOKEN_BODY_BYTES))
+                .layer(from_fn_with_state(state.clone(), only_this_machine)),
             );
         }
         routes
     }
 }
 
-/// The connection's peer address, when the server records it.
-struct Peer(Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(peer)| peer.ip()),
-        ))
+/// Lets through requests from this machine only (see [`from_this_machine`]), and none
+/// where the server is told it runs behind proxies; 404 for the rest.
+async fn only_this_machine(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    if state.trusted_proxies().is_empty() && from_this_machine(request.headers(), peer) {
+        next.run(request).await
+    } else {
+        ApiError::RouteNotFound.into_response()
     }
 }
 
@@ -161,17 +168,8 @@ struct DevTokenRequest {
     user_id: i64,
 }
 
-/// Mints a token for a loopback peer's request, or answers 404 as if the route did not
-/// exist.
-fn dev_token(
-    issuer: &JwtIssuer,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-    request: &DevTokenRequest,
-) -> Result<Response, ApiError> {
-    if !from_this_machine(headers, peer) {
-        return Err(ApiError::RouteNotFound);
-    }
+/// Mints a token for the user asked.
+fn dev_token(issuer: &JwtIssuer, request: &DevTokenRequest) -> Result<Response, ApiError> {
     if request.user_id < 1 {
         return Err(chat_core::Error::invalid(
             "user_id",
@@ -195,17 +193,28 @@ fn dev_token(
         .into_response())
 }
 
-/// Headers a proxy adds for the client it forwards, which would make a remote request
-/// arrive from loopback.
-const FORWARDING_HEADERS: [HeaderName; 3] = [
-    header::FORWARDED,
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-real-ip"),
+/// Headers proxies and tunnels add for the client they forward, which would make a
+/// remote request arrive from loopback.
+const FORWARDING_HEADERS: [&str; 9] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "via",
 ];
 
 /// Whether the request comes from this machine and, from a browser, from a page of
-/// this server: a loopback peer, not forwarded by a proxy, and with no `Origin` or the
-/// server's own.
+/// this server:
+/// - a loopback peer, with none of the headers proxies add;
+/// - a `Host` that names this machine (`localhost`, `*.localhost`, `127.x.x.x`,
+///   `[::1]`), so a page of another site whose name was pointed at 127.0.0.1 (DNS
+///   rebinding) is refused;
+/// - no `Origin`, or the `Host`'s own, and no `Sec-Fetch-Site` other than
+///   `same-origin` or `none`.
 fn from_this_machine(headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
     let loopback = peer.is_some_and(|ip| match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
@@ -216,26 +225,58 @@ fn from_this_machine(headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
     if !loopback
         || FORWARDING_HEADERS
             .iter()
-            .any(|name| headers.contains_key(name))
+            .any(|name| headers.contains_key(*name))
+    {
+        return false;
+    }
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|host| names_this_machine(host))
+    else {
+        return false;
+    };
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site != "same-origin"
+        && site != "none"
     {
         return false;
     }
     match headers.get(header::ORIGIN) {
         None => true,
-        Some(origin) => {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-            let origin_host = origin.to_str().ok().and_then(|o| {
+        Some(origin) => origin
+            .to_str()
+            .ok()
+            .and_then(|o| {
                 o.strip_prefix("http://")
                     .or_else(|| o.strip_prefix("https://"))
-            });
-            matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
-        }
+            })
+            .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host)),
     }
+}
+
+/// Whether a `Host` value (a name or address, and maybe a port) names this machine.
+fn names_this_machine(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]` or `[::1]:8080`.
+        Some(rest) => match rest.split_once(']') {
+            Some((address, port)) if port.is_empty() || port.starts_with(':') => address,
+            _ => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use axum::http::HeaderName;
 
     use super::*;
 
@@ -288,5 +329,63 @@ mod tests {
             &headers(&[("origin", "http://127.0.0.1:8080")]),
             local
         ));
+        // DNS rebinding: another site's name, pointed at this machine.
+        let rebound = [
+            ("host", "evil.example:8080"),
+            ("origin", "http://evil.example:8080"),
+        ];
+        assert!(!from_this_machine(&headers(&rebound), local));
+        assert!(!from_this_machine(
+            &headers(&[("host", "evil.example:8080")]),
+            local
+        ));
+        assert!(!from_this_machine(&headers(&[]), local));
+        assert!(!from_this_machine(
+            &headers(&[host, ("sec-fetch-site", "cross-site")]),
+            local
+        ));
+        assert!(from_this_machine(
+            &headers(&[host, ("sec-fetch-site", "same-origin")]),
+            local
+        ));
+        for proxy in [
+            "via",
+            "x-forwarded-host",
+            "cf-connecting-ip",
+            "true-client-ip",
+        ] {
+            assert!(
+                !from_this_machine(&headers(&[host, (proxy, "1.1 proxy")]), local),
+                "{proxy}"
+            );
+        }
+    }
+
+    #[test]
+    fn hosts_of_this_machine() {
+        for name in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST:1",
+            "chat.localhost:8080",
+            "127.0.0.1",
+            "127.8.9.10:80",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(names_this_machine(name), "{name}");
+        }
+        for name in [
+            "",
+            "evil.example",
+            "localhost.evil.example",
+            "10.0.0.1:8080",
+            "[::2]:8080",
+            "[::1",
+            "[::1]x",
+            "0.0.0.0:8080",
+        ] {
+            assert!(!names_this_machine(name), "{name}");
+        }
     }
 }

@@ -68,7 +68,7 @@ pub fn app(state: AppState) -> Router {
 /// [`app`] with `demo`'s page at `/` and its development token route.
 pub fn app_with_demo(state: AppState, demo: &Demo) -> Router {
     system_routes()
-        .merge(demo.routes())
+        .merge(demo.routes(&state))
         .merge(SwaggerUi::new("/docs").url("/api/openapi.json", openapi_for(state.chat().config())))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

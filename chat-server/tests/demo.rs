@@ -100,6 +100,10 @@ async fn development_mode_serves_the_page_and_mints_tokens_the_api_accepts() {
         StatusCode::OK
     );
     for refused in [
+        // Another site whose name points at this machine (DNS rebinding).
+        ("host", "evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("via", "1.1 tunnel"),
         ("origin", "http://evil.example"),
         ("origin", "null"),
         ("x-forwarded-for", "192.0.2.7"),
@@ -184,6 +188,14 @@ async fn a_configured_key_turns_both_off_and_chat_demo_chooses_the_page() {
         StatusCode::NOT_FOUND
     );
 
+    // Behind declared proxies no request is known to come from this machine.
+    let (address, demo) = serve(&["--trusted-proxies", "10.0.0.0/8"]).await;
+    assert!(demo.mints_tokens());
+    assert_eq!(
+        mint(address, r#"{"user_id": 1}"#, &[]).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
     // Development mode without the page still mints tokens for this machine's tools.
     let (address, demo) = serve(&["--demo", "off"]).await;
     assert!(!demo.serves_page() && demo.mints_tokens());
@@ -205,6 +217,12 @@ async fn a_server_that_does_not_record_peers_mints_nothing() {
         .header("content-type", "application/json")
         .body(Body::from(r#"{"user_id": 1}"#))
         .unwrap();
-    let answer = app.oneshot(request).await.unwrap();
+    let answer = app.clone().oneshot(request).await.unwrap();
     assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    // Whatever the method or body: the route is not there for them.
+    let request = Request::get("/dev/token").body(Body::empty()).unwrap();
+    assert_eq!(
+        app.oneshot(request).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
 }

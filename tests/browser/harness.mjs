@@ -52,20 +52,30 @@ export async function eventually(check, ms = 10000, what = 'condition') {
   }
 }
 
-/** One chat-server process in development mode on a fresh SQLite file. */
+/** One chat-server process in development mode on a fresh SQLite file; a port another
+ * process took between choosing and binding it is chosen again. */
 export async function startServer(env = {}) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(env);
+    } catch (error) {
+      if (attempt === 3 || !/cannot listen/.test(error.message)) throw error;
+    }
+  }
+}
+
+async function startOnce(env) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'chat-browser-'));
+  // None of the caller's own CHAT_* settings: only the ones asked for here.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('CHAT_')));
   const settings = {
-    ...process.env,
+    ...inherited,
     CHAT_ADDR: `127.0.0.1:${port}`,
     CHAT_DATABASE_URL: `sqlite://${join(dir, 'chat.db')}`,
     CHAT_LOG: 'warn',
     ...env,
   };
-  for (const name of ['CHAT_JWT_SECRET', 'CHAT_JWT_PUBLIC_KEY_FILE', 'CHAT_REDIS_URL', 'CHAT_DEMO']) {
-    if (!(name in env)) delete settings[name];
-  }
   const child = spawn(BINARY, [], { env: settings, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk) => {
@@ -73,14 +83,20 @@ export async function startServer(env = {}) {
   });
   const exited = new Promise((r) => child.once('exit', r));
   const base = `http://127.0.0.1:${port}`;
-  await eventually(async () => {
-    if (child.exitCode !== null) throw new Error(`chat-server exited: ${stderr}`);
-    try {
-      return (await fetch(`${base}/health`)).ok;
-    } catch {
-      return false;
-    }
-  }, 20000, 'the server to answer /health');
+  try {
+    await eventually(async () => {
+      if (child.exitCode !== null) throw new Error(`chat-server exited: ${stderr}`);
+      try {
+        return (await fetch(`${base}/health`)).ok;
+      } catch {
+        return false;
+      }
+    }, 20000, 'the server to answer /health');
+  } catch (error) {
+    child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     base,
     /** A token from `chat-server token`, as an operator would mint one. */

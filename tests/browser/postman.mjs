@@ -50,7 +50,7 @@ async function collection(spec) {
   });
   if (!result.result) throw new Error(`conversion failed: ${result.reason}`);
   const generated = result.output[0].data;
-  stabilize(generated);
+  stabilize(generated, null);
   generated.info._postman_id = 'chat-api';
   // One place to set the server and the token: the collection's variables.
   generated.variable = [
@@ -64,17 +64,26 @@ async function collection(spec) {
 /** A time in the server's format, for the example bodies' times (faked from the clock). */
 const EXAMPLE_TIME = '2026-01-02T03:04:05.123456Z';
 
-/** Drops the random ids the converter gives every item and response, and puts one
- * fixed time in every example body. */
-function stabilize(value) {
+/** Times as the faker writes them (now, moved by a random amount). */
+const FAKED_TIME = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z/g;
+
+/** Drops the random ids the converter gives every request and response, and puts one
+ * fixed time in place of every faked one (descriptions are the document's own text
+ * and stay as they are). */
+function stabilize(value, key) {
   if (Array.isArray(value)) {
-    value.forEach(stabilize);
-  } else if (value && typeof value === 'object') {
-    delete value.id;
-    if (typeof value.body === 'string') {
-      value.body = value.body.replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z/g, EXAMPLE_TIME);
+    for (const element of value) {
+      if ((key === 'item' || key === 'response') && element && typeof element === 'object') delete element.id;
+      stabilize(element, key);
     }
-    Object.values(value).forEach(stabilize);
+  } else if (value && typeof value === 'object') {
+    for (const [name, inner] of Object.entries(value)) {
+      if (typeof inner === 'string' && name !== 'description' && name !== 'content') {
+        value[name] = inner.replace(FAKED_TIME, EXAMPLE_TIME);
+      } else {
+        stabilize(inner, name);
+      }
+    }
   }
 }
 
