@@ -74,17 +74,8 @@ impl Target {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
     }
 
-    /// Opens the WebSocket of `user` from the `n`-th source address.
-    pub(crate) async fn websocket(
-        &self,
-        user: i64,
-        token: &str,
-        n: usize,
-    ) -> Result<Socket, String> {
-        self.websocket_at(user, token, n, "").await
-    }
-
-    /// The same with a query string (`?after_id=…`) on the WebSocket URL.
+    /// Opens the WebSocket of `user` from the `n`-th source address, with a query
+    /// string (`?after_id=…`, or empty) on its URL.
     pub(crate) async fn websocket_at(
         &self,
         user: i64,

@@ -19,6 +19,7 @@
 //! Every loop is bounded in count and time; connections spread over several
 //! 127.0.0.x source addresses so ephemeral ports never run out.
 
+mod answers;
 mod clients;
 mod report;
 mod scenarios;

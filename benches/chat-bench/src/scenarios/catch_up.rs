@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::history::send_many;
+use crate::answers::Answers;
 use crate::clients::Target;
 use crate::report::Report;
 
@@ -126,7 +127,7 @@ async fn read_backlog(
 }
 
 /// Sends to `receiver` at `rate` per second from a sender of its own until `stop`,
-/// for at most `limit`; returns how many were acknowledged.
+/// for at most `limit`; returns the server's answers.
 fn live_sender(
     target: &Target,
     sender: i64,
@@ -134,28 +135,46 @@ fn live_sender(
     rate: u32,
     limit: Duration,
     stop: Arc<AtomicBool>,
-) -> Result<tokio::task::JoinHandle<u64>, String> {
+) -> Result<tokio::task::JoinHandle<Answers>, String> {
     let http = Target::http(1)?;
     let token = target.token(sender)?;
     let url = format!("{}/api/chat/send", target.base);
     let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     Ok(tokio::spawn(async move {
         let start = Instant::now();
-        let mut acknowledged = 0;
+        let mut answers = Answers::default();
         let mut slot = 0u32;
         while !stop.load(Ordering::Relaxed) && start.elapsed() < limit {
             tokio::time::sleep_until((start + period * slot).into()).await;
             slot += 1;
             let body = serde_json::json!({"receiver_id": receiver, "message": "live"});
-            if matches!(
-                http.post(&url).bearer_auth(&token).json(&body).send().await,
-                Ok(answer) if answer.status() == reqwest::StatusCode::CREATED
-            ) {
-                acknowledged += 1;
-            }
+            answers.record(&http.post(&url).bearer_auth(&token).json(&body).send().await);
         }
-        acknowledged
+        answers
     }))
+}
+
+/// `Ok` when `user` has no conversation yet: a backlog of an earlier run would be
+/// counted as this run's.
+async fn fresh(target: &Target, user: i64) -> Result<(), String> {
+    let url = format!("{}/api/chat/conversations?limit=1", target.base);
+    let answer = Target::http(0)?
+        .get(&url)
+        .bearer_auth(target.token(user)?)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !answer.status().is_success() {
+        return Err(format!("{url}: {}", answer.status()));
+    }
+    let list: serde_json::Value = answer.json().await.map_err(|e| e.to_string())?;
+    if list["data"].as_array().is_some_and(|rows| !rows.is_empty()) {
+        return Err(format!(
+            "user {user} already has messages (from an earlier run?): pass --user with a fresh id, \
+             or --skip-seeding to read the backlog that run left"
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
@@ -173,6 +192,7 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         .collect();
     let seeding = Instant::now();
     if !args.skip_seeding {
+        fresh(target, receiver).await?;
         send_many(target, args.seeders, args.messages, &pairs, SEED).await?;
     }
     let seeded = seeding.elapsed();
@@ -199,7 +219,11 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
     };
     stop.store(true, Ordering::Relaxed);
     let live_sent = match live {
-        Some(task) => task.await.map_err(|e| e.to_string())?,
+        Some(task) => {
+            let answers = task.await.map_err(|e| e.to_string())?;
+            answers.all_new("live sends")?;
+            answers.created()
+        }
         None => 0,
     };
     let (resumed, backlog) = (resumed?, backlog?);

@@ -2,6 +2,7 @@
 //! to arrival, and every message accounted for.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -10,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::idle::open_many;
+use crate::answers::{Answers, run_key};
 use crate::clients::{Socket, Target, quantile};
 use crate::report::Report;
 
@@ -44,16 +46,18 @@ pub(crate) struct Args {
     receivers_at: Vec<String>,
 }
 
-/// One send: when it left, and whether the server acknowledged it (201).
+/// One send: when it left, and whether the server stored it as new (201).
 struct Sent {
     number: u64,
     at: Instant,
     acknowledged: bool,
 }
 
-/// A receiver's reader: reports the number of every message that arrives.
+/// A receiver's reader: reports the number of every message of this run that arrives
+/// (`client_message_id` = `prefix` and the number).
 fn receiver(
     mut socket: Socket,
+    prefix: Arc<str>,
     arrivals: mpsc::UnboundedSender<(u64, Instant)>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -67,7 +71,7 @@ fn receiver(
             };
             let number = frame["data"]["client_message_id"]
                 .as_str()
-                .and_then(|key| key.strip_prefix('b'))
+                .and_then(|key| key.strip_prefix(&*prefix))
                 .and_then(|n| n.parse().ok());
             if frame["type"] == "message"
                 && let Some(number) = number
@@ -85,8 +89,50 @@ fn spread(number: u64, receivers: usize) -> u64 {
     mixed % receivers as u64
 }
 
+/// Sends one message from `sender` to `receiver` and answers its id: the receivers
+/// connect after it, so what earlier runs left undelivered to the same users is not
+/// sent to them again.
+async fn starting_point(
+    target: &Target,
+    sender: i64,
+    receiver: i64,
+    prefix: &str,
+) -> Result<i64, String> {
+    let body = serde_json::json!({
+        "receiver_id": receiver,
+        "message": "the starting point of a deliver run",
+        "client_message_id": format!("{prefix}start"),
+    });
+    let mut answers = Answers::default();
+    let answer = Target::http(0)?
+        .post(format!("{}/api/chat/send", target.base))
+        .bearer_auth(target.token(sender)?)
+        .json(&body)
+        .send()
+        .await;
+    answers.record(&answer);
+    answers.all_new("starting sends")?;
+    let body: Value = answer
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    body["data"]["id"]
+        .as_i64()
+        .ok_or_else(|| "the send's answer has no id".to_owned())
+}
+
 pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
     let deadline = Instant::now() + Duration::from_secs(300);
+    let prefix: Arc<str> = format!("b{}-", run_key()).into();
+    let start_id = starting_point(
+        target,
+        args.first_user + args.receivers as i64,
+        args.first_user,
+        &prefix,
+    )
+    .await?;
+    let after = format!("?after_id={start_id}");
     let (arrivals, mut arrived) = mpsc::unbounded_channel();
     let nodes = if args.receivers_at.is_empty() {
         vec![target.at(&target.base)?]
@@ -107,9 +153,10 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
                 node,
                 args.first_user + first as i64,
                 count,
+                &after,
                 args.concurrency,
                 deadline,
-                |socket| receiver(socket, arrivals.clone()),
+                |socket| receiver(socket, Arc::clone(&prefix), arrivals.clone()),
             )
             .await?,
         );
@@ -128,11 +175,13 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         let url = format!("{}/api/chat/send", target.base);
         let first_receiver = args.first_user;
         let receivers = args.receivers;
+        let prefix = Arc::clone(&prefix);
         // Each worker's slots are offset by its share of a period, so the sends are
         // spread evenly over time instead of leaving together once a period.
         let first_slot = start + period.mul_f64(worker as f64 / senders as f64);
         workers.push(tokio::spawn(async move {
             let mut sent = Vec::new();
+            let mut answers = Answers::default();
             let mut number = worker;
             let mut slot = 0u32;
             while number < total {
@@ -142,13 +191,11 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
                 let body = serde_json::json!({
                     "receiver_id": first_receiver + spread(number, receivers) as i64,
                     "message": "benchmark message",
-                    "client_message_id": format!("b{number}"),
+                    "client_message_id": format!("{prefix}{number}"),
                 });
                 let at = Instant::now();
-                let acknowledged = matches!(
-                    http.post(&url).bearer_auth(&token).json(&body).send().await,
-                    Ok(answer) if answer.status() == reqwest::StatusCode::CREATED
-                );
+                let answer = http.post(&url).bearer_auth(&token).json(&body).send().await;
+                let acknowledged = answers.record(&answer);
                 sent.push(Sent {
                     number,
                     at,
@@ -156,14 +203,23 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
                 });
                 number += senders;
             }
-            sent
+            (sent, answers)
         }));
     }
     let mut sent = Vec::with_capacity(total as usize);
+    let mut answers = Answers::default();
     for worker in workers {
-        sent.extend(worker.await.map_err(|e| e.to_string())?);
+        let (some, their) = worker.await.map_err(|e| e.to_string())?;
+        sent.extend(some);
+        answers.merge(&their);
     }
     let sending_seconds = start.elapsed().as_secs_f64();
+    if let Err(why) = answers.all_new("sends") {
+        for task in receivers {
+            task.abort();
+        }
+        return Err(why);
+    }
     let acknowledged = sent.iter().filter(|s| s.acknowledged).count();
 
     // Collect arrivals until every acknowledged message is in, or the grace is over.

@@ -36,6 +36,7 @@ pub(crate) async fn open_many(
     target: &Target,
     first_user: i64,
     count: usize,
+    query: &str,
     concurrency: usize,
     deadline: Instant,
     on_socket: impl Fn(Socket) -> tokio::task::JoinHandle<()>,
@@ -44,7 +45,7 @@ pub(crate) async fn open_many(
         .map(|n| target.token(first_user + n as i64))
         .collect::<Result<_, _>>()?;
     let mut opened = stream::iter(tokens.iter().enumerate())
-        .map(|(n, token)| target.websocket(first_user + n as i64, token, n))
+        .map(|(n, token)| target.websocket_at(first_user + n as i64, token, n, query))
         .buffer_unordered(concurrency.max(1));
     let mut tasks = Vec::with_capacity(count);
     while let Some(socket) = opened.next().await {
@@ -72,6 +73,7 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         target,
         args.first_user,
         args.connections,
+        "",
         args.concurrency,
         deadline,
         idle_reader,
