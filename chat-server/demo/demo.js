@@ -789,18 +789,24 @@ function flushOutbox() {
 
 // ---------------------------------------------------------------- wiring
 
+/** The user id typed into input `id`, or null (and a notice) when it is not one. */
+function userIdIn(id) {
+  const user = Number($(id).value);
+  if (!Number.isSafeInteger(user) || user < 1) {
+    notify("A user id is a whole number of at least 1.");
+    return null;
+  }
+  return user;
+}
+
 function wire() {
   const devTokens = document.body.dataset.devTokens === "on";
   $("signin-dev").hidden = !devTokens;
   $("signin-dev-hint").hidden = !devTokens;
   $("signin-dev").addEventListener("submit", (event) => {
     event.preventDefault();
-    const user = Number($("signin-user").value);
-    if (!Number.isSafeInteger(user) || user < 1) {
-      notify("A user id is a whole number of at least 1.");
-      return;
-    }
-    signInAs(user);
+    const user = userIdIn("signin-user");
+    if (user !== null) signInAs(user);
   });
   $("signin-token").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -809,11 +815,8 @@ function wire() {
   $("sign-out").addEventListener("click", () => signOut());
   $("open-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    const user = Number($("open-user").value);
-    if (!Number.isSafeInteger(user) || user < 1) {
-      notify("A user id is a whole number of at least 1.");
-      return;
-    }
+    const user = userIdIn("open-user");
+    if (user === null) return;
     clearNotice();
     openConversation(user);
   });

@@ -45,6 +45,15 @@ async function openWith(page, user) {
   await page.waitForFunction((u) => document.getElementById('peer-name').textContent === `user ${u}`, user);
 }
 
+/** `count` messages from `from` to `to` through the API, "`text` 1" onwards. */
+async function seed(from, to, count, text) {
+  const token = await server.devToken(from);
+  for (let n = 1; n <= count; n++) {
+    const sent = await server.api(token, 'POST', '/api/chat/send', { receiver_id: to, message: `${text} ${n}` });
+    assert.equal(sent.status, 201);
+  }
+}
+
 /** Types `text` key by key (as a person would, so typing is announced), then Enter. */
 async function write(page, text, { enter = true } = {}) {
   await page.locator('#composer').pressSequentially(text, { delay: 15 });
@@ -162,11 +171,7 @@ test('two people chat: unread counts, typing, ticks to read, presence, and a bac
 });
 
 test('history loads older messages on scroll, and a send over the limit says to wait (429)', async () => {
-  const sender = await server.devToken(5);
-  for (let n = 1; n <= 40; n++) {
-    const sent = await server.api(sender, 'POST', '/api/chat/send', { receiver_id: 3, message: `seed ${n}` });
-    assert.equal(sent.status, 201);
-  }
+  await seed(5, 3, 40, 'seed');
   const reader = await newPage(browser);
   await signIn(reader.page, 3);
   const row = reader.page.locator('.conversation-row[data-user-id="5"]');
@@ -186,11 +191,7 @@ test('history loads older messages on scroll, and a send over the limit says to 
 
   // User 6 spends the burst just before: the page says what happened and when to try
   // again.
-  const spender = await server.devToken(6);
-  for (let n = 1; n <= 40; n++) {
-    const sent = await server.api(spender, 'POST', '/api/chat/send', { receiver_id: 3, message: `burst ${n}` });
-    assert.equal(sent.status, 201);
-  }
+  await seed(6, 3, 40, 'burst');
   const writer = await newPage(browser);
   await signIn(writer.page, 6);
   await openWith(writer.page, 3);

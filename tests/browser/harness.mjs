@@ -3,11 +3,14 @@
 // Chromium through playwright-core, kept off the network.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { chromium } from 'playwright-core';
+
+import { eventually, freePort } from '../support/loopback.mjs';
+
+export { eventually };
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BINARY = process.env.CHAT_SERVER ?? join(ROOT, 'target/debug/chat-server');
@@ -28,29 +31,6 @@ const CHROMIUM_FLAGS = [
   '--metrics-recording-only',
   '--no-default-browser-check',
 ];
-
-/** A free loopback port. */
-function freePort() {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => done(port));
-    });
-  });
-}
-
-/** Waits until `check` returns something truthy, or fails after `ms`. */
-export async function eventually(check, ms = 10000, what = 'condition') {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** One chat-server process in development mode on a fresh SQLite file; a port another
  * process took between choosing and binding it is chosen again. */

@@ -3,42 +3,22 @@
 // official `pusher` server library, and the REST API.
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+
+import { eventually, freePort } from '../support/loopback.mjs';
 
 import Pusher from 'pusher-js';
 import Echo from 'laravel-echo';
 import PusherServer from 'pusher';
 
+export { eventually, freePort };
+
 const ROOT = resolve(import.meta.dirname, '../..');
 export const BINARY = process.env.CHAT_SERVER ?? join(ROOT, 'target/debug/chat-server');
 
 export const APP = { id: 'test-app', key: 'test-key', secret: 'test-secret-0123456789' };
-
-/** A free loopback port. */
-export function freePort() {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => done(port));
-    });
-  });
-}
-
-/** Waits until `check` returns something truthy, or fails after `ms`. */
-export async function eventually(check, ms = 5000, what = 'condition') {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * One chat-server process. `env` adds settings; `database` shares a store between
