@@ -1,14 +1,14 @@
 // Starts the real chat-server binary in development mode (no key configured, so the
 // demo page and `POST /dev/token` are on) on a free loopback port, and Debian's
 // Chromium through playwright-core, kept off the network.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { eventually, freePort } from '../support/loopback.mjs';
+import { eventually, freePort, startProcess } from '../support/loopback.mjs';
 
 export { eventually };
 
@@ -56,24 +56,11 @@ async function startOnce(env) {
     CHAT_LOG: 'warn',
     ...env,
   };
-  const child = spawn(BINARY, [], { env: settings, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const exited = new Promise((r) => child.once('exit', r));
   const base = `http://127.0.0.1:${port}`;
+  let server;
   try {
-    await eventually(async () => {
-      if (child.exitCode !== null) throw new Error(`chat-server exited: ${stderr}`);
-      try {
-        return (await fetch(`${base}/health`)).ok;
-      } catch {
-        return false;
-      }
-    }, 20000, 'the server to answer /health');
+    server = await startProcess(BINARY, settings, base);
   } catch (error) {
-    child.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
@@ -107,10 +94,7 @@ async function startOnce(env) {
       return { status: response.status, body: text ? JSON.parse(text) : null };
     },
     async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
+      await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

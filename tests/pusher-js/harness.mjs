@@ -1,13 +1,12 @@
 // Starts the real chat-server binary on a free loopback port with Pusher credentials,
 // and gives the tests what a Laravel app has: tokens, Echo and pusher-js clients, the
 // official `pusher` server library, and the REST API.
-import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { eventually, freePort } from '../support/loopback.mjs';
+import { eventually, freePort, startProcess } from '../support/loopback.mjs';
 
 import Pusher from 'pusher-js';
 import Echo from 'laravel-echo';
@@ -28,39 +27,19 @@ export async function startServer({ env = {}, database, secret, port: fixedPort,
   const port = fixedPort ?? (await freePort());
   const dir = fixedDir ?? mkdtempSync(join(tmpdir(), 'chat-pusher-'));
   const jwtSecret = secret ?? randomBytes(32).toString('hex');
-  const child = spawn(BINARY, [], {
-    env: {
-      ...process.env,
-      CHAT_ADDR: `127.0.0.1:${port}`,
-      CHAT_DATABASE_URL: database ?? `sqlite://${join(dir, 'chat.db')}`,
-      CHAT_JWT_SECRET: jwtSecret,
-      CHAT_PUSHER_APP_ID: APP.id,
-      CHAT_PUSHER_APP_KEY: APP.key,
-      CHAT_PUSHER_APP_SECRET: APP.secret,
-      CHAT_LOG: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const exited = new Promise((r) => child.once('exit', r));
+  const settings = {
+    ...process.env,
+    CHAT_ADDR: `127.0.0.1:${port}`,
+    CHAT_DATABASE_URL: database ?? `sqlite://${join(dir, 'chat.db')}`,
+    CHAT_JWT_SECRET: jwtSecret,
+    CHAT_PUSHER_APP_ID: APP.id,
+    CHAT_PUSHER_APP_KEY: APP.key,
+    CHAT_PUSHER_APP_SECRET: APP.secret,
+    CHAT_LOG: 'warn',
+    ...env,
+  };
   const base = `http://127.0.0.1:${port}`;
-  try {
-    await eventually(async () => {
-      if (child.exitCode !== null) throw new Error(`chat-server exited: ${stderr}`);
-      try {
-        return (await fetch(`${base}/health`)).ok;
-      } catch {
-        return false;
-      }
-    }, 20000, 'the server to answer /health');
-  } catch (error) {
-    child.kill('SIGKILL');
-    throw error;
-  }
+  const running = await startProcess(BINARY, settings, base);
   return {
     port,
     base,
@@ -69,10 +48,7 @@ export async function startServer({ env = {}, database, secret, port: fixedPort,
     token: (user, ttlSeconds = 3600) => token(jwtSecret, user, ttlSeconds),
     /** Stops the process; `keep` leaves its database for a restart. */
     async stop({ keep = false } = {}) {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
+      await running.stop();
       if (!keep) rmSync(dir, { recursive: true, force: true });
     },
   };
