@@ -24,6 +24,11 @@ pub(crate) struct Args {
     /// The first simulated user id (senders; each sends to the next id).
     #[arg(long, default_value_t = 3_000_000)]
     first_user: i64,
+    /// Conversations the senders share (default: one each). With fewer conversations
+    /// than senders, sender `n` writes conversation `n % conversations`, in one
+    /// direction or the other: `--conversations 1` is everyone in one busy conversation.
+    #[arg(long)]
+    conversations: Option<usize>,
     /// Skip the baseline measurement.
     #[arg(long)]
     no_baseline: bool,
@@ -144,13 +149,25 @@ fn add_run(report: &mut Report, prefix: &'static [&'static str; 3], run: &Run) {
     report.add(prefix[2], quantile(&run.latencies_ms, 0.99), "ms");
 }
 
+/// The sender and the receiver of sender `n`: conversation `n % conversations`, each
+/// direction in turn.
+fn pair(args: &Args, n: usize) -> (i64, i64) {
+    let conversations = args.conversations.unwrap_or(args.senders).max(1);
+    let low = args.first_user + 2 * (n % conversations) as i64;
+    if (n / conversations).is_multiple_of(2) {
+        (low, low + 1)
+    } else {
+        (low + 1, low)
+    }
+}
+
 /// One closed-loop run of `args` against `target`.
 async fn run_against(target: &Target, args: &Args) -> Result<Run, String> {
     let tokens = (0..args.senders)
-        .map(|n| target.token(args.first_user + 2 * n as i64))
+        .map(|n| target.token(pair(args, n).0))
         .collect::<Result<Vec<_>, _>>()?;
     let bodies = (0..args.senders)
-        .map(|n| message_body(args.first_user + 2 * n as i64 + 1))
+        .map(|n| message_body(pair(args, n).1))
         .collect();
     let url = format!("{}/api/chat/send", target.base);
     closed_loop(url, tokens, bodies, args.seconds).await
@@ -196,6 +213,11 @@ async fn compare(target: &Target, args: &Args, other: &str) -> Result<Report, St
     let (ours, theirs) = (median(&mut ours), median(&mut theirs));
     let mut report = Report::new("send");
     report.add("senders", args.senders, "");
+    report.add(
+        "conversations",
+        args.conversations.unwrap_or(args.senders).max(1),
+        "",
+    );
     report.add("rounds", args.rounds.max(1), "");
     report.add("sends (--url)", ours, "requests/s");
     report.add("sends (--compare-url)", theirs, "requests/s");
