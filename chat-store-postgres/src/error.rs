@@ -13,6 +13,10 @@ pub(crate) enum StoreError {
     ValueOutOfRange(&'static str),
     #[error("a block stands between the participants")]
     Blocked,
+    /// The database could not be reached for a group of sends (each send of the group
+    /// gets one, with the text of the one failure).
+    #[error("the database could not be reached: {0}")]
+    Lost(String),
 }
 
 /// SQLSTATE classes and codes that mean "the database cannot be reached right now":
@@ -30,6 +34,7 @@ impl StoreError {
     /// Whether the database could not be reached (a retry may succeed).
     pub(crate) fn is_unavailable(&self) -> bool {
         match self {
+            Self::Lost(_) => true,
             Self::Sqlx(sqlx::Error::Database(db)) => {
                 unavailable_code(&db.code().unwrap_or_default())
             }

@@ -80,7 +80,7 @@ impl PostgresStore {
     /// committed. Replays wrote nothing, so their answer stands either way. If the
     /// question cannot be answered (the database is still out of reach, or the old
     /// backend keeps its locks past the lock timeout), the original error stands.
-    async fn resolve_lost_commit(
+    pub(crate) async fn resolve_lost_commit(
         &self,
         inserted: Inserted,
         (low, high): (i64, i64),

@@ -5,6 +5,8 @@
 //!   takes transaction-scoped advisory locks on both participants before its id is
 //!   drawn. For any one user, ids then commit in ascending order, and a device
 //!   resuming "after id N" never skips a message that commits later with a smaller id.
+//! - **Group commit.** Sends this node stores at the same moment share one transaction
+//!   and one commit flush; each is answered once that commit is durable.
 //! - **Idempotent under concurrency.** A unique index on `(sender_id,
 //!   client_message_id)` decides; the loser of a race gets the original row.
 //! - **Errors.** A lost connection is `Error::Unavailable`; the pool tests connections
@@ -25,6 +27,7 @@
 
 mod amend;
 mod error;
+mod group;
 mod insert;
 mod jobs;
 mod reads;
@@ -32,6 +35,7 @@ mod relations;
 mod sql;
 mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -62,6 +66,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PostgresStore {
     pool: PgPool,
     schema: Option<String>,
+    /// Sends waiting for this node's next group transaction.
+    group: Arc<group::Group>,
 }
 
 /// Checks a schema name: it is spliced into SQL, so only plain identifiers pass.
@@ -82,7 +88,11 @@ fn checked_schema(schema: &str) -> Result<String, StoreError> {
 impl PostgresStore {
     /// A store on an existing pool (its connections' `search_path` decides the schema).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, schema: None }
+        Self {
+            pool,
+            schema: None,
+            group: Arc::default(),
+        }
     }
 
     /// Connects a pool to `url`, tables in the default schema.
@@ -122,7 +132,11 @@ impl PostgresStore {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, schema })
+        Ok(Self {
+            pool,
+            schema,
+            group: Arc::default(),
+        })
     }
 
     /// Creates the schema if one was given, then applies the embedded migrations that
@@ -156,7 +170,7 @@ impl PostgresStore {
 #[async_trait]
 impl MessageRepository for PostgresStore {
     async fn insert(&self, record: NewMessageRecord) -> Result<Inserted, Error> {
-        Ok(self.insert_message(record).await?)
+        Ok(self.insert_in_group(record).await?)
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>, Error> {

@@ -18,6 +18,11 @@ macro_rules! message_columns {
 pub(crate) const LOCK_PARTICIPANTS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('chat-user', $1)), \
             pg_advisory_xact_lock(hashtextextended('chat-user', $2))";
 
+/// Locks every user of `$1` (ascending, as `LOCK_PARTICIPANTS` takes its two): the
+/// function scan calls the lock in the array's order.
+pub(crate) const LOCK_USERS: &str = "SELECT count(pg_advisory_xact_lock(hashtextextended('chat-user', u))) \
+     FROM unnest($1::bigint[]) AS u";
+
 /// How long the check of a lost commit waits for the broken transaction's locks.
 pub(crate) const RESOLUTION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 
@@ -38,6 +43,35 @@ pub(crate) const INSERT: &str = "WITH inserted AS ( \
          last_message_id = GREATEST(conversations.last_message_id, excluded.last_message_id), \
          message_count = conversations.message_count + 1) \
      SELECT id FROM inserted";
+
+/// Inserts a group of messages in one statement, each as `INSERT` would alone: ids
+/// drawn in the input's order, a row across a block or with a key already taken (also
+/// earlier in the group) skipped, conversation rows counted once per conversation.
+/// Answers each input row in order: its drawn id and whether it was stored.
+pub(crate) const INSERT_GROUP: &str = "WITH input AS ( \
+       SELECT t.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id \
+       FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) \
+         WITH ORDINALITY AS t(sender_id, receiver_id, message, client_message_id, created_at, ord)), \
+     inserted AS ( \
+       INSERT INTO messages (id, sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
+       OVERRIDING SYSTEM VALUE \
+       SELECT id, sender_id, receiver_id, message, client_message_id, created_at, created_at FROM input \
+       WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = input.sender_id AND blocked_id = input.receiver_id) \
+         AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = input.receiver_id AND blocked_id = input.sender_id) \
+       ORDER BY ord \
+       ON CONFLICT (sender_id, client_message_id) WHERE client_message_id IS NOT NULL DO NOTHING \
+       RETURNING id, sender_id, receiver_id), \
+     touched AS ( \
+       INSERT INTO conversations (user_id, peer_id, last_message_id, message_count) \
+       SELECT user_id, peer_id, max(id), count(*) FROM ( \
+         SELECT sender_id AS user_id, receiver_id AS peer_id, id FROM inserted \
+         UNION ALL SELECT receiver_id, sender_id, id FROM inserted) AS sides \
+       GROUP BY user_id, peer_id \
+       ON CONFLICT (user_id, peer_id) DO UPDATE SET \
+         last_message_id = GREATEST(conversations.last_message_id, excluded.last_message_id), \
+         message_count = conversations.message_count + excluded.message_count) \
+     SELECT input.id, inserted.id IS NOT NULL AS stored \
+     FROM input LEFT JOIN inserted ON inserted.id = input.id ORDER BY input.ord";
 
 /// Records a block unless it exists; answers the stored time and whether it is new.
 pub(crate) const BLOCK: &str = "WITH made AS ( \

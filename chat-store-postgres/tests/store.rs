@@ -314,3 +314,78 @@ async fn a_message_and_its_jobs_commit_or_roll_back_together() {
     .unwrap();
     chat_core::testing::message_jobs::a_refused_job_rolls_its_change_back(&*fixture).await;
 }
+
+/// Sends stored at the same moment share group transactions, and each keeps its own
+/// fate: new ones are stored once, a key used twice stores one message, a send across a
+/// block is refused, and a send whose statement fails (a trigger here) fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_in_groups_keep_their_own_outcomes() {
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.message = 'poison' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(fixture.pool())
+    .await
+    .unwrap();
+    let now = chat_core::timestamp::now();
+    fixture
+        .block(chat_core::UserId::new(51), chat_core::UserId::new(50), now)
+        .await
+        .unwrap();
+
+    let mut sends = tokio::task::JoinSet::new();
+    for round in 0..3 {
+        for n in 0..100_i64 {
+            let store = fixture.store.clone();
+            let (sender, receiver) = (1 + n % 20, 100 + n % 7);
+            // Each key twice: in round 0 and again in round 1 (the same content).
+            let key = format!("k{}", n + 100 * (round % 2));
+            let kind = match (round, n) {
+                (2, 0..5) => "blocked",
+                (2, 5) => "poison",
+                _ => "new",
+            };
+            sends.spawn(async move {
+                let record = match kind {
+                    "blocked" => record(50, 51, "across a block"),
+                    "poison" => record(sender, receiver, "poison"),
+                    _ => chat_core::testing::keyed_record(sender, receiver, "hello", &key),
+                };
+                (kind, key, store.insert(record).await)
+            });
+        }
+    }
+    let (mut created, mut replays, mut blocked, mut failed) = (0, 0, 0, 0);
+    let mut ids = std::collections::HashMap::new();
+    while let Some(joined) = sends.join_next().await {
+        let (kind, key, outcome) = joined.unwrap();
+        match (kind, outcome) {
+            ("new", Ok(inserted)) => {
+                if inserted.created {
+                    created += 1;
+                } else {
+                    replays += 1;
+                }
+                let id = inserted.message.id;
+                assert_eq!(*ids.entry(key).or_insert(id), id, "one message per key");
+            }
+            ("blocked", Err(Error::Forbidden { .. })) => blocked += 1,
+            ("poison", Err(_)) => failed += 1,
+            (kind, outcome) => panic!("{kind}: {outcome:?}"),
+        }
+    }
+    // 200 distinct keys; round 1 repeats round 0's 100 keys, round 2 uses round 0's
+    // again for the 94 sends neither blocked nor poison.
+    assert_eq!((created, blocked, failed), (200, 5, 1));
+    assert_eq!(replays, 94);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(fixture.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 200);
+}
