@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The chat server's Pusher side next to Sockudo's, with the same client on the same
+# machine: `chat-bench pusher` (Pusher protocol 7 connections, each on a private
+# channel, then events published through the HTTP API to a channel the subscribers
+# share) against each server in turn, alternating, every server fresh for its run.
+# Not part of CI.
+#
+# Sockudo is built once from the Rust package registry into SOCKUDO_ROOT (outside the
+# repository); its build needs `protoc` (Debian's protobuf-compiler). It runs with its
+# in-memory drivers and no config file, on loopback only. The chat server runs on a
+# fresh SQLite file: it stores every chat message, but the published events here are
+# not chat messages, so neither figure includes storage.
+#
+# Usage: benches/pusher/versus_sockudo.sh [rounds] [connections] [subscribers]
+# Prints one JSON line per run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+connections=${2:-15000}
+subscribers=${3:-5000}
+sockudo_version=${SOCKUDO_VERSION:-5.2.0}
+sockudo_root=${SOCKUDO_ROOT:-$HOME/.cache/chat-bench/sockudo-$sockudo_version}
+app_id=bench-app
+app_key=bench-key
+app_secret=bench-secret-0123456789
+work=$(mktemp -d)
+pid=""
+stop_server() {
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=""
+  fi
+}
+trap 'stop_server; rm -rf "$work"' EXIT
+
+if [ ! -x "$sockudo_root/bin/sockudo" ]; then
+  command -v protoc >/dev/null || { echo "install protoc first (Debian: protobuf-compiler)" >&2; exit 1; }
+  cargo install sockudo --version "$sockudo_version" --locked --root "$sockudo_root"
+fi
+cargo build --release -q -p chat-server -p chat-bench
+
+wait_for() {
+  for _ in $(seq 1 150); do
+    curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
+    sleep 0.2
+  done
+  echo "the server on port $1 did not answer" >&2
+  exit 1
+}
+
+# chat PORT: the chat server with the bench's Pusher app.
+chat() {
+  env CHAT_ADDR="127.0.0.1:$1" CHAT_DATABASE_URL="sqlite://$work/chat-$1.db" \
+    CHAT_JWT_SECRET=benchmark-secret-benchmark-secret-benchmark \
+    CHAT_PUSHER_APP_ID=$app_id CHAT_PUSHER_APP_KEY=$app_key CHAT_PUSHER_APP_SECRET=$app_secret \
+    CHAT_LOG=warn target/release/chat-server >>"$work/chat.log" 2>&1 &
+  pid=$!
+  wait_for "$1"
+}
+
+# sockudo PORT: Sockudo at its defaults, with the bench's app, metrics off, and the
+# limits that would refuse the benchmark itself raised: its per-address rate limits
+# (20 connections and 100 API requests a minute) and the default app's 100
+# connections.
+sockudo() {
+  (cd "$work" && exec env HOST=127.0.0.1 PORT="$1" METRICS_ENABLED=false RATE_LIMITER_ENABLED=false \
+    SOCKUDO_DEFAULT_APP_ID=$app_id SOCKUDO_DEFAULT_APP_KEY=$app_key \
+    SOCKUDO_DEFAULT_APP_SECRET=$app_secret SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=100000 \
+    "$sockudo_root/bin/sockudo" >>"$work/sockudo.log" 2>&1) &
+  pid=$!
+  wait_for "$1"
+}
+
+run() {
+  local server=$1 port=$2 round=$3
+  "$server" "$port"
+  local result
+  result=$(target/release/chat-bench --url "http://127.0.0.1:$port" \
+    --secret benchmark-secret-benchmark-secret-benchmark --json \
+    pusher --pid "$pid" --connections "$connections" --subscribers "$subscribers" \
+    --app-id $app_id --app-key $app_key --app-secret $app_secret)
+  echo "{\"round\":$round,\"server\":\"$server\",\"pusher\":$result}"
+  stop_server
+}
+
+echo "{\"sockudo\":\"$("$sockudo_root/bin/sockudo" --version 2>/dev/null | head -n 1)\"}"
+for round in $(seq 1 "$rounds"); do
+  run chat 18201 "$round"
+  run sockudo 18202 "$round"
+done
