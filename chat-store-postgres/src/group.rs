@@ -24,6 +24,7 @@ use chat_core::{Inserted, Message, MessageId, NewMessageRecord};
 use tokio::sync::oneshot;
 
 use crate::error::StoreError;
+use crate::insert::key_holder;
 use crate::jobs::insert_jobs;
 use crate::{PostgresStore, sql};
 
@@ -265,18 +266,8 @@ impl PostgresStore {
                 Outcome::Created(id)
             } else {
                 // The key is taken (return its holder), or a block refused it.
-                let row = match &record.client_message_id {
-                    Some(key) => {
-                        sqlx::query(sql::BY_CLIENT_ID)
-                            .bind(record.sender_id.get())
-                            .bind(key)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                    }
-                    None => None,
-                };
-                match row {
-                    Some(row) => Outcome::Replay(sql::message_from_row(&row)?),
+                match key_holder(&mut tx, record).await.map_err(Failure::Before)? {
+                    Some(holder) => Outcome::Replay(holder),
                     None => Outcome::Blocked,
                 }
             };

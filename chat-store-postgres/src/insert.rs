@@ -1,12 +1,29 @@
 //! Storing a message: participant locks, the idempotency key, the jobs it causes,
 //! and a commit whose answer was lost.
 
-use chat_core::{Inserted, MessageId, NewMessageRecord};
+use chat_core::{Inserted, Message, MessageId, NewMessageRecord};
 use sqlx::Executor;
 
 use crate::error::StoreError;
 use crate::jobs::insert_jobs;
 use crate::{PostgresStore, RESOLUTION_ATTEMPTS, sql};
+
+/// The message already stored under `record`'s idempotency key, if it has one and it is
+/// taken: what a send that stored nothing answers (none: a block refused it).
+pub(crate) async fn key_holder(
+    tx: &mut sqlx::PgConnection,
+    record: &NewMessageRecord,
+) -> Result<Option<Message>, StoreError> {
+    let Some(key) = &record.client_message_id else {
+        return Ok(None);
+    };
+    let row = sqlx::query(sql::BY_CLIENT_ID)
+        .bind(record.sender_id.get())
+        .bind(key)
+        .fetch_optional(tx)
+        .await?;
+    Ok(row.as_ref().map(sql::message_from_row).transpose()?)
+}
 
 impl PostgresStore {
     pub(crate) async fn insert_message(
@@ -44,21 +61,11 @@ impl PostgresStore {
             }
             // The idempotency key is taken (return its holder), or a block refused it.
             None => {
-                let row = match &record.client_message_id {
-                    Some(key) => {
-                        sqlx::query(sql::BY_CLIENT_ID)
-                            .bind(record.sender_id.get())
-                            .bind(key)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                    }
-                    None => None,
-                };
-                let Some(row) = row else {
+                let Some(holder) = key_holder(&mut tx, &record).await? else {
                     return Err(StoreError::Blocked);
                 };
                 Inserted {
-                    message: sql::message_from_row(&row)?,
+                    message: holder,
                     created: false,
                 }
             }
