@@ -89,14 +89,8 @@ impl Target {
             .map_err(|e| format!("user {user}: {e}"))
     }
 
-    /// Opens a WebSocket on `path` (with `token` as a bearer, if any) from the `n`-th
-    /// source address.
-    pub(crate) async fn websocket_path(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        n: usize,
-    ) -> Result<Socket, String> {
+    /// A TCP connection to the server from the `n`-th source address.
+    pub(crate) async fn connect_from(&self, n: usize) -> Result<TcpStream, String> {
         let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
         socket
             .bind(SocketAddr::new(Self::source(n), 0))
@@ -106,6 +100,18 @@ impl Target {
             .await
             .map_err(|e| format!("connect: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        Ok(stream)
+    }
+
+    /// Opens a WebSocket on `path` (with `token` as a bearer, if any) from the `n`-th
+    /// source address.
+    pub(crate) async fn websocket_path(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        n: usize,
+    ) -> Result<Socket, String> {
+        let stream = self.connect_from(n).await?;
         let url = format!("ws://{}{path}", self.address);
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
         if let Some(token) = token {

@@ -15,6 +15,10 @@
 //!   and reports latency from send to arrival, with every message accounted for.
 //! - `catch-up`: a receiver with a large backlog connects and reads it as fast as it
 //!   can, once resuming with `after_id` and once as an undelivered backlog.
+//! - `pusher`: Pusher connections on private channels, then events published through
+//!   the HTTP API: memory per connection and latency from publish to arrival.
+//! - `fsync` and `hold`: this machine's limits, with no chat server: flushes per
+//!   second of small appends, and a bare TCP server for `idle --raw`.
 //!
 //! Every loop is bounded in count and time; connections spread over several
 //! 127.0.0.x source addresses so ephemeral ports never run out.
@@ -62,14 +66,14 @@ enum Scenario {
     /// Pusher connections on their private-chat channels: memory per connection, and
     /// latency from the HTTP API's POST to each arrival on a shared channel.
     Pusher(scenarios::pusher::Args),
+    /// Small appends each flushed with `fsync`: this machine's flushes per second.
+    Fsync(scenarios::limits::FsyncArgs),
+    /// A bare TCP server that holds every connection it accepts (for `idle --raw`).
+    Hold(scenarios::limits::HoldArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(secret) = cli.secret.clone() else {
-        eprintln!("error: pass --secret or set CHAT_JWT_SECRET (the server's HS256 secret)");
-        return ExitCode::from(2);
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,6 +83,18 @@ fn main() -> ExitCode {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
+    };
+    let machine_only = match &cli.scenario {
+        Scenario::Fsync(args) => Some(runtime.block_on(scenarios::limits::fsync(args))),
+        Scenario::Hold(args) => Some(runtime.block_on(scenarios::limits::hold(args))),
+        _ => None,
+    };
+    if let Some(result) = machine_only {
+        return finish(result, cli.json);
+    }
+    let Some(secret) = cli.secret.clone() else {
+        eprintln!("error: pass --secret or set CHAT_JWT_SECRET (the server's HS256 secret)");
+        return ExitCode::from(2);
     };
     let target = match clients::Target::new(&cli.url, &secret) {
         Ok(target) => target,
@@ -96,11 +112,18 @@ fn main() -> ExitCode {
             Scenario::Deliver(args) => scenarios::deliver::run(&target, args).await,
             Scenario::CatchUp(args) => scenarios::catch_up::run(&target, args).await,
             Scenario::Pusher(args) => scenarios::pusher::run(&target, args).await,
+            Scenario::Fsync(args) => scenarios::limits::fsync(args).await,
+            Scenario::Hold(args) => scenarios::limits::hold(args).await,
         }
     });
+    finish(result, cli.json)
+}
+
+/// Prints the report, or the error and a failing exit status.
+fn finish(result: Result<report::Report, String>, json: bool) -> ExitCode {
     match result {
         Ok(report) => {
-            report.print(cli.json);
+            report.print(json);
             ExitCode::SUCCESS
         }
         Err(error) => {

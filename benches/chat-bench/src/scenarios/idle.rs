@@ -28,6 +28,10 @@ pub(crate) struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     max_seconds: u64,
+    /// Plain TCP connections with no handshake, for a bare server such as
+    /// `chat-bench hold`: what a connection costs before any protocol.
+    #[arg(long)]
+    raw: bool,
 }
 
 /// Opens `count` WebSockets for users `first_user..`, `concurrency` at a time, each
@@ -60,6 +64,36 @@ pub(crate) async fn open_many(
     Ok(tasks)
 }
 
+/// Opens `count` plain TCP connections, `concurrency` at a time, each held by a task
+/// that waits for the server to close it.
+async fn open_raw(
+    target: &Target,
+    count: usize,
+    concurrency: usize,
+    deadline: Instant,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut opened = stream::iter(0..count)
+        .map(|n| target.connect_from(n))
+        .buffer_unordered(concurrency.max(1));
+    let mut tasks = Vec::with_capacity(count);
+    while let Some(stream) = opened.next().await {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {count} connections opened in time",
+                tasks.len()
+            ));
+        }
+        let stream = stream?;
+        tasks.push(tokio::spawn(async move {
+            let mut byte = [0_u8; 1];
+            // Ends when the server closes the connection (or sends anything).
+            let _ = stream.readable().await;
+            let _ = stream.try_read(&mut byte);
+        }));
+    }
+    Ok(tasks)
+}
+
 /// Reads and discards frames until the connection ends.
 pub(crate) fn idle_reader(mut socket: Socket) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} })
@@ -69,28 +103,34 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let before = args.pid.map(rss_kib).transpose()?;
     let started = Instant::now();
-    let tasks = open_many(
-        target,
-        args.first_user,
-        args.connections,
-        "",
-        args.concurrency,
-        deadline,
-        idle_reader,
-    )
-    .await?;
+    let tasks = if args.raw {
+        open_raw(target, args.connections, args.concurrency, deadline).await?
+    } else {
+        open_many(
+            target,
+            args.first_user,
+            args.connections,
+            "",
+            args.concurrency,
+            deadline,
+            idle_reader,
+        )
+        .await?
+    };
     let open_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(args.settle_seconds)).await;
     let after = args.pid.map(rss_kib).transpose()?;
-    let reported = server_connections(target).await;
 
     let mut report = Report::new("idle");
     report.add("connections", args.connections, "");
-    report.add(
-        "connections reported by the server",
-        reported.unwrap_or(-1),
-        "",
-    );
+    if !args.raw {
+        let reported = server_connections(target).await;
+        report.add(
+            "connections reported by the server",
+            reported.unwrap_or(-1),
+            "",
+        );
+    }
     report.add("time to open", open_seconds, "s");
     report.memory_per_connection(before, after, args.connections);
     for task in tasks {
