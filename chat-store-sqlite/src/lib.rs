@@ -34,6 +34,7 @@
 mod amend;
 mod backlog;
 mod catch_up;
+mod checkpoints;
 mod conversations;
 mod error;
 mod first_by_id;
@@ -60,6 +61,7 @@ use chat_core::{
 use rusqlite::Connection;
 use time::OffsetDateTime;
 
+use crate::checkpoints::Checkpoints;
 use crate::error::StoreError;
 use crate::readers::ReaderPool;
 use crate::writer::Writer;
@@ -69,8 +71,6 @@ pub use rusqlite;
 
 /// How long a connection waits for a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 /// Reader connections per store.
 const READERS: usize = 4;
 
@@ -98,16 +98,12 @@ impl SqliteStore {
                 tracing::warn!(%mode, "SQLite did not switch to WAL; reads may wait for writes");
             }
             conn.pragma_update(None, "synchronous", "FULL")?;
-            // Checkpoint every ~40 MiB of WAL instead of ~4 MiB: the pages an insert
-            // dirties (index leaves of active conversations) are rewritten by many
-            // batches in a row, and a checkpoint copies each page once, however often
-            // it changed since the last one.
-            conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
             configure(&conn)?;
             migrations::migrate(&mut conn)?;
             let in_blocks = relations::InBlocks::load(&conn)?;
+            let checkpoints = Checkpoints::start(&conn, &path)?;
             Ok(Self {
-                writer: Writer::spawn(conn)?,
+                writer: Writer::spawn(conn, Some(checkpoints))?,
                 readers: Some(Arc::new(ReaderPool::new(path, READERS))),
                 in_blocks,
             })
@@ -123,7 +119,7 @@ impl SqliteStore {
             migrations::migrate(&mut conn)?;
             let in_blocks = relations::InBlocks::load(&conn)?;
             Ok(Self {
-                writer: Writer::spawn(conn)?,
+                writer: Writer::spawn(conn, None)?,
                 readers: None,
                 in_blocks,
             })

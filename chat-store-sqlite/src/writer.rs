@@ -11,6 +11,7 @@ use chat_core::Error;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoints::Checkpoints;
 use crate::error::StoreError;
 
 /// Most jobs committed together.
@@ -74,12 +75,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(crate) fn spawn(conn: Connection) -> Result<Self, StoreError> {
+    /// Starts the writer thread on `conn`, which hands its checkpoints to
+    /// `checkpoints` if given (a file database; in memory there are none).
+    pub(crate) fn spawn(
+        conn: Connection,
+        checkpoints: Option<Checkpoints>,
+    ) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         thread::Builder::new()
             .name("chat-sqlite-writer".to_owned())
-            .spawn(move || run(conn, queue))
+            .spawn(move || run(conn, queue, checkpoints))
             .map_err(|e| StoreError::WriterNotStarted(e.to_string()))?;
         Ok(Self { jobs })
     }
@@ -123,7 +128,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut queue: mpsc::Receiver<Job>) {
+fn run(conn: Connection, mut queue: mpsc::Receiver<Job>, checkpoints: Option<Checkpoints>) {
     let mut writes: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         let mut next = Some(first);
@@ -138,6 +143,11 @@ fn run(conn: Connection, mut queue: mpsc::Receiver<Job>) {
         }
         if !writes.is_empty() {
             commit_batch(&conn, &mut writes);
+            // After the callers heard back: a checkpoint here delays only the next
+            // batch, and rarely (see `checkpoints`).
+            if let Some(checkpoints) = &checkpoints {
+                checkpoints.after_commit(&conn);
+            }
         }
     }
 }
