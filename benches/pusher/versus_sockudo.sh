@@ -11,6 +11,17 @@
 # fresh SQLite file: it stores every chat message, but the published events here are
 # not chat messages, so neither figure includes storage.
 #
+# Three servers: the chat server, Sockudo at its defaults, and Sockudo "lean": its
+# documented per-connection buffers (`WEBSOCKET_MAX_MESSAGES`, the outgoing queue of
+# each connection, allocated in full when it connects, and
+# `WEBSOCKET_WRITE_BUFFER_SIZE`) at the smallest values that still deliver every
+# event of the run. Two phases, each alternating the servers:
+# - `rounds` rounds at `connections` connections: memory per idle connection, then
+#   publish-to-arrival latency at `subscribers` subscribers, 20 events/s;
+# - `RATE_ROUNDS` rounds (default 1) of a rate ladder at `subscribers` connections,
+#   all subscribed: events published at a fixed rate of 1000/INTERVAL per second for
+#   each INTERVAL (ms) in INTERVALS, for the highest rate with p99 under 50 ms.
+#
 # Usage: benches/pusher/versus_sockudo.sh [rounds] [connections] [subscribers]
 # Prints one JSON line per run.
 set -euo pipefail
@@ -72,20 +83,35 @@ sockudo() {
   wait_for "$1"
 }
 
+# sockudo_lean PORT: as `sockudo`, with the smallest per-connection buffers.
+sockudo_lean() {
+  WEBSOCKET_MAX_MESSAGES=16 WEBSOCKET_WRITE_BUFFER_SIZE=1024 sockudo "$1"
+}
+
+# run SERVER PORT ROUND CONNECTIONS SUBSCRIBERS EVENTS INTERVAL_MS
 run() {
   local server=$1 port=$2 round=$3
   "$server" "$port"
   local result
-  result=$(target/release/chat-bench --url "http://127.0.0.1:$port" \
+  result=$(timeout 600 target/release/chat-bench --url "http://127.0.0.1:$port" \
     --secret benchmark-secret-benchmark-secret-benchmark --json \
-    pusher --pid "$pid" --connections "$connections" --subscribers "$subscribers" \
-    --app-id $app_id --app-key $app_key --app-secret $app_secret)
-  echo "{\"round\":$round,\"server\":\"$server\",\"pusher\":$result}"
+    pusher --pid "$pid" --connections "$4" --subscribers "$5" --events "$6" \
+    --event-interval-ms "$7" --app-id $app_id --app-key $app_key --app-secret $app_secret) || result=null
+  echo "{\"round\":\"$round\",\"server\":\"$server\",\"interval_ms\":$7,\"pusher\":$result}"
   stop_server
 }
 
+servers=(chat sockudo sockudo_lean)
 echo "{\"sockudo\":\"$("$sockudo_root/bin/sockudo" --version 2>/dev/null | head -n 1)\"}"
 for round in $(seq 1 "$rounds"); do
-  run chat 18201 "$round"
-  run sockudo 18202 "$round"
+  for n in "${!servers[@]}"; do
+    run "${servers[$n]}" $((18201 + n)) "$round" "$connections" "$subscribers" 100 50
+  done
+done
+for round in $(seq 1 "${RATE_ROUNDS:-1}"); do
+  for interval in ${INTERVALS:-100 50 20 10 5 2}; do
+    for n in "${!servers[@]}"; do
+      run "${servers[$n]}" $((18201 + n)) "rate-$round" "$subscribers" "$subscribers" 200 "$interval"
+    done
+  done
 done

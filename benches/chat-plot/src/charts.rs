@@ -1,5 +1,6 @@
 //! The four curves of `docs/PERFORMANCE.md`: what each plots from which figures.
 
+use plotters::chart::SeriesLabelPosition;
 use serde_json::{Map, Value};
 
 use crate::runs::{Kind, Run};
@@ -23,6 +24,8 @@ pub(crate) struct Chart {
     lines: &'static [(&'static str, Pick)],
     /// The figure a limit run gives, drawn across the chart.
     limit: Option<Pick>,
+    /// Where the legend sits, clear of the lines.
+    pub(crate) legend: SeriesLabelPosition,
 }
 
 /// The values of a chart, ready to draw.
@@ -58,6 +61,7 @@ pub(crate) const CHARTS: &[Chart] = &[
             (" p50", |r| figure(r, "latency p50")),
         ],
         limit: None,
+        legend: SeriesLabelPosition::UpperLeft,
     },
     Chart {
         name: "sends",
@@ -68,6 +72,7 @@ pub(crate) const CHARTS: &[Chart] = &[
         // `send` reports sends; `baseline` (the bare handler) reports requests.
         lines: &[("", |r| figure(r, "sends").or_else(|| figure(r, "requests")))],
         limit: Some(|r| figure(r, "fsyncs per second")),
+        legend: SeriesLabelPosition::MiddleRight,
     },
     Chart {
         name: "history",
@@ -85,6 +90,7 @@ pub(crate) const CHARTS: &[Chart] = &[
             }),
         ],
         limit: None,
+        legend: SeriesLabelPosition::UpperLeft,
     },
     Chart {
         name: "memory",
@@ -94,6 +100,7 @@ pub(crate) const CHARTS: &[Chart] = &[
         x_log: false,
         lines: &[("", rss_growth_mib)],
         limit: None,
+        legend: SeriesLabelPosition::UpperLeft,
     },
 ];
 

@@ -168,7 +168,7 @@ pub(crate) fn chart(chart: &Chart, data: &Data, path: &Path) -> Result<(), Strin
             });
     }
     plot.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(chart.legend.clone())
         .label_font((FONT, 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
 
+use super::limits::hold_until_closed;
 use crate::clients::{Socket, Target, rss_kib};
 use crate::report::Report;
 
@@ -84,12 +85,7 @@ async fn open_raw(
             ));
         }
         let stream = stream?;
-        tasks.push(tokio::spawn(async move {
-            let mut byte = [0_u8; 1];
-            // Ends when the server closes the connection (or sends anything).
-            let _ = stream.readable().await;
-            let _ = stream.try_read(&mut byte);
-        }));
+        tasks.push(tokio::spawn(hold_until_closed(stream)));
     }
     Ok(tasks)
 }
@@ -102,6 +98,7 @@ pub(crate) fn idle_reader(mut socket: Socket) -> tokio::task::JoinHandle<()> {
 pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> {
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let before = args.pid.map(rss_kib).transpose()?;
+    let descriptors_before = args.pid.and_then(descriptors);
     let started = Instant::now();
     let tasks = if args.raw {
         open_raw(target, args.connections, args.concurrency, deadline).await?
@@ -120,9 +117,14 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
     let open_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(args.settle_seconds)).await;
     let after = args.pid.map(rss_kib).transpose()?;
+    let descriptors_after = args.pid.and_then(descriptors);
 
     let mut report = Report::new("idle");
     report.add("connections", args.connections, "");
+    if let (Some(before), Some(after)) = (descriptors_before, descriptors_after) {
+        // Every connection the server holds is a descriptor of its own.
+        report.add("server descriptors added", after as i64 - before as i64, "");
+    }
     if !args.raw {
         let reported = server_connections(target).await;
         report.add(
@@ -137,6 +139,13 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         task.abort();
     }
     Ok(report)
+}
+
+/// How many files process `pid` holds open (`/proc/<pid>/fd`), if readable.
+fn descriptors(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(Iterator::count)
 }
 
 /// The server's own count of WebSocket connections, from `/metrics`.

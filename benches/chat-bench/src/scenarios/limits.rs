@@ -110,15 +110,28 @@ pub(crate) async fn hold(args: &HoldArgs) -> Result<Report, String> {
                 continue;
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let mut byte = [0_u8; 1];
-                let _ = stream.readable().await;
-                let _ = stream.try_read(&mut byte);
-            });
+            tokio::spawn(hold_until_closed(stream));
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(args.max_seconds), accepting).await;
     let mut report = Report::new("hold");
     report.add("connections accepted", accepted.load(Ordering::Relaxed), "");
     Ok(report)
+}
+
+/// Waits, holding no buffer, until the peer closes `stream` (or it fails). Readiness
+/// can be reported with nothing to read, so only a read of 0 bytes or an error ends it.
+pub(crate) async fn hold_until_closed(stream: tokio::net::TcpStream) {
+    let mut byte = [0_u8; 1];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut byte) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
 }

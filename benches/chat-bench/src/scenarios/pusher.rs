@@ -42,7 +42,8 @@ pub(crate) struct Args {
     /// Events published to the fan-out channel, one at a time.
     #[arg(long, default_value_t = 100)]
     events: usize,
-    /// Pause between two events.
+    /// Time between two events: they are published at this fixed rate, each `POST`
+    /// on its own, whether or not the previous one was answered.
     #[arg(long, default_value_t = 50)]
     event_interval_ms: u64,
     /// Handshakes in flight at once.
@@ -236,41 +237,18 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         idle.push(reader(socket?, Some(arrivals_tx.clone())));
     }
     drop(arrivals_tx);
-    let http = Target::http(0)?;
-    let path = format!("/apps/{}/events", app.id());
-    let mut published: HashMap<u64, Instant> = HashMap::with_capacity(args.events);
-    let mut publish_ms = Vec::with_capacity(args.events);
-    for number in 0..args.events as u64 {
-        let body = serde_json::json!({
-            "name": "bench",
-            "channel": FANOUT_CHANNEL,
-            "data": serde_json::json!({ "n": number }).to_string(),
-        })
-        .to_string();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let signed = sign_api_request(&app, "POST", &path, &[], body.as_bytes(), now);
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in &signed {
-            query.append_pair(name, value);
+    let publishing = publish(target, &app, args).await?;
+    let published: HashMap<u64, Instant> = publishing
+        .iter()
+        .map(|&(number, sent, _)| (number, sent))
+        .collect();
+    let mut publish_ms: Vec<f64> = publishing.iter().map(|&(_, _, ms)| ms).collect();
+    let event_rate = match (publishing.first(), publishing.last()) {
+        (Some(first), Some(last)) if publishing.len() > 1 => {
+            (publishing.len() - 1) as f64 / last.1.duration_since(first.1).as_secs_f64()
         }
-        let query = query.finish();
-        let sent = Instant::now();
-        published.insert(number, sent);
-        let response = http
-            .post(format!("{}{path}?{query}", target.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        publish_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
-        if !response.status().is_success() {
-            return Err(format!("POST {path} answered {}", response.status()));
-        }
-        tokio::time::sleep(Duration::from_millis(args.event_interval_ms)).await;
-    }
+        _ => f64::NAN,
+    };
     let expected = args.events * subscribers;
     let mut latencies = Vec::with_capacity(expected);
     let wait_until = Instant::now() + Duration::from_secs(10);
@@ -298,6 +276,7 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
     report.memory_per_connection(before, after, args.connections);
     report.add("fan-out subscribers", subscribers, "");
     report.add("events published", args.events, "");
+    report.add("event rate", event_rate, "events/s");
     report.add("arrivals expected", expected, "");
     report.add("arrivals", latencies.len(), "");
     report.add("POST answered p50", quantile(&publish_ms, 0.5), "ms");
@@ -312,4 +291,58 @@ pub(crate) async fn run(target: &Target, args: &Args) -> Result<Report, String> 
         task.abort();
     }
     Ok(report)
+}
+
+/// Publishes `args.events` events to the fan-out channel, one every
+/// `args.event_interval_ms`, each `POST` in a task of its own. Returns each event's
+/// number, when its `POST` was sent, and how long the answer took (ms), in order.
+async fn publish(
+    target: &Target,
+    app: &PusherApp,
+    args: &Args,
+) -> Result<Vec<(u64, Instant, f64)>, String> {
+    let http = Target::http(0)?;
+    let path = format!("/apps/{}/events", app.id());
+    let mut ticks = tokio::time::interval(Duration::from_millis(args.event_interval_ms.max(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut posts = Vec::with_capacity(args.events);
+    for number in 0..args.events as u64 {
+        ticks.tick().await;
+        let body = serde_json::json!({
+            "name": "bench",
+            "channel": FANOUT_CHANNEL,
+            "data": serde_json::json!({ "n": number }).to_string(),
+        })
+        .to_string();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let signed = sign_api_request(app, "POST", &path, &[], body.as_bytes(), now);
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &signed {
+            query.append_pair(name, value);
+        }
+        let url = format!("{}{path}?{}", target.base, query.finish());
+        let http = http.clone();
+        posts.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let response = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let answered = sent.elapsed().as_secs_f64() * 1000.0;
+            if !response.status().is_success() {
+                return Err(format!("POST answered {}", response.status()));
+            }
+            Ok((number, sent, answered))
+        }));
+    }
+    let mut published = Vec::with_capacity(posts.len());
+    for post in posts {
+        published.push(post.await.map_err(|e| e.to_string())??);
+    }
+    Ok(published)
 }
