@@ -15,12 +15,14 @@
 # documented per-connection buffers (`WEBSOCKET_MAX_MESSAGES`, the outgoing queue of
 # each connection, allocated in full when it connects, and
 # `WEBSOCKET_WRITE_BUFFER_SIZE`) at the smallest values that still deliver every
-# event of the run. Two phases, each alternating the servers:
+# event at 20 events/s (at higher rates its full queues close subscribers' connections).
+# Two phases, each alternating the servers:
 # - `rounds` rounds at `connections` connections: memory per idle connection, then
 #   publish-to-arrival latency at `subscribers` subscribers, 20 events/s;
 # - `RATE_ROUNDS` rounds (default 1) of a rate ladder at `subscribers` connections,
 #   all subscribed: events published at a fixed rate of 1000/INTERVAL per second for
-#   each INTERVAL (ms) in INTERVALS, for the highest rate with p99 under 50 ms.
+#   each INTERVAL (ms) in INTERVALS (EVENTS events each, default 200), for the
+#   highest rate with p99 under 50 ms.
 #
 # Usage: benches/pusher/versus_sockudo.sh [rounds] [connections] [subscribers]
 # Prints one JSON line per run.
@@ -111,7 +113,7 @@ done
 for round in $(seq 1 "${RATE_ROUNDS:-1}"); do
   for interval in ${INTERVALS:-100 50 20 10 5 2}; do
     for n in "${!servers[@]}"; do
-      run "${servers[$n]}" $((18201 + n)) "rate-$round" "$subscribers" "$subscribers" 200 "$interval"
+      run "${servers[$n]}" $((18201 + n)) "rate-$round" "$subscribers" "$subscribers" "${EVENTS:-200}" "$interval"
     done
   done
 done

@@ -49,18 +49,30 @@ pub(crate) async fn open_many(
     let tokens: Vec<String> = (0..count)
         .map(|n| target.token(first_user + n as i64))
         .collect::<Result<_, _>>()?;
-    let mut opened = stream::iter(tokens.iter().enumerate())
+    let opened = stream::iter(tokens.iter().enumerate())
         .map(|(n, token)| target.websocket_at(first_user + n as i64, token, n, query))
         .buffer_unordered(concurrency.max(1));
+    hold_each(opened, count, deadline, on_socket).await
+}
+
+/// Hands each connection `opened` yields to `hold` as it opens; fails on the first
+/// that could not open, or when `deadline` passes first.
+async fn hold_each<C>(
+    opened: impl futures_util::Stream<Item = Result<C, String>>,
+    count: usize,
+    deadline: Instant,
+    hold: impl Fn(C) -> tokio::task::JoinHandle<()>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut opened = std::pin::pin!(opened);
     let mut tasks = Vec::with_capacity(count);
-    while let Some(socket) = opened.next().await {
+    while let Some(connection) = opened.next().await {
         if Instant::now() > deadline {
             return Err(format!(
                 "only {} of {count} connections opened in time",
                 tasks.len()
             ));
         }
-        tasks.push(on_socket(socket?));
+        tasks.push(hold(connection?));
     }
     Ok(tasks)
 }
@@ -73,21 +85,13 @@ async fn open_raw(
     concurrency: usize,
     deadline: Instant,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-    let mut opened = stream::iter(0..count)
+    let opened = stream::iter(0..count)
         .map(|n| target.connect_from(n))
         .buffer_unordered(concurrency.max(1));
-    let mut tasks = Vec::with_capacity(count);
-    while let Some(stream) = opened.next().await {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "only {} of {count} connections opened in time",
-                tasks.len()
-            ));
-        }
-        let stream = stream?;
-        tasks.push(tokio::spawn(hold_until_closed(stream)));
-    }
-    Ok(tasks)
+    hold_each(opened, count, deadline, |stream| {
+        tokio::spawn(hold_until_closed(stream))
+    })
+    .await
 }
 
 /// Reads and discards frames until the connection ends.
