@@ -47,14 +47,9 @@ trap 'stop_server; rm -rf "$work"' EXIT
 
 cargo build --release -q -p chat-server -p chat-bench
 
+source benches/loopback.sh
 wait_for() {
-  for _ in $(seq 1 150); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/health" && return 0
-    sleep 0.2
-  done
-  echo "the server on port $port did not answer; its log:" >&2
-  tail -n 20 "$work/server.log" >&2
-  exit 1
+  wait_for_url "http://127.0.0.1:$port/health" "$work/server.log"
 }
 
 # server sqlite|postgres: a fresh chat server without send limits.

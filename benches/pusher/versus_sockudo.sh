@@ -53,13 +53,9 @@ if [ ! -x "$sockudo_root/bin/sockudo" ]; then
 fi
 cargo build --release -q -p chat-server -p chat-bench
 
+source benches/loopback.sh
 wait_for() {
-  for _ in $(seq 1 150); do
-    curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
-    sleep 0.2
-  done
-  echo "the server on port $1 did not answer" >&2
-  exit 1
+  wait_for_url "http://127.0.0.1:$1/"
 }
 
 # chat PORT: the chat server with the bench's Pusher app.
