@@ -82,7 +82,7 @@ delivery() {
   for rate in $rates; do
     server sqlite
     for receivers in $receivers_list; do
-      point delivery "$(printf "%'d" "$rate") sends/s" "$receivers" \
+      point delivery "$rate sends/s" "$receivers" \
         "$(bench deliver --receivers "$receivers" --rate "$rate" --seconds "$seconds" \
           --first-user "$first_user")"
       first_user=$((first_user + 100000))

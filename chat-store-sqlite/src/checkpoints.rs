@@ -82,13 +82,8 @@ impl Checkpoints {
             .name("chat-sqlite-checkpoint".to_owned())
             .spawn(move || {
                 while asked.recv().is_ok() {
-                    match checkpoint(&conn) {
-                        Ok(Some((log, copied))) => {
-                            report.0.store(log, Ordering::Relaxed);
-                            report.1.store(copied, Ordering::Relaxed);
-                        }
-                        Ok(None) => {}
-                        Err(error) => tracing::warn!(%error, "a background checkpoint failed"),
+                    if let Err(error) = checkpoint_into(&conn, &report) {
+                        tracing::warn!(%error, "a background checkpoint failed");
                     }
                 }
             })
@@ -120,13 +115,8 @@ impl Checkpoints {
         // started over since (it then is shorter than it was).
         let left = if log <= pages { pages - copied } else { pages };
         if left <= WRITER_COPIES || pages >= MOST_PAGES {
-            match checkpoint(writer) {
-                Ok(Some((log, copied))) => {
-                    self.last.0.store(log, Ordering::Relaxed);
-                    self.last.1.store(copied, Ordering::Relaxed);
-                }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "a checkpoint on the writer failed"),
+            if let Err(error) = checkpoint_into(writer, &self.last) {
+                tracing::warn!(%error, "a checkpoint on the writer failed");
             }
             LOG_PAGES.with(|log| log.set(0));
             return;
@@ -140,6 +130,16 @@ impl Checkpoints {
             }
         }
     }
+}
+
+/// A passive checkpoint on `conn`, its outcome noted in `last` (the log's length and
+/// the pages copied) unless another checkpoint was running.
+fn checkpoint_into(conn: &Connection, last: &(AtomicI64, AtomicI64)) -> rusqlite::Result<()> {
+    if let Some((log, copied)) = checkpoint(conn)? {
+        last.0.store(log, Ordering::Relaxed);
+        last.1.store(copied, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// A passive checkpoint (it never waits for readers, writers or another checkpoint):
