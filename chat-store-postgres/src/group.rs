@@ -2,52 +2,45 @@
 //! so one `BEGIN`, one lock statement, one `COMMIT` and one flush of the write-ahead log
 //! serve all of them, instead of each send paying for its own.
 //!
-//! A send that arrives while fewer than [`LANES`] transactions are being written starts
-//! a task that takes every send waiting (up to [`MOST_IN_ONE`]), stores them in one
-//! transaction and answers each once it has committed, then takes the next group,
-//! until none waits.
+//! Every send goes to this node's writer: a thread of its own, with its own runtime
+//! and its own connection, which takes every send waiting (up to [`MOST_IN_ONE`]),
+//! stores them in one transaction and answers each once it has committed, then takes
+//! the next group. Its own thread, because the group's four round trips are the
+//! pace of every send: on the request runtime each of its wake-ups queued behind the
+//! request tasks (a millisecond each under load), on its own thread it runs as soon
+//! as Postgres answers.
+//!
 //! Every contract of a single insert holds within the group:
 //! - **Durable:** no send is answered before the commit.
 //! - **Gap-free cursors:** the transaction takes the advisory locks of every participant
-//!   of the group, in ascending user id like a single insert, so for any one user ids
-//!   still commit in ascending order (all of a group's at once).
+//!   of the group, in ascending user id, so for any one user ids still commit in
+//!   ascending order (all of a group's at once).
 //! - **Idempotent:** a key used twice in one group stores once; the second is a replay
 //!   of the first, as it would be in two transactions.
 //! - **One send's fate is its own:** a block refuses only its own send. Should a
 //!   statement fail for a reason of its own, nothing of the group is stored and each
 //!   send is stored again alone; when the database cannot be reached, each is answered
-//!   so. A commit whose answer was lost is decided send by send, as for one insert.
+//!   so. A commit whose answer was lost is decided send by send.
 
 use std::sync::{Mutex, PoisonError};
 
 use chat_core::{Inserted, Message, MessageId, NewMessageRecord};
-use tokio::sync::oneshot;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
-use crate::insert::key_holder;
+use crate::insert::{key_holder, stored};
 use crate::jobs::insert_jobs;
-use crate::{PostgresStore, sql};
+use crate::{ACQUIRE_TIMEOUT, PostgresStore, RESOLUTION_ATTEMPTS, sql};
 
 /// The most sends one transaction stores.
 const MOST_IN_ONE: usize = 256;
 
-/// Group transactions one node writes at once (they lock users in the same order, so
-/// several would only ever wait for each other, never deadlock). One: on two cores, a
-/// second lane made groups smaller and sends slower (7,300 against 9,100 sends/s spread
-/// over 64 conversations, 2026-12-06).
-const LANES: usize = 1;
-
-/// The sends waiting for the next transaction of this node.
+/// This node's writer, started at the first send.
 #[derive(Debug, Default)]
 pub(crate) struct Group {
-    queue: Mutex<Queue>,
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    waiting: Vec<Waiting>,
-    /// Tasks storing groups (each takes what waits when its group is done).
-    writers: usize,
+    lane: Mutex<Option<mpsc::UnboundedSender<Waiting>>>,
 }
 
 /// A send and where its answer goes.
@@ -79,30 +72,17 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
-impl Group {
-    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Self::Before(error)
     }
 }
 
-/// The writing task's turn. Should it end other than by finding nothing waiting
-/// (cancelled with its runtime, or a panic), what still waits is answered as
-/// unavailable rather than left waiting, and the next send starts a new task.
-struct Turn<'a> {
-    group: &'a Group,
-    finished: bool,
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        if !self.finished {
-            let mut queue = self.group.queue();
-            queue.writers -= 1;
-            if queue.writers == 0 {
-                queue.waiting.clear();
-            }
-        }
-    }
+/// What the writer needs to open its connection like the pool's.
+#[derive(Debug)]
+struct Setup {
+    options: PgConnectOptions,
+    search_path: String,
 }
 
 impl PostgresStore {
@@ -112,57 +92,179 @@ impl PostgresStore {
         record: NewMessageRecord,
     ) -> Result<Inserted, StoreError> {
         let (answer, answered) = oneshot::channel();
-        let start = {
-            let mut queue = self.group.queue();
-            queue.waiting.push(Waiting { record, answer });
-            let start = queue.writers < LANES;
-            if start {
-                queue.writers += 1;
+        let mut waiting = Waiting { record, answer };
+        // A writer that ended (its thread could not start, or panicked) is replaced.
+        for _ in 0..2 {
+            let lane = self
+                .group
+                .lane
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let lane = match lane {
+                Some(lane) => lane,
+                None => self.start_writer().await?,
+            };
+            match lane.send(waiting) {
+                Ok(()) => {
+                    return answered.await.unwrap_or_else(|_| {
+                        Err(StoreError::Lost(
+                            "the group transaction ended without an answer".to_owned(),
+                        ))
+                    });
+                }
+                Err(mpsc::error::SendError(back)) => {
+                    waiting = back;
+                    let mut slot = self
+                        .group
+                        .lane
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if slot
+                        .as_ref()
+                        .is_some_and(|current| current.same_channel(&lane))
+                    {
+                        *slot = None;
+                    }
+                }
             }
-            start
-        };
-        if start {
-            let store = self.clone();
-            tokio::spawn(async move { store.write_groups().await });
         }
-        answered.await.unwrap_or_else(|_| {
-            Err(StoreError::Lost(
-                "the group transaction ended without an answer".to_owned(),
-            ))
-        })
+        Err(StoreError::Lost(
+            "the group writer could not start".to_owned(),
+        ))
     }
 
-    /// Stores groups until none waits.
-    async fn write_groups(&self) {
-        let mut turn = Turn {
-            group: &self.group,
-            finished: false,
+    /// Starts this node's writer unless another send just did; answers its lane.
+    async fn start_writer(&self) -> Result<mpsc::UnboundedSender<Waiting>, StoreError> {
+        // The pool's schema: the one given, or what the pool's connections were set to.
+        let search_path = match &self.schema {
+            Some(schema) => schema.clone(),
+            None => {
+                sqlx::query_scalar("SELECT current_setting('search_path')")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
         };
-        loop {
-            let group: Vec<Waiting> = {
-                let mut queue = turn.group.queue();
-                if queue.waiting.is_empty() {
-                    queue.writers -= 1;
-                    turn.finished = true;
-                    return;
+        let setup = Setup {
+            options: (*self.pool.connect_options()).clone(),
+            search_path,
+        };
+        let mut slot = self
+            .group
+            .lane
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(lane) = slot.as_ref().filter(|lane| !lane.is_closed()) {
+            return Ok(lane.clone());
+        }
+        let (lane, sends) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("chat-pg-writer".to_owned())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(Writer::new(setup).run(sends)),
+                    Err(error) => {
+                        tracing::error!(%error, "the group writer's runtime did not start")
+                    }
                 }
-                let take = queue.waiting.len().min(MOST_IN_ONE);
-                queue.waiting.drain(..take).collect()
-            };
+            })
+            .map_err(|error| {
+                StoreError::Lost(format!("the group writer did not start: {error}"))
+            })?;
+        *slot = Some(lane.clone());
+        Ok(lane)
+    }
+}
+
+/// The writer's state: its connection, opened when first needed and again after it
+/// broke. It ends when every store handle sharing it is gone.
+struct Writer {
+    setup: Setup,
+    connection: Option<PgConnection>,
+}
+
+impl Writer {
+    fn new(setup: Setup) -> Self {
+        Self {
+            setup,
+            connection: None,
+        }
+    }
+
+    async fn run(mut self, mut sends: mpsc::UnboundedReceiver<Waiting>) {
+        while let Some(first) = sends.recv().await {
+            let mut group = vec![first];
+            while group.len() < MOST_IN_ONE {
+                match sends.try_recv() {
+                    Ok(waiting) => group.push(waiting),
+                    Err(_) => break,
+                }
+            }
             self.write_group(group).await;
         }
     }
 
-    /// Stores one group and answers each of its sends.
-    async fn write_group(&self, mut group: Vec<Waiting>) {
-        if group.len() == 1
-            && let Some(alone) = group.pop()
-        {
-            let _ = alone.answer.send(self.insert_message(alone.record).await);
-            return;
+    /// A new connection, set up like the pool's, within the pool's acquire timeout.
+    async fn connect(&self) -> Result<PgConnection, StoreError> {
+        let opening = async {
+            let mut connection = PgConnection::connect_with(&self.setup.options).await?;
+            sqlx::query("SELECT set_config('search_path', $1, false)")
+                .bind(&self.setup.search_path)
+                .execute(&mut connection)
+                .await?;
+            Ok::<_, StoreError>(connection)
+        };
+        tokio::time::timeout(ACQUIRE_TIMEOUT, opening)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Lost(
+                    "no connection to the database within the timeout".to_owned(),
+                ))
+            })
+    }
+
+    /// Stores `records` on the writer's connection. A connection that broke while it
+    /// sat idle fails before anything is stored; the group then gets one more try on
+    /// a new connection.
+    async fn store(&mut self, records: &[&NewMessageRecord]) -> Result<Vec<Outcome>, Failure> {
+        let reused = self.connection.is_some();
+        let result = self.store_once(records).await;
+        let broken = matches!(&result, Err(Failure::Before(e) | Failure::Commit(_, e)) if e.is_unavailable());
+        if broken {
+            self.connection = None;
         }
+        match result {
+            Err(Failure::Before(error)) if reused && error.is_unavailable() => {
+                let again = self.store_once(records).await;
+                if matches!(&again, Err(Failure::Before(e) | Failure::Commit(_, e)) if e.is_unavailable())
+                {
+                    self.connection = None;
+                }
+                again
+            }
+            other => other,
+        }
+    }
+
+    async fn store_once(&mut self, records: &[&NewMessageRecord]) -> Result<Vec<Outcome>, Failure> {
+        if self.connection.is_none() {
+            self.connection = Some(self.connect().await?);
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(Failure::Before(StoreError::Lost(
+                "no connection to the database".to_owned(),
+            )));
+        };
+        store_group(connection, records).await
+    }
+
+    /// Stores one group and answers each of its sends.
+    async fn write_group(&mut self, group: Vec<Waiting>) {
         let records: Vec<&NewMessageRecord> = group.iter().map(|w| &w.record).collect();
-        match self.store_group(&records).await {
+        match self.store(&records).await {
             Ok(outcomes) => {
                 for (waiting, outcome) in group.into_iter().zip(outcomes) {
                     let _ = waiting.answer.send(finish(waiting.record, outcome));
@@ -171,19 +273,20 @@ impl PostgresStore {
             Err(Failure::Commit(outcomes, lost)) if lost.is_unavailable() => {
                 let reason = lost.to_string();
                 for (waiting, outcome) in group.into_iter().zip(outcomes) {
-                    let key =
-                        sql::conversation_key(waiting.record.sender_id, waiting.record.receiver_id);
-                    let answer = match finish(waiting.record, outcome) {
-                        Ok(inserted) => {
-                            self.resolve_lost_commit(
-                                inserted,
-                                key,
-                                StoreError::Lost(reason.clone()),
-                            )
-                            .await
+                    let outcome = match outcome {
+                        Outcome::Created(id) => {
+                            let key = sql::conversation_key(
+                                waiting.record.sender_id,
+                                waiting.record.receiver_id,
+                            );
+                            self.resolve_lost_commit(id, key, StoreError::Lost(reason.clone()))
+                                .await
+                                .map(|()| Outcome::Created(id))
                         }
-                        refused => refused,
+                        // Replays and refusals wrote nothing: their answer stands.
+                        other => Ok(other),
                     };
+                    let answer = outcome.and_then(|outcome| finish(waiting.record, outcome));
                     let _ = waiting.answer.send(answer);
                 }
             }
@@ -193,90 +296,167 @@ impl PostgresStore {
                     let _ = waiting.answer.send(Err(StoreError::Lost(reason.clone())));
                 }
             }
-            Err(Failure::Before(error) | Failure::Commit(_, error)) => {
+            Err(Failure::Before(error) | Failure::Commit(_, error)) if group.len() > 1 => {
                 tracing::debug!(%error, sends = group.len(), "a group failed; storing its sends one by one");
+                for waiting in group {
+                    let answer = self.write_alone(&waiting.record).await;
+                    let _ = waiting
+                        .answer
+                        .send(answer.and_then(|outcome| finish(waiting.record, outcome)));
+                }
+            }
+            Err(Failure::Before(error) | Failure::Commit(_, error)) => {
                 for waiting in group {
                     let _ = waiting
                         .answer
-                        .send(self.insert_message(waiting.record).await);
+                        .send(Err(StoreError::Lost(error.to_string())));
                 }
             }
         }
     }
 
-    /// One transaction for `records`: the locks of all their participants, then each
-    /// insert (and its jobs) in order.
-    async fn store_group(&self, records: &[&NewMessageRecord]) -> Result<Vec<Outcome>, Failure> {
-        let mut users: Vec<i64> = records
-            .iter()
-            .flat_map(|r| [r.sender_id.get(), r.receiver_id.get()])
-            .collect();
-        users.sort_unstable();
-        users.dedup();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::LOCK_USERS)
-            .bind(&users)
-            .execute(&mut *tx)
-            .await?;
-        let rows: Vec<(i64, bool)> = sqlx::query_as(sql::INSERT_GROUP)
-            .bind(
-                records
-                    .iter()
-                    .map(|r| r.sender_id.get())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                records
-                    .iter()
-                    .map(|r| r.receiver_id.get())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                records
-                    .iter()
-                    .map(|r| r.message.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                records
-                    .iter()
-                    .map(|r| r.client_message_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.len() != records.len() {
-            return Err(Failure::Before(StoreError::Lost(format!(
-                "a group of {} sends answered {} rows",
-                records.len(),
-                rows.len()
-            ))));
+    /// One send of a failed group in a transaction of its own.
+    async fn write_alone(&mut self, record: &NewMessageRecord) -> Result<Outcome, StoreError> {
+        match self.store(&[record]).await {
+            Ok(mut outcomes) => outcomes
+                .pop()
+                .ok_or_else(|| StoreError::Lost("a send answered no row".to_owned())),
+            Err(Failure::Commit(mut outcomes, lost)) if lost.is_unavailable() => {
+                match outcomes.pop() {
+                    Some(Outcome::Created(id)) => {
+                        let key = sql::conversation_key(record.sender_id, record.receiver_id);
+                        self.resolve_lost_commit(id, key, lost)
+                            .await
+                            .map(|()| Outcome::Created(id))
+                    }
+                    Some(outcome) => Ok(outcome),
+                    None => Err(lost),
+                }
+            }
+            Err(Failure::Before(error) | Failure::Commit(_, error)) => Err(error),
         }
-        let mut outcomes = Vec::with_capacity(records.len());
-        for (record, (id, stored)) in records.iter().zip(rows) {
-            let outcome = if stored {
-                let id = MessageId::new(id);
-                // In the same transaction as the message: both or neither.
-                if !record.jobs.is_empty() {
-                    insert_jobs(&mut *tx, &record.jobs, Some(id), record.created_at)
-                        .await
-                        .map_err(Failure::Before)?;
+    }
+
+    /// Decides a new message `id` whose `COMMIT` failed with a lost connection: Ok if
+    /// it is stored, else `lost`. The commit may have reached Postgres and succeeded
+    /// with only its answer lost, so `Unavailable` (a 503 the client retries after)
+    /// could stand for a stored message. A fresh connection takes the same participant
+    /// locks, which the broken transaction holds until it has committed or aborted,
+    /// then looks the id up: stored means committed. If the question cannot be answered
+    /// (the database is still out of reach, or the old backend keeps its locks past the
+    /// lock timeout), `lost` stands.
+    async fn resolve_lost_commit(
+        &mut self,
+        id: MessageId,
+        key: (i64, i64),
+        lost: StoreError,
+    ) -> Result<(), StoreError> {
+        let mut resolved = Err(StoreError::Lost("not asked".to_owned()));
+        // A few attempts: the fault that broke the commit often breaks the next
+        // connection too. Each attempt opens a connection first, which paces them.
+        for _ in 0..RESOLUTION_ATTEMPTS {
+            resolved = match self.connect().await {
+                Ok(mut connection) => {
+                    let answer = stored(&mut connection, id, key).await;
+                    if answer.is_ok() {
+                        self.connection = Some(connection);
+                    }
+                    answer
                 }
-                Outcome::Created(id)
-            } else {
-                // The key is taken (return its holder), or a block refused it.
-                match key_holder(&mut tx, record).await.map_err(Failure::Before)? {
-                    Some(holder) => Outcome::Replay(holder),
-                    None => Outcome::Blocked,
-                }
+                Err(error) => Err(error),
             };
-            outcomes.push(outcome);
+            if resolved.is_ok() {
+                break;
+            }
         }
-        match tx.commit().await {
-            Ok(()) => Ok(outcomes),
-            Err(error) => Err(Failure::Commit(outcomes, error.into())),
+        match resolved {
+            Ok(true) => {
+                tracing::info!(
+                    id = id.get(),
+                    "a commit whose answer was lost had succeeded"
+                );
+                Ok(())
+            }
+            Ok(false) => Err(lost),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether a lost commit succeeded");
+                Err(lost)
+            }
         }
+    }
+}
+
+/// One transaction for `records`: one statement takes the locks of all their
+/// participants and inserts all of them, then the jobs of each stored one.
+async fn store_group(
+    connection: &mut PgConnection,
+    records: &[&NewMessageRecord],
+) -> Result<Vec<Outcome>, Failure> {
+    let mut users: Vec<i64> = records
+        .iter()
+        .flat_map(|r| [r.sender_id.get(), r.receiver_id.get()])
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    let mut tx = connection.begin().await?;
+    let rows: Vec<(i64, bool)> = sqlx::query_as(sql::INSERT_GROUP)
+        .bind(
+            records
+                .iter()
+                .map(|r| r.sender_id.get())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.receiver_id.get())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.client_message_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(&users)
+        .fetch_all(&mut *tx)
+        .await?;
+    if rows.len() != records.len() {
+        return Err(Failure::Before(StoreError::Lost(format!(
+            "a group of {} sends answered {} rows",
+            records.len(),
+            rows.len()
+        ))));
+    }
+    let mut outcomes = Vec::with_capacity(records.len());
+    for (record, (id, stored)) in records.iter().zip(rows) {
+        let outcome = if stored {
+            let id = MessageId::new(id);
+            // In the same transaction as the message: both or neither. No round trip
+            // when there are none (no webhooks configured).
+            if !record.jobs.is_empty() {
+                insert_jobs(&mut *tx, &record.jobs, Some(id), record.created_at).await?;
+            }
+            Outcome::Created(id)
+        } else {
+            // The key is taken (return its holder), or a block refused it.
+            match key_holder(&mut tx, record).await? {
+                Some(holder) => Outcome::Replay(holder),
+                None => Outcome::Blocked,
+            }
+        };
+        outcomes.push(outcome);
+    }
+    match tx.commit().await {
+        Ok(()) => Ok(outcomes),
+        Err(error) => Err(Failure::Commit(outcomes, error.into())),
     }
 }
 

@@ -18,40 +18,25 @@ macro_rules! message_columns {
 pub(crate) const LOCK_PARTICIPANTS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('chat-user', $1)), \
             pg_advisory_xact_lock(hashtextextended('chat-user', $2))";
 
-/// Locks every user of `$1` (ascending, as `LOCK_PARTICIPANTS` takes its two): the
-/// function scan calls the lock in the array's order.
-pub(crate) const LOCK_USERS: &str = "SELECT count(pg_advisory_xact_lock(hashtextextended('chat-user', u))) \
-     FROM unnest($1::bigint[]) AS u";
-
 /// How long the check of a lost commit waits for the broken transaction's locks.
 pub(crate) const RESOLUTION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 
-/// Inserts unless the idempotency key is taken or a block stands between the two, and
-/// counts the message in both participants' conversation rows, in one statement.
-pub(crate) const INSERT: &str = "WITH inserted AS ( \
-       INSERT INTO messages (sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
-       SELECT $1, $2, $3, $4, $5, $5 \
-       WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2) \
-         AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $2 AND blocked_id = $1) \
-       ON CONFLICT (sender_id, client_message_id) WHERE client_message_id IS NOT NULL DO NOTHING \
-       RETURNING id, sender_id, receiver_id), \
-     touched AS ( \
-       INSERT INTO conversations (user_id, peer_id, last_message_id, message_count) \
-       SELECT sender_id, receiver_id, id, 1 FROM inserted \
-       UNION ALL SELECT receiver_id, sender_id, id, 1 FROM inserted \
-       ON CONFLICT (user_id, peer_id) DO UPDATE SET \
-         last_message_id = GREATEST(conversations.last_message_id, excluded.last_message_id), \
-         message_count = conversations.message_count + 1) \
-     SELECT id FROM inserted";
-
-/// Inserts a group of messages in one statement, each as `INSERT` would alone: ids
-/// drawn in the input's order, a row across a block or with a key already taken (also
-/// earlier in the group) skipped, conversation rows counted once per conversation.
-/// Answers each input row in order: its drawn id and whether it was stored.
-pub(crate) const INSERT_GROUP: &str = "WITH input AS ( \
-       SELECT t.*, nextval(pg_get_serial_sequence('messages', 'id')) AS id \
+/// Inserts a group of messages in one statement, each as a single insert would alone:
+/// first the advisory locks of every user of `$6` (ascending, as `LOCK_PARTICIPANTS`
+/// takes its two; the function scan feeding the aggregate calls the lock in the array's
+/// order), a one-time filter that runs before the first id is drawn; then ids drawn in
+/// the input's order, a row across a block or with a key already taken (also earlier in
+/// the group) skipped, conversation rows counted once per conversation. The id
+/// sequence is looked up once per statement (per row, its lookup cost more than the
+/// draw). Answers each input row in order: its drawn id and whether it was stored.
+pub(crate) const INSERT_GROUP: &str = "WITH locked AS ( \
+       SELECT count(pg_advisory_xact_lock(hashtextextended('chat-user', u))) AS users \
+       FROM unnest($6::bigint[]) AS u), \
+     input AS ( \
+       SELECT t.*, nextval((SELECT pg_get_serial_sequence('messages', 'id')::regclass)) AS id \
        FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) \
-         WITH ORDINALITY AS t(sender_id, receiver_id, message, client_message_id, created_at, ord)), \
+         WITH ORDINALITY AS t(sender_id, receiver_id, message, client_message_id, created_at, ord) \
+       WHERE (SELECT users FROM locked) IS NOT NULL), \
      inserted AS ( \
        INSERT INTO messages (id, sender_id, receiver_id, message, client_message_id, created_at, updated_at) \
        OVERRIDING SYSTEM VALUE \
