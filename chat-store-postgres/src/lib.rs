@@ -6,7 +6,9 @@
 //!   drawn. For any one user, ids then commit in ascending order, and a device
 //!   resuming "after id N" never skips a message that commits later with a smaller id.
 //! - **Group commit.** Sends this node stores at the same moment share one transaction
-//!   and one commit flush; each is answered once that commit is durable.
+//!   and one commit flush; each is answered once that commit is durable. They are
+//!   written by a thread of the store's own, on a connection of its own opened with the
+//!   pool's options and `search_path`; it ends with the last handle to the store.
 //! - **Idempotent under concurrency.** A unique index on `(sender_id,
 //!   client_message_id)` decides; the loser of a race gets the original row.
 //! - **Errors.** A lost connection is `Error::Unavailable`; the pool tests connections
@@ -154,7 +156,9 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// The pool.
+    /// The pool: every read and change but the insert of new messages, which goes
+    /// through the store's own writer connection (closing the pool leaves that one
+    /// open until the store is dropped).
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -389,3 +389,38 @@ async fn concurrent_sends_in_groups_keep_their_own_outcomes() {
         .unwrap();
     assert_eq!(stored, 200);
 }
+
+/// A store made from the caller's own pool writes where that pool's connections point:
+/// the group writer's connection takes the pool's `search_path`, here set by the
+/// pool's own `after_connect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_on_a_callers_pool_writes_into_that_pools_schema() {
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    let schema = fixture.schema.clone();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .after_connect(move |conn, _meta| {
+            let sql = format!("SET search_path TO {schema}");
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, sqlx::raw_sql(sqlx::AssertSqlSafe(sql))).await?;
+                Ok(())
+            })
+        })
+        .connect(&fixture.url)
+        .await
+        .unwrap();
+    let store = PostgresStore::new(pool);
+    let sent = store
+        .insert(record(7, 8, "through the caller's pool"))
+        .await;
+    let id = sent.unwrap().message.id;
+    let found = fixture
+        .get(id)
+        .await
+        .unwrap()
+        .expect("stored in the fixture's schema");
+    assert_eq!(found.message, "through the caller's pool");
+    store.pool().close().await;
+}
