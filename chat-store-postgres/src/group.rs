@@ -400,31 +400,11 @@ async fn store_group(
     users.dedup();
     let mut tx = connection.begin().await?;
     let rows: Vec<(i64, bool)> = sqlx::query_as(sql::INSERT_GROUP)
-        .bind(
-            records
-                .iter()
-                .map(|r| r.sender_id.get())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.receiver_id.get())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.message.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.client_message_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(records.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(column(records, |r| r.sender_id.get()))
+        .bind(column(records, |r| r.receiver_id.get()))
+        .bind(column(records, |r| r.message.as_str()))
+        .bind(column(records, |r| r.client_message_id.as_deref()))
+        .bind(column(records, |r| r.created_at))
         .bind(&users)
         .fetch_all(&mut *tx)
         .await?;
@@ -458,6 +438,14 @@ async fn store_group(
         Ok(()) => Ok(outcomes),
         Err(error) => Err(Failure::Commit(outcomes, error.into())),
     }
+}
+
+/// One field of every record, in order: a column of the group's insert.
+fn column<'r, T>(
+    records: &[&'r NewMessageRecord],
+    field: impl Fn(&'r NewMessageRecord) -> T,
+) -> Vec<T> {
+    records.iter().map(|r| field(r)).collect()
 }
 
 /// The answer to a send of a committed group.
