@@ -231,34 +231,28 @@ impl Writer {
     /// a new connection.
     async fn store(&mut self, records: &[&NewMessageRecord]) -> Result<Vec<Outcome>, Failure> {
         let reused = self.connection.is_some();
-        let result = self.store_once(records).await;
-        let broken = matches!(&result, Err(Failure::Before(e) | Failure::Commit(_, e)) if e.is_unavailable());
-        if broken {
-            self.connection = None;
-        }
-        match result {
+        match self.store_once(records).await {
             Err(Failure::Before(error)) if reused && error.is_unavailable() => {
-                let again = self.store_once(records).await;
-                if matches!(&again, Err(Failure::Before(e) | Failure::Commit(_, e)) if e.is_unavailable())
-                {
-                    self.connection = None;
-                }
-                again
+                self.store_once(records).await
             }
             other => other,
         }
     }
 
+    /// Stores `records` once, on the writer's connection or a new one; a connection
+    /// found broken is dropped.
     async fn store_once(&mut self, records: &[&NewMessageRecord]) -> Result<Vec<Outcome>, Failure> {
-        if self.connection.is_none() {
-            self.connection = Some(self.connect().await?);
-        }
-        let Some(connection) = self.connection.as_mut() else {
-            return Err(Failure::Before(StoreError::Lost(
-                "no connection to the database".to_owned(),
-            )));
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.connect().await?,
         };
-        store_group(connection, records).await
+        let connection = self.connection.insert(connection);
+        let result = store_group(connection, records).await;
+        if matches!(&result, Err(Failure::Before(e) | Failure::Commit(_, e)) if e.is_unavailable())
+        {
+            self.connection = None;
+        }
+        result
     }
 
     /// Stores one group and answers each of its sends.
@@ -296,20 +290,21 @@ impl Writer {
                     let _ = waiting.answer.send(Err(StoreError::Lost(reason.clone())));
                 }
             }
-            Err(Failure::Before(error) | Failure::Commit(_, error)) if group.len() > 1 => {
+            // A failure of the group's own (a statement refused): each send is stored
+            // again alone, and a send alone keeps its failure.
+            Err(Failure::Before(error) | Failure::Commit(_, error)) => {
+                if group.len() == 1 {
+                    if let Some(waiting) = group.into_iter().next() {
+                        let _ = waiting.answer.send(Err(error));
+                    }
+                    return;
+                }
                 tracing::debug!(%error, sends = group.len(), "a group failed; storing its sends one by one");
                 for waiting in group {
                     let answer = self.write_alone(&waiting.record).await;
                     let _ = waiting
                         .answer
                         .send(answer.and_then(|outcome| finish(waiting.record, outcome)));
-                }
-            }
-            Err(Failure::Before(error) | Failure::Commit(_, error)) => {
-                for waiting in group {
-                    let _ = waiting
-                        .answer
-                        .send(Err(StoreError::Lost(error.to_string())));
                 }
             }
         }

@@ -424,3 +424,28 @@ async fn a_store_on_a_callers_pool_writes_into_that_pools_schema() {
     assert_eq!(found.message, "through the caller's pool");
     store.pool().close().await;
 }
+
+/// A send alone whose statement fails for a reason of its own (a trigger here) answers
+/// with that failure, an internal error, not as if the database were out of reach: a
+/// 503 would have the client retry a send that cannot succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_send_refused_by_the_database_is_internal_not_unavailable() {
+    let Some(fixture) = common::fixture().await else {
+        return;
+    };
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_text() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.message = 'refused' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_text BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_text();",
+    )
+    .execute(fixture.pool())
+    .await
+    .unwrap();
+    let refused = fixture.insert(record(1, 2, "refused")).await;
+    assert!(
+        matches!(refused, Err(Error::Internal { .. })),
+        "{refused:?}"
+    );
+    fixture.insert(record(1, 2, "stored")).await.unwrap();
+}
