@@ -7,6 +7,10 @@
 //!   (group commit), so many concurrent senders share each disk flush.
 //! - **Never blocks the executor.** The writer has its own thread; reads run on
 //!   tokio's blocking threads, each on its own connection, while the writer commits.
+//! - **Checkpoints off the write path.** A thread of its own copies the log back into
+//!   the database file once it holds 40,000 pages, so beside the database the
+//!   `-wal` file grows to about 160 MiB under steady writes (at most about 640 MiB if
+//!   the copying falls behind) and is reused from its start, not shrunk.
 //! - **Migrated on open.** The schema is versioned; opening a file from an older release
 //!   upgrades it, opening one from a newer release is refused.
 //!
