@@ -27,7 +27,7 @@ use rusqlite::hooks::Wal;
 
 use crate::error::StoreError;
 
-/// Log pages after which a checkpoint starts (about 160 MiB at 4 KiB pages; SQLite's
+/// Log pages after which a checkpoint starts (about 164 MB at 4 KiB pages; SQLite's
 /// default is 1,000). The pages an insert dirties (index leaves of active
 /// conversations) are rewritten by many batches in a row, and a checkpoint copies
 /// each page once, however often it changed since the last one.

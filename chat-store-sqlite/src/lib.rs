@@ -9,7 +9,7 @@
 //!   tokio's blocking threads, each on its own connection, while the writer commits.
 //! - **Checkpoints off the write path.** A thread of its own copies the log back into
 //!   the database file once it holds 40,000 pages, so beside the database the
-//!   `-wal` file grows to about 160 MiB under steady writes (at most about 640 MiB if
+//!   `-wal` file grows to about 164 MB under steady writes (at most about 655 MB if
 //!   the copying falls behind) and is reused from its start, not shrunk.
 //! - **Migrated on open.** The schema is versioned; opening a file from an older release
 //!   upgrades it, opening one from a newer release is refused.
