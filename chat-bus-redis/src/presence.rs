@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chat_core::{Error, Presence, Seat, UserId, UserPresence};
 use redis::aio::ConnectionManager;
 use redis::{ProtocolVersion, Script};
+use tokio::sync::RwLock;
 
 use crate::connection;
 use crate::error::from_redis;
@@ -95,6 +96,10 @@ struct Shared {
     next_seat: AtomicU64,
     /// This node's seats, refreshed by the background task.
     seats: Mutex<HashMap<u64, UserId>>,
+    /// Leaves share it and each refresh batch holds it alone, from choosing its seats
+    /// until Redis answered: a refresh re-adds seats Redis lost, so one that read a
+    /// seat before its leave and wrote after would give it back to its user.
+    refreshing: RwLock<()>,
     join: Script,
     leave: Script,
     refresh: Script,
@@ -126,6 +131,7 @@ impl RedisPresence {
             ttl: ttl.max(Duration::from_secs(1)),
             next_seat: AtomicU64::new(0),
             seats: Mutex::new(HashMap::new()),
+            refreshing: RwLock::new(()),
             join: Script::new(JOIN),
             leave: Script::new(LEAVE),
             refresh: Script::new(REFRESH),
@@ -159,22 +165,29 @@ impl Shared {
 
     /// Refreshes every seat of this node, in batches.
     async fn refresh(&self) -> redis::RedisResult<()> {
-        let seats: Vec<(u64, UserId)> = self
-            .local_seats()
-            .iter()
-            .map(|(seat, user)| (*seat, *user))
-            .collect();
+        let ids: Vec<u64> = self.local_seats().keys().copied().collect();
         let mut connection = self.connection.clone();
-        for batch in seats.chunks(REFRESH_BATCH) {
+        for ids in ids.chunks(REFRESH_BATCH) {
+            let _alone = self.refreshing.write().await;
+            // Only the seats still held: a leave since the list was taken is done.
+            let batch: Vec<(u64, UserId)> = {
+                let seats = self.local_seats();
+                ids.iter()
+                    .filter_map(|id| seats.get(id).map(|user| (*id, *user)))
+                    .collect()
+            };
+            if batch.is_empty() {
+                continue;
+            }
             let mut invocation = self.refresh.prepare_invoke();
-            for (_, user) in batch {
+            for (_, user) in &batch {
                 invocation.key(self.seats_key(*user));
             }
-            for (_, user) in batch {
+            for (_, user) in &batch {
                 invocation.key(self.seen_key(*user));
             }
             invocation.arg(self.ttl_ms()).arg(LAST_SEEN_KEPT_MS);
-            for (seat, _) in batch {
+            for (seat, _) in &batch {
                 invocation.arg(self.member(*seat));
             }
             invocation.invoke_async::<i64>(&mut connection).await?;
@@ -231,6 +244,7 @@ impl Presence for RedisPresence {
 
     async fn leave(&self, seat: Seat) -> Result<(), Error> {
         let shared = &self.shared;
+        let _no_refresh = shared.refreshing.read().await;
         shared.local_seats().remove(&seat.id);
         let mut connection = shared.connection.clone();
         shared

@@ -1,5 +1,6 @@
 //! Presence on Redis across nodes: one connection limit for all of them, and no ghosts
-//! of a node that stopped without a word.
+//! of a node that stopped without a word or of a seat given back while its node
+//! refreshed.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -66,4 +67,41 @@ async fn the_users_of_a_node_that_stopped_go_offline_within_the_ttl() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_given_back_while_its_node_refreshes_stays_given_back() {
+    let Some(url) = service_url("CHAT_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = prefix("refresh-race");
+    // Refreshed every third of a second: the leaves below span three refreshes.
+    let ttl = Duration::from_secs(1);
+    let node = RedisPresence::connect(&url, &prefix, ttl).unwrap();
+    let users: Vec<UserId> = (1..=5_000).map(UserId::new).collect();
+    let mut seats = Vec::with_capacity(users.len());
+    for user in &users {
+        seats.push(node.join(*user, 1).await.unwrap().unwrap());
+    }
+    // Five seats given back a millisecond, each leave done before the next.
+    let mut ticks = tokio::time::interval(Duration::from_millis(1));
+    for some in seats.chunks(5) {
+        ticks.tick().await;
+        for seat in some {
+            node.leave(*seat).await.unwrap();
+        }
+    }
+    // A refresh that put a seat back would show its user online for a whole TTL.
+    let mut online = Vec::new();
+    for some in users.chunks(500) {
+        let answer = node.lookup(some).await.unwrap();
+        online.extend(answer.iter().filter(|p| p.online).map(|p| p.user_id));
+    }
+    assert!(
+        online.is_empty(),
+        "{} of {} users online after every seat was given back, first {:?}",
+        online.len(),
+        users.len(),
+        online.first()
+    );
 }
