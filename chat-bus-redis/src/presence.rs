@@ -97,8 +97,9 @@ struct Shared {
     /// This node's seats, refreshed by the background task.
     seats: Mutex<HashMap<u64, UserId>>,
     /// Leaves share it and each refresh batch holds it alone, from choosing its seats
-    /// until Redis answered: a refresh re-adds seats Redis lost, so one that read a
-    /// seat before its leave and wrote after would give it back to its user.
+    /// until Redis answered or the call gave up (a later leave then goes out on the
+    /// same connection, after it): a refresh re-adds seats Redis lost, so one that read
+    /// a seat before its leave and wrote after would give it back to its user.
     refreshing: RwLock<()>,
     join: Script,
     leave: Script,
@@ -163,7 +164,7 @@ impl Shared {
         self.seats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Refreshes every seat of this node, in batches.
+    /// Refreshes every seat of this node, in batches, each holding `refreshing` alone.
     async fn refresh(&self) -> redis::RedisResult<()> {
         let ids: Vec<u64> = self.local_seats().keys().copied().collect();
         let mut connection = self.connection.clone();
@@ -244,8 +245,10 @@ impl Presence for RedisPresence {
 
     async fn leave(&self, seat: Seat) -> Result<(), Error> {
         let shared = &self.shared;
-        let _no_refresh = shared.refreshing.read().await;
+        // Before any wait, so a leave dropped while it waits is still never refreshed:
+        // a batch that chose the seat already holds the lock and answers first.
         shared.local_seats().remove(&seat.id);
+        let _no_refresh = shared.refreshing.read().await;
         let mut connection = shared.connection.clone();
         shared
             .leave
