@@ -296,6 +296,22 @@ async fn an_unreachable_database_is_unavailable() {
     );
 }
 
+/// Makes the database refuse every insert into `table` whose row meets `condition`
+/// (PL/pgSQL over `NEW`): a trigger standing for any failure of a statement's own.
+async fn refuse_inserts(pool: &sqlx::PgPool, table: &str, condition: &str) {
+    // Only this file's fixed names and conditions reach the text.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF {condition} THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+         FOR EACH ROW EXECUTE FUNCTION refuse_{table}();"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// A message and its jobs commit together or not at all: a job the database refuses
 /// (a trigger here stands for any failure) takes its message with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,15 +319,7 @@ async fn a_message_and_its_jobs_commit_or_roll_back_together() {
     let Some(fixture) = common::fixture().await else {
         return;
     };
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_jobs() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN IF NEW.kind = 'refused' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
-         RETURN NEW; END $$; \
-         CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse_jobs();",
-    )
-    .execute(fixture.pool())
-    .await
-    .unwrap();
+    refuse_inserts(fixture.pool(), "jobs", "NEW.kind = 'refused'").await;
     chat_core::testing::message_jobs::a_refused_job_rolls_its_change_back(&*fixture).await;
 }
 
@@ -323,15 +331,7 @@ async fn concurrent_sends_in_groups_keep_their_own_outcomes() {
     let Some(fixture) = common::fixture().await else {
         return;
     };
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN IF NEW.message = 'poison' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
-         RETURN NEW; END $$; \
-         CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
-    )
-    .execute(fixture.pool())
-    .await
-    .unwrap();
+    refuse_inserts(fixture.pool(), "messages", "NEW.message = 'poison'").await;
     let now = chat_core::timestamp::now();
     fixture
         .block(chat_core::UserId::new(51), chat_core::UserId::new(50), now)
@@ -433,15 +433,7 @@ async fn a_lone_send_refused_by_the_database_is_internal_not_unavailable() {
     let Some(fixture) = common::fixture().await else {
         return;
     };
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_text() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN IF NEW.message = 'refused' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
-         RETURN NEW; END $$; \
-         CREATE TRIGGER refuse_text BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_text();",
-    )
-    .execute(fixture.pool())
-    .await
-    .unwrap();
+    refuse_inserts(fixture.pool(), "messages", "NEW.message = 'refused'").await;
     let refused = fixture.insert(record(1, 2, "refused")).await;
     assert!(
         matches!(refused, Err(Error::Internal { .. })),
